@@ -1,0 +1,322 @@
+"""Settings: one pydantic-settings model, read from ``BASTION_*`` and an optional ``bastion.toml``.
+
+Every timeout, limit and interval Bastion uses lives here with a documented default, so the
+README's configuration table is generated from this module and cannot drift from it. Settings
+are flat (``BASTION_LOOP_INTERVAL_SECONDS`` ↔ ``loop_interval_seconds`` in the TOML file)
+because flat names are what operators grep for in env files and systemd units.
+
+Precedence, highest first: keyword overrides (tests, CLI flags), environment, ``bastion.toml``
+(``BASTION_CONFIG`` names another file), defaults. A key Bastion does not know, in the file or
+the environment, is an error at start-up: a typo must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bastion.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "BASTION_"
+_CONFIG_ENV = "BASTION_CONFIG"
+_DEFAULT_TOML = Path("bastion.toml")
+_toml_path: ContextVar[Path | None] = ContextVar("bastion_toml_path", default=None)
+
+TESTNET_URL = "https://test.deribit.com"
+MAINNET_URL = "https://www.deribit.com"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Field descriptions double as the fix in error messages."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    # -- where things go ------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path("data"),
+        description="Directory for everything Bastion writes: database, traces, flags, token.",
+    )
+    store_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the store; empty means sqlite:///<data_dir>/bastion.db. "
+        "Use postgresql+psycopg://user:pass@host/db for a fleet.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
+    )
+
+    # -- exchange -------------------------------------------------------------------------
+    mode: Literal["paper", "testnet", "live"] = Field(
+        "paper",
+        description="paper (embedded paper exchange), testnet (Deribit testnet) or live "
+        "(Deribit mainnet).",
+    )
+    exchange_url: str = Field(
+        "",
+        description="Base URL of a Deribit-compatible API. Empty: in-process paper exchange "
+        f"in paper mode, {TESTNET_URL} in testnet, {MAINNET_URL} in live.",
+    )
+    exchange_client_id: str = Field(
+        "bastion-paper", description="Deribit API client id (testnet/live: your key's id)."
+    )
+    exchange_client_secret: SecretStr = Field(
+        SecretStr("paper-secret"),
+        description="Deribit API client secret. Never logged, traced or served.",
+    )
+    exchange_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Timeout of one exchange request, in seconds (0-300]."
+    )
+    exchange_token_refresh_margin_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Refresh the exchange access token this many seconds before it expires.",
+    )
+    currency: Literal["BTC", "ETH"] = Field("BTC", description="Currency the agent trades.")
+
+    # -- paper exchange -------------------------------------------------------------------
+    paper_seed: int = Field(1, description="Seed of the paper market's random walk.")
+    paper_allowed_credentials: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="client_id -> client_secret pairs the paper exchange accepts; empty means "
+        "any pair opens a funded sandbox account.",
+    )
+    paper_initial_balance_btc: float = Field(
+        10.0, ge=0, description="BTC each new paper account starts with."
+    )
+    paper_initial_balance_eth: float = Field(
+        100.0, ge=0, description="ETH each new paper account starts with."
+    )
+    paper_token_ttl_seconds: int = Field(
+        900, gt=0, description="Lifetime of paper-exchange access tokens, in seconds."
+    )
+
+    # -- loop -----------------------------------------------------------------------------
+    loop_interval_seconds: float = Field(
+        2.0, gt=0, description="Seconds between the starts of two loop steps."
+    )
+    step_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="A step (observe + decide + send) running longer is abandoned and recorded.",
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many steps; empty means run until stopped."
+    )
+    dry_run: bool = Field(
+        False, description="Decide and record, but never send an order to the exchange."
+    )
+
+    # -- risk caps v1 ---------------------------------------------------------------------
+    risk_max_order_amount: float = Field(
+        1.0,
+        gt=0,
+        description="Largest amount of one order, in the instrument's units (coin for "
+        "options, USD for perpetuals).",
+    )
+    risk_max_order_notional_usd: float = Field(
+        100_000.0, gt=0, description="Largest USD notional of one order."
+    )
+    risk_max_position: float = Field(
+        2.0,
+        gt=0,
+        description="Largest absolute position per instrument after an order, in its units.",
+    )
+    risk_allowed_instruments: list[str] = Field(
+        default_factory=lambda: ["BTC-*"],
+        description="Glob patterns of instruments the agent may trade (e.g. BTC-*-P).",
+    )
+
+    # -- reference agent: options seller --------------------------------------------------
+    seller_target_delta: float = Field(
+        0.15, gt=0, lt=1, description="Absolute delta of the options the seller writes."
+    )
+    seller_min_days: float = Field(
+        0.5, ge=0, description="Shortest days-to-expiry the seller writes."
+    )
+    seller_max_days: float = Field(10.0, gt=0, description="Longest days-to-expiry it writes.")
+    seller_order_amount: float = Field(0.1, gt=0, description="Amount per sale, in coin.")
+    seller_max_shorts: int = Field(
+        2, ge=0, description="Most short option positions (and resting sales) at once."
+    )
+    seller_buyback_delta: float = Field(
+        0.35, gt=0, lt=1, description="Buy back a short option once its |delta| reaches this."
+    )
+    seller_buyback_days: float = Field(
+        0.25, ge=0, description="Buy back a short option this many days before expiry."
+    )
+
+    # -- console --------------------------------------------------------------------------
+    console_host: str = Field(
+        "127.0.0.1",
+        description="Interface the console binds to. Keep loopback unless a proxy guards it.",
+    )
+    console_port: int = Field(8787, ge=0, le=65535, description="Console port (0: any free).")
+    console_token: SecretStr | None = Field(
+        None,
+        description="Token every /api route requires; empty means generated on first run "
+        "into <data_dir>/console_token.",
+    )
+    console_refresh_seconds: float = Field(
+        2.0, gt=0, description="How often the console page refreshes its status."
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.seller_min_days >= self.seller_max_days:
+            raise ValueError(
+                "seller_min_days must be below seller_max_days "
+                f"({self.seller_min_days} >= {self.seller_max_days})"
+            )
+        if self.mode == "live" and self.exchange_client_id == "bastion-paper":
+            raise ValueError(
+                "mode=live needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID and "
+                "BASTION_EXCHANGE_CLIENT_SECRET"
+            )
+        return self
+
+    # -- derived --------------------------------------------------------------------------
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'bastion.db'}"
+
+    @property
+    def resolved_exchange_url(self) -> str:
+        """Empty for the in-process paper exchange."""
+        if self.exchange_url:
+            return self.exchange_url.rstrip("/")
+        return {"paper": "", "testnet": TESTNET_URL, "live": MAINNET_URL}[self.mode]
+
+    @property
+    def kill_switch_path(self) -> Path:
+        return self.data_dir / "kill_switch.flag"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.data_dir / "traces"
+
+    def secret_values(self) -> list[str]:
+        """Every secret's plain value, for redaction before anything is written."""
+        values = [self.exchange_client_secret.get_secret_value()]
+        if self.console_token is not None:
+            values.append(self.console_token.get_secret_value())
+        values.extend(s.get_secret_value() for s in self.paper_allowed_credentials.values())
+        if self.store_url and "@" in self.store_url:
+            credentials = self.store_url.split("://", 1)[-1].split("@", 1)[0]
+            if ":" in credentials:
+                values.append(credentials.split(":", 1)[1])
+        return [v for v in values if v]
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings with secrets masked: safe to log, trace and serve."""
+        data = self.model_dump(mode="json")
+        for name in data:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) or (
+                isinstance(value, dict) and any(isinstance(v, SecretStr) for v in value.values())
+            ):
+                data[name] = "[REDACTED]"
+        if self.store_url and "@" in self.store_url:
+            scheme, rest = self.store_url.split("://", 1)
+            data["store_url"] = f"{scheme}://[REDACTED]@{rest.split('@', 1)[1]}"
+        return data
+
+    def config_hash(self) -> str:
+        """A short, stable fingerprint of the effective settings, recorded with every run."""
+        blob = orjson.dumps(self.public_dict(), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _toml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _unknown_env_keys() -> list[str]:
+    known = {_env_name(name) for name in Settings.model_fields} | {_CONFIG_ENV}
+    return sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+
+
+def _describe(error: Any) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    field = loc[0] if loc else ""
+    info = Settings.model_fields.get(field)
+    where = f"{field} ({_env_name(field)})" if info else (".".join(loc) or "settings")
+    got = error.get("input")
+    got_text = "" if isinstance(got, dict) or got is None else f"; got {got!r}"
+    if isinstance(got, SecretStr):
+        got_text = ""
+    hint = f" Fix: {info.description}" if info and info.description else ""
+    if error.get("type") == "extra_forbidden":
+        return f"{where}: unknown setting. Fix: remove it or correct its spelling."
+    return f"{where}: {error.get('msg', 'invalid')}{got_text}.{hint}"
+
+
+def _resolve_toml(config_file: Path | None) -> Path | None:
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} not found. Fix: check the path.")
+        return config_file
+    named = os.environ.get(_CONFIG_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(
+                f"{_CONFIG_ENV}={named}: file not found. Fix: point it at a bastion.toml."
+            )
+        return path
+    return _DEFAULT_TOML if _DEFAULT_TOML.is_file() else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings or raise :class:`ConfigError` naming every bad field and its fix."""
+    unknown = _unknown_env_keys()
+    if unknown:
+        raise ConfigError(
+            "Invalid configuration: unknown environment variable(s) "
+            + ", ".join(unknown)
+            + ". Fix: remove them or correct the spelling (see the README's configuration "
+            "table)."
+        )
+    token = _toml_path.set(_resolve_toml(config_file))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise ConfigError("Invalid configuration: " + " | ".join(lines)) from None
+    except ValueError as exc:  # a malformed TOML file
+        raise ConfigError(f"Invalid configuration file: {exc}. Fix: correct the TOML.") from None
+    finally:
+        _toml_path.reset(token)
