@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     )
     store_url: str = Field(
         "",
+        repr=False,  # it may carry a database password
         description="SQLAlchemy URL of the store; empty means sqlite:///<data_dir>/bastion.db. "
         "Use postgresql+psycopg://user:pass@host/db for a fleet.",
     )

@@ -87,6 +87,8 @@ class Agent(Protocol):
     version: str
     tools: Sequence[str]
 
-    def watchlist(self, instruments: Sequence[Instrument], index_price: float) -> list[str]: ...
+    def watchlist(
+        self, instruments: Sequence[Instrument], index_price: float, now_ms: int
+    ) -> list[str]: ...
 
     async def decide(self, obs: Observation, ctx: Context) -> Decision: ...

@@ -1,0 +1,108 @@
+"""The console's FastAPI app: status, kill switch, metrics and the page itself.
+
+It only translates between people and the runtime: every answer comes from the injected
+``status`` provider, the :class:`Halt` and the :class:`Metrics`; it holds no logic of its own.
+``/healthz`` (liveness) and ``/metrics`` (Prometheus) are open for probes and scrapers on
+loopback; every ``/api`` route requires the console token.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from bastion.api.token import TokenGuard
+from bastion.guard.halt import Halt
+from bastion.runtime.status import RuntimeStatus
+from bastion.telemetry.metrics import CONTENT_TYPE, Metrics
+
+__all__ = ["create_app"]
+
+StatusProvider = Callable[[], RuntimeStatus]
+
+
+class HaltRequest(BaseModel):
+    """Body of ``POST /api/kill`` and ``POST /api/resume``."""
+
+    reason: str = Field("operator via console", min_length=1, max_length=500)
+
+
+def _console_page(refresh_seconds: float) -> str:
+    html = resources.files("bastion.api").joinpath("static/index.html").read_text("utf-8")
+    return html.replace("{{REFRESH_MS}}", str(int(refresh_seconds * 1000)))
+
+
+def _api_router(status: StatusProvider, halt: Halt) -> APIRouter:
+    router = APIRouter(prefix="/api")
+
+    @router.get("/status")
+    def get_status() -> dict[str, Any]:
+        snapshot = status()
+        data = snapshot.to_dict()
+        state = halt.state()
+        data["halted"] = state is not None
+        data["halt_reason"] = state.reason if state else None
+        data["halt"] = state.to_dict() if state else None
+        if state is not None and data["state"] == "running":
+            data["state"] = "halted"
+        return data
+
+    @router.post("/kill")
+    async def kill(body: HaltRequest | None = None) -> dict[str, Any]:
+        body = body or HaltRequest()
+        state = await halt.trip(body.reason, who=f"{getpass.getuser()} (console)")
+        return {"halted": True, "halt": state.to_dict()}
+
+    @router.post("/resume")
+    def resume(body: HaltRequest | None = None) -> dict[str, Any]:
+        body = body or HaltRequest()
+        cleared = halt.resume(who=f"{getpass.getuser()} (console)", why=body.reason)
+        return {"halted": False, "cleared": cleared.to_dict() if cleared else None}
+
+    return router
+
+
+def create_app(
+    *,
+    status: StatusProvider,
+    halt: Halt,
+    metrics: Metrics,
+    token: str,
+    refresh_seconds: float = 2.0,
+) -> FastAPI:
+    """Build the console app for one runtime."""
+    app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
+    guard = TokenGuard(token)
+    page = _console_page(refresh_seconds)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "invalid request: " + "; ".join(problems)}, 422)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/", response_class=HTMLResponse)
+    def console() -> str:
+        return page
+
+    static_dir = resources.files("bastion.api").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
+    app.include_router(_api_router(status, halt), dependencies=[Depends(guard)])
+    return app

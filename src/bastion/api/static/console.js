@@ -1,0 +1,80 @@
+// Bastion console: polls /api/status with the token from the page URL and renders it.
+(() => {
+  "use strict";
+  const params = new URLSearchParams(window.location.search);
+  const token = params.get("token") || "";
+  const refreshMs = Number(document.body.dataset.refreshMs) || 2000;
+  const $ = (id) => document.getElementById(id);
+  const fmt = (v, digits = 4) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+
+  async function api(path, options = {}) {
+    const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
+    const response = await fetch(path, { ...options, headers });
+    if (response.status === 401) {
+      $("auth-error").hidden = false;
+      throw new Error("unauthorised");
+    }
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  function rows(tbody, items, cells) {
+    tbody.replaceChildren(
+      ...items.map((item) => {
+        const tr = document.createElement("tr");
+        for (const value of cells(item)) {
+          const td = document.createElement("td");
+          td.textContent = value;
+          tr.appendChild(td);
+        }
+        return tr;
+      }),
+    );
+  }
+
+  function render(s) {
+    $("auth-error").hidden = true;
+    $("agent").textContent = `${s.agent} · run ${s.run_id}${s.dry_run ? " · dry run" : ""}`;
+    const badge = $("state-badge");
+    badge.textContent = s.state;
+    badge.className = `badge ${s.state}`;
+    $("halt-banner").hidden = !s.halted;
+    $("halt-reason").textContent = s.halt ? s.halt.reason : "";
+    $("halt-who").textContent = s.halt ? `(by ${s.halt.who} at ${s.halt.when})` : "";
+    $("last-step").textContent = `#${s.last_step} ${s.last_outcome || ""}`;
+    $("last-step-at").textContent = s.last_step_at || "";
+    $("equity").textContent = `${fmt(s.equity)} ${s.currency}`;
+    $("balance").textContent = `balance ${fmt(s.balance)} ${s.currency}`;
+    $("index-price").textContent = s.index_price ? `$${Number(s.index_price).toFixed(2)}` : "–";
+    $("orders").textContent = `${s.orders_sent} / ${s.orders_filled}`;
+    rows($("positions").tBodies[0], s.positions, (p) => [
+      p.instrument, p.size, fmt(p.average_price), fmt(p.mark_price), fmt(p.floating_profit_loss, 6),
+    ]);
+    rows($("open-orders").tBodies[0], s.open_orders, (o) => [
+      o.order_id, o.instrument, o.direction, o.amount, o.price === null ? "market" : o.price, o.label,
+    ]);
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  }
+
+  async function refresh() {
+    try {
+      render(await api("/api/status"));
+    } catch (err) {
+      $("updated").textContent = `not updated: ${err.message}`;
+    }
+  }
+
+  $("kill").addEventListener("click", async () => {
+    const reason = window.prompt("Reason for the halt?", "operator via console");
+    if (reason) await api("/api/kill", { method: "POST", body: JSON.stringify({ reason }) });
+    refresh();
+  });
+  $("resume").addEventListener("click", async () => {
+    const reason = window.prompt("Why is it safe to resume?", "");
+    if (reason) await api("/api/resume", { method: "POST", body: JSON.stringify({ reason }) });
+    refresh();
+  });
+
+  refresh();
+  setInterval(refresh, refreshMs);
+})();

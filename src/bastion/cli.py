@@ -1,0 +1,328 @@
+"""The ``bastion`` command: thin. It parses, calls the services and renders with Rich.
+
+Exit codes: 0 success, 1 a runtime failure (exchange unreachable, run failed), 2 bad
+configuration or usage, 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import re
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import orjson
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from bastion.clock import WallClock
+from bastion.config import Settings, load_settings
+from bastion.errors import BastionError, ConfigError
+from bastion.events import Event, Journal
+from bastion.exchange.base import Order
+from bastion.guard.halt import Halt
+from bastion.runtime.runner import Runner, RunSummary, build_exchange, build_paper_app
+from bastion.store import Store
+from bastion.telemetry.metrics import Metrics
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Bastion: run LLM trading agents inside a guarded loop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+exchange_app = typer.Typer(help="The Deribit-compatible paper exchange.", no_args_is_help=True)
+app.add_typer(exchange_app, name="exchange")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="A bastion.toml to read (default ./bastion.toml).")
+]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``60s``, ``5m``, ``1.5h`` → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a duration; use e.g. 60s, 5m or 1h")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        err.print(f"[bold red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(factory())
+    except ConfigError as exc:
+        err.print(f"[bold red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except BastionError as exc:
+        err.print(f"[bold red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+# -- run ------------------------------------------------------------------------------------
+@app.command()
+def run(
+    config: ConfigOption = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Stop after N steps.")] = None,
+    for_: Annotated[
+        str | None, typer.Option("--for", help="Stop after a duration, e.g. 60s or 5m.")
+    ] = None,
+    dry_run: Annotated[
+        bool | None, typer.Option("--dry-run", help="Decide and record, never send.")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Console port.")] = None,
+) -> None:
+    """Run the guarded agent (paper exchange in-process by default) with its console."""
+    duration = parse_duration(for_) if for_ else None
+    settings = _settings(config, dry_run=dry_run, console_port=port)
+    try:
+        summary = _run_async(lambda: _run(settings, steps, duration))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(0 if summary.status in ("completed", "halted") else 1)
+
+
+async def _run(settings: Settings, steps: int | None, duration: float | None) -> RunSummary:
+    async with Runner(settings) as runner:
+        _banner(runner)
+        try:
+            summary = await runner.run(max_steps=steps, duration_seconds=duration)
+        except asyncio.CancelledError:
+            left = await runner.resting()
+            out.print("\n[bold]Stopped by Ctrl-C.[/] Run recorded as interrupted.")
+            _say_resting(left, settings)
+            raise KeyboardInterrupt from None
+        out.print(f"Run {summary.run_id} {summary.status} after {summary.steps} steps.")
+        _say_resting(summary.left_resting, settings)
+        out.print(f"Trace: {summary.trace_path}")
+        return summary
+
+
+def _banner(runner: Runner) -> None:
+    info = runner.describe()
+    out.print(f"[bold]Bastion[/] run [cyan]{info['run_id']}[/] — agent {runner.agent.name}")
+    if info["console_url"]:
+        out.print(f"  Console:     [link={info['console_url']}]{info['console_url']}[/link]")
+    out.print(f"  Exchange:    {info['exchange']}")
+    out.print(f"  Trace:       {info['trace_path']}")
+    out.print(f"  Store:       {info['store']}")
+    out.print(f"  Kill switch: {info['kill_switch']}  (bastion kill / bastion resume)")
+    state = runner.halt.state()
+    if state is not None:
+        out.print(
+            f"[bold red]Kill switch is active[/] ({state.reason}, by {state.who}): no order "
+            "will be sent until `bastion resume`."
+        )
+    out.print("Press Ctrl-C to stop.")
+
+
+def _say_resting(left: tuple[Order, ...], settings: Settings) -> None:
+    if not left:
+        out.print("Left resting: no orders.")
+        return
+    where = "" if settings.resolved_exchange_url else " (paper orders end with the process)"
+    out.print(f"Left resting: {len(left)} order(s){where}:")
+    for order in left:
+        out.print(
+            f"  {order.order_id} {order.direction} {order.amount:g} {order.instrument_name} "
+            f"@ {order.price}"
+        )
+
+
+# -- status ---------------------------------------------------------------------------------
+@app.command()
+def status(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show whether the agent is trading or halted, and what it holds."""
+    settings = _settings(config)
+    data = _status(settings)
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    _render_status(data)
+
+
+def _status(settings: Settings) -> dict[str, Any]:
+    live = _console_status(settings)
+    halt = Halt(flag_path=settings.kill_switch_path, clock=WallClock()).state()
+    data: dict[str, Any] = live or {"state": "not running"}
+    data["console"] = "reachable" if live else "not reachable"
+    data["halted"] = halt is not None
+    data["halt_reason"] = halt.reason if halt else None
+    data["halt"] = halt.to_dict() if halt else None
+    store = Store.open(settings.resolved_store_url)
+    try:
+        last = store.runs.latest()
+        data["last_run"] = (
+            None
+            if last is None
+            else {"run_id": last.run_id, "status": last.status, "steps": last.steps,
+                  "started_at": last.started_at.isoformat()}
+        )
+    finally:
+        store.close()
+    return data
+
+
+def _console_status(settings: Settings) -> dict[str, Any] | None:
+    token_file = settings.data_dir / "console_token"
+    token = (
+        settings.console_token.get_secret_value()
+        if settings.console_token
+        else (token_file.read_text().strip() if token_file.exists() else "")
+    )
+    if not token or settings.console_port == 0:
+        return None
+    host = settings.console_host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.console_port}/api/status"
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _render_status(data: dict[str, Any]) -> None:
+    if data["halted"]:
+        h = data["halt"]
+        out.print(f"[bold red]HALTED[/]: {h['reason']} (by {h['who']} at {h['when']})")
+    else:
+        out.print(f"[bold green]Not halted[/]; agent {data['state']}")
+    if data.get("run_id"):
+        out.print(
+            f"Run {data['run_id']}: step {data['last_step']} ({data['last_outcome']}) at "
+            f"{data['last_step_at']}; equity {data['equity']} {data['currency']}"
+        )
+    elif data.get("last_run"):
+        r = data["last_run"]
+        out.print(f"Last run {r['run_id']}: {r['status']} after {r['steps']} steps")
+    for title, rows, cols in (
+        ("Positions", data.get("positions", []), ("instrument", "size", "mark_price")),
+        ("Open orders", data.get("open_orders", []),
+         ("order_id", "instrument", "direction", "amount", "price")),
+    ):
+        if rows:
+            table = Table(title=title)
+            for col in cols:
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*(str(row[c]) for c in cols))
+            out.print(table)
+
+
+# -- kill / resume --------------------------------------------------------------------------
+def _halt_for_cli(settings: Settings, store: Store) -> Halt:
+    journal = Journal()
+    clock = WallClock()
+
+    def to_store(event: Event) -> None:
+        store.events.append(event.kind.value, dict(event.payload), at=clock.now())
+
+    journal.subscribe(to_store)
+    return Halt(
+        flag_path=settings.kill_switch_path,
+        clock=clock,
+        store=store,
+        journal=journal,
+    )
+
+
+@app.command()
+def kill(
+    config: ConfigOption = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why trading must stop.")] = "operator",
+) -> None:
+    """Trip the kill switch: no new orders; resting orders are cancelled."""
+    settings = _settings(config)
+    store = Store.open(settings.resolved_store_url)
+    try:
+        halt = _halt_for_cli(settings, store)
+        _run_async(lambda: _kill(settings, halt, reason))
+    finally:
+        store.close()
+
+
+async def _kill(settings: Settings, halt: Halt, reason: str) -> None:
+    remote = bool(settings.resolved_exchange_url)
+    exchange = None
+    if remote:
+        exchange = build_exchange(settings, WallClock(), Metrics(), lambda: None)
+        halt.set_canceller(exchange.cancel_all)
+    try:
+        state = await halt.trip(reason, who=getpass.getuser())
+    finally:
+        if exchange is not None:
+            await exchange.close()
+    out.print(f"[bold red]Kill switch active[/]: {state.reason} (by {state.who} at {state.when})")
+    if remote:
+        out.print("Resting orders on the exchange were cancelled.")
+    else:
+        out.print("The running agent cancels its resting orders within a moment.")
+    out.print(f"Flag: {settings.kill_switch_path}. Run `bastion resume --reason ...` to continue.")
+
+
+@app.command()
+def resume(
+    config: ConfigOption = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why it is safe to trade again.")
+    ] = "operator resumed",
+) -> None:
+    """Clear the kill switch and record who resumed and why."""
+    settings = _settings(config)
+    store = Store.open(settings.resolved_store_url)
+    try:
+        cleared = _halt_for_cli(settings, store).resume(who=getpass.getuser(), why=reason)
+    finally:
+        store.close()
+    if cleared is None:
+        out.print("The kill switch was not active; nothing to resume.")
+        return
+    out.print(f"[bold green]Resumed[/]: cleared halt '{cleared.reason}' ({reason}).")
+
+
+# -- exchange serve -------------------------------------------------------------------------
+@exchange_app.command("serve")
+def exchange_serve(
+    port: Annotated[int, typer.Option("--port", help="Port on loopback.")] = 8788,
+    seed: Annotated[int, typer.Option("--seed", help="Market seed.")] = 1,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    config: ConfigOption = None,
+) -> None:
+    """Serve the paper exchange over HTTP (Deribit API v2 at /api/v2)."""
+    settings = _settings(config)
+    paper = build_paper_app(settings.model_copy(update={"paper_seed": seed}), WallClock())
+    out.print(f"Paper exchange (seed {seed}) on http://{host}:{port}/api/v2 — Ctrl-C to stop.")
+    uvicorn.run(paper, host=host, port=port, log_level="warning")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+

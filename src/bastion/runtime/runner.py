@@ -1,0 +1,331 @@
+"""The composition root of ``bastion run``: build every part from Settings, run, shut down.
+
+Everything else receives its collaborators through its constructor; this is the one place that
+decides which concrete ones (SQLite or PostgreSQL, in-process paper exchange or a Deribit URL,
+the wall clock or a simulated one). Tests and benchmarks build a :class:`Runner` with a
+``SimClock`` and a scripted agent; ``bastion run`` builds it with the defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bastion.agents.options_seller import OptionsSeller, SellerParams
+from bastion.api.app import create_app as create_console_app
+from bastion.api.token import ensure_console_token
+from bastion.clock import Clock, WallClock
+from bastion.config import Settings
+from bastion.errors import BastionError, ConfigError
+from bastion.events import Event, EventKind, Journal
+from bastion.exchange.base import Exchange, Order
+from bastion.exchange.deribit import DeribitClient
+from bastion.exchange.paper import create_app as create_paper_app
+from bastion.guard.halt import Halt
+from bastion.guard.risk import RiskLimits
+from bastion.runtime.agent import Agent
+from bastion.runtime.loop import Loop, LoopConfig
+from bastion.store import Store
+from bastion.telemetry.metrics import Metrics
+from bastion.trace.record import TraceWriter
+
+__all__ = [
+    "RunSummary",
+    "Runner",
+    "build_agent",
+    "build_exchange",
+    "build_paper_app",
+    "risk_limits",
+]
+
+# Events worth a row in the store; per-step observations and decisions live in the trace only.
+_STORED_KINDS = frozenset(EventKind) - {
+    EventKind.OBSERVATION,
+    EventKind.DECISION,
+    EventKind.RISK_VERDICT,
+    EventKind.STEP_COMPLETED,
+}
+# Events after which the trace is fsynced: the end of each step and anything about a halt.
+_FLUSH_KINDS = frozenset(
+    {
+        EventKind.STEP_COMPLETED,
+        EventKind.RUN_STARTED,
+        EventKind.RUN_FINISHED,
+        EventKind.HALT_TRIPPED,
+        EventKind.HALT_ENFORCED,
+        EventKind.HALT_RESUMED,
+    }
+)
+PAPER_BASE_URL = "http://paper.local"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a finished run leaves behind, for the CLI to say."""
+
+    run_id: str
+    status: str
+    steps: int
+    trace_path: Path
+    left_resting: tuple[Order, ...]
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    return RiskLimits(
+        max_order_amount=settings.risk_max_order_amount,
+        max_order_notional_usd=settings.risk_max_order_notional_usd,
+        max_position=settings.risk_max_position,
+        allowed_instruments=tuple(settings.risk_allowed_instruments),
+    )
+
+
+def build_agent(settings: Settings) -> Agent:
+    """The reference options seller with its ``seller_*`` settings."""
+    return OptionsSeller(
+        SellerParams(
+            currency=settings.currency,
+            target_delta=settings.seller_target_delta,
+            min_days=settings.seller_min_days,
+            max_days=settings.seller_max_days,
+            order_amount=settings.seller_order_amount,
+            max_shorts=settings.seller_max_shorts,
+            buyback_delta=settings.seller_buyback_delta,
+            buyback_days=settings.seller_buyback_days,
+        )
+    )
+
+
+def build_paper_app(settings: Settings, clock: Clock) -> Any:
+    """The paper exchange configured by the ``paper_*`` settings (an ASGI app)."""
+    return create_paper_app(
+        clock=clock,
+        seed=settings.paper_seed,
+        allowed_credentials={
+            k: v.get_secret_value() for k, v in settings.paper_allowed_credentials.items()
+        },
+        initial_balances={
+            "BTC": settings.paper_initial_balance_btc,
+            "ETH": settings.paper_initial_balance_eth,
+        },
+        token_ttl_seconds=settings.paper_token_ttl_seconds,
+    )
+
+
+def build_exchange(
+    settings: Settings, clock: Clock, metrics: Metrics, halt_check: Callable[[], None]
+) -> Exchange:
+    """A Deribit client: over ASGI to an in-process paper exchange, or to the configured URL."""
+    url = settings.resolved_exchange_url
+    transport: httpx.AsyncBaseTransport | None = None
+    if not url:
+        transport = httpx.ASGITransport(app=build_paper_app(settings, clock))
+        url = PAPER_BASE_URL
+    return DeribitClient(
+        base_url=url,
+        client_id=settings.exchange_client_id,
+        client_secret=settings.exchange_client_secret,
+        clock=clock,
+        timeout=settings.exchange_timeout_seconds,
+        refresh_margin=settings.exchange_token_refresh_margin_seconds,
+        transport=transport,
+        metrics=metrics,
+        halt_check=halt_check,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the console socket ourselves so a busy port is a clear error, not an exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"console_port {port} on {host} cannot be used ({exc.strerror}). Fix: stop the "
+            "other process or set BASTION_CONSOLE_PORT to a free port (0 picks one)."
+        ) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Runner:
+    """One guarded run with its console; use as ``async with Runner(settings) as r``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        agent: Agent | None = None,
+        exchange: Exchange | None = None,
+        console: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or WallClock()
+        self.agent = agent or build_agent(settings)
+        self.run_id = f"{self.clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        self.metrics = Metrics()
+        self.journal = Journal(run_id=self.run_id)
+        self.store = Store.open(settings.resolved_store_url)
+        self.trace = TraceWriter(
+            settings.traces_dir, self.run_id, self.clock, settings.secret_values()
+        )
+        self.journal.subscribe(self._to_trace)
+        self.journal.subscribe(self._to_store)
+        self.halt = Halt(
+            flag_path=settings.kill_switch_path,
+            clock=self.clock,
+            store=self.store,
+            journal=self.journal,
+            metrics=self.metrics,
+        )
+        self.exchange = exchange or build_exchange(
+            settings, self.clock, self.metrics, self.halt.check
+        )
+        self.halt.set_canceller(self.exchange.cancel_all)
+        self.loop = Loop(
+            run_id=self.run_id,
+            agent=self.agent,
+            exchange=self.exchange,
+            halt=self.halt,
+            journal=self.journal,
+            clock=self.clock,
+            limits=risk_limits(settings),
+            config=LoopConfig(
+                currency=settings.currency,
+                interval_seconds=settings.loop_interval_seconds,
+                step_timeout_seconds=settings.step_timeout_seconds,
+                dry_run=settings.dry_run,
+            ),
+            metrics=self.metrics,
+        )
+        self._console_enabled = console
+        self._server: uvicorn.Server | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self.console_url: str | None = None
+
+    # -- sinks --------------------------------------------------------------------------
+    def _to_trace(self, event: Event) -> None:
+        self.trace.write(event.kind.value, event.payload)
+        if event.kind in _FLUSH_KINDS:
+            self.trace.flush()
+
+    def _to_store(self, event: Event) -> None:
+        if event.kind in _STORED_KINDS:
+            self.store.events.append(
+                event.kind.value, dict(event.payload), at=self.clock.now(), run_id=event.run_id
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def __aenter__(self) -> Runner:
+        if self._console_enabled:
+            await self._start_console()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _start_console(self) -> None:
+        s = self.settings
+        token = (
+            s.console_token.get_secret_value()
+            if s.console_token
+            else ensure_console_token(s.data_dir / "console_token")
+        )
+        app = create_console_app(
+            status=lambda: self.loop.status,
+            halt=self.halt,
+            metrics=self.metrics,
+            token=token,
+            refresh_seconds=s.console_refresh_seconds,
+        )
+        sock = _bind(s.console_host, s.console_port)
+        host, port = sock.getsockname()[:2]
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        shown = f"[{host}]" if ":" in host else host
+        self.console_url = f"http://{shown}:{port}/?token={token}"
+
+    async def run(
+        self, *, max_steps: int | None = None, duration_seconds: float | None = None
+    ) -> RunSummary:
+        """Run the loop; a cancelled run (Ctrl-C) is recorded as interrupted and re-raised."""
+        s = self.settings
+        self.store.runs.start(
+            run_id=self.run_id,
+            agent_name=self.agent.name,
+            agent_version=self.agent.version,
+            mode=s.mode,
+            config_hash=s.config_hash(),
+            started_at=self.clock.now(),
+        )
+        self.journal.emit(
+            EventKind.RUN_STARTED,
+            {
+                "config_hash": s.config_hash(),
+                "agent": self.agent.name,
+                "agent_version": self.agent.version,
+                "mode": s.mode,
+                "dry_run": s.dry_run,
+                "settings": s.public_dict(),
+            },
+        )
+        status = "failed"
+        try:
+            steps = await self.loop.run(
+                max_steps=max_steps or s.max_steps, duration_seconds=duration_seconds
+            )
+            status = "halted" if self.halt.active() else "completed"
+        except asyncio.CancelledError:
+            status = "interrupted"
+            raise
+        finally:
+            steps = self.loop.status.last_step
+            self.store.runs.finish(self.run_id, status=status, steps=steps)
+            self.journal.emit(EventKind.RUN_FINISHED, {"status": status, "steps": steps})
+        return RunSummary(self.run_id, status, steps, self.trace.path, await self.resting())
+
+    async def resting(self) -> tuple[Order, ...]:
+        """Orders still on the book, to tell the operator what a stop left behind."""
+        with contextlib.suppress(BastionError):
+            return tuple(await self.exchange.get_open_orders(self.settings.currency))
+        return ()
+
+    async def aclose(self) -> None:
+        if self._server is not None and self._server_task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._server_task
+        await self.exchange.close()
+        self.trace.close()
+        self.store.close()
+
+    def describe(self) -> dict[str, Any]:
+        """Where things are, for the start-up banner."""
+        return {
+            "run_id": self.run_id,
+            "console_url": self.console_url,
+            "trace_path": str(self.trace.path),
+            "store": self.store.engine.url.render_as_string(hide_password=True),
+            "kill_switch": str(self.settings.kill_switch_path),
+            "exchange": self.settings.resolved_exchange_url or "in-process paper exchange",
+        }

@@ -1,0 +1,63 @@
+"""Prometheus metrics: one registry per runtime, names per Prometheus conventions.
+
+Each :class:`Metrics` owns its own ``CollectorRegistry`` instead of the process-global default,
+so two runtimes (or two tests) in one process never collide, and ``/metrics`` serves exactly the
+runtime it belongs to. Names carry the ``bastion_`` prefix and base units (seconds), counters end
+in ``_total``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The runtime's instruments. Components get this object injected; nothing is global."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.steps = Counter(
+            "bastion_steps", "Loop steps completed, by outcome.", ["outcome"], registry=r
+        )
+        self.step_duration = Histogram(
+            "bastion_step_duration_seconds", "Wall time of one loop step.", registry=r
+        )
+        self.orders = Counter(
+            "bastion_orders",
+            "Order intents by what became of them (sent, filled, rejected, failed, dry_run).",
+            ["outcome"],
+            registry=r,
+        )
+        self.halts = Counter(
+            "bastion_halts", "Times the halt path was tripped, by reason.", ["reason"], registry=r
+        )
+        self.kill_switch_active = Gauge(
+            "bastion_kill_switch_active", "1 while the kill switch is active.", registry=r
+        )
+        self.external_calls = Counter(
+            "bastion_external_calls",
+            "Calls through resilience.call, by dependency, layer and outcome code.",
+            ["dependency", "layer", "outcome"],
+            registry=r,
+        )
+        self.external_call_duration = Histogram(
+            "bastion_external_call_duration_seconds",
+            "Duration of calls through resilience.call.",
+            ["dependency", "layer"],
+            buckets=_CALL_BUCKETS,
+            registry=r,
+        )
+        self.equity = Gauge(
+            "bastion_account_equity", "Account equity in coin.", ["currency"], registry=r
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

@@ -1,0 +1,104 @@
+"""Settings: defaults are sane, and every bad input fails at start with the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.config import Settings, load_settings
+from bastion.errors import ConfigError, ErrorCode
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(__import__("os").environ):
+        if key.startswith("BASTION_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_describe_the_embedded_paper_setup() -> None:
+    """No configuration at all means paper mode, SQLite under ./data, console on loopback."""
+    s = load_settings()
+    assert s.mode == "paper"
+    assert s.resolved_store_url == "sqlite:///data/bastion.db"
+    assert s.resolved_exchange_url == ""
+    assert s.console_host == "127.0.0.1"
+    assert s.kill_switch_path == Path("data/kill_switch.flag")
+
+
+def test_environment_overrides_the_toml_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bastion.toml is read, and BASTION_* wins over it."""
+    Path("bastion.toml").write_text("loop_interval_seconds = 5.0\npaper_seed = 7\n")
+    monkeypatch.setenv("BASTION_PAPER_SEED", "9")
+    s = load_settings()
+    assert s.loop_interval_seconds == 5.0
+    assert s.paper_seed == 9
+
+
+def test_a_bad_value_names_the_field_the_env_var_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A negative interval is refused with its field, env name, value and a hint."""
+    monkeypatch.setenv("BASTION_LOOP_INTERVAL_SECONDS", "-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "loop_interval_seconds (BASTION_LOOP_INTERVAL_SECONDS)" in message
+    assert "'-1'" in message
+    assert "Fix:" in message
+    assert info.value.code is ErrorCode.CONFIG
+
+
+def test_an_unknown_environment_key_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in an env var never silently falls back to a default."""
+    monkeypatch.setenv("BASTION_LOOP_INTERVL_SECONDS", "1")
+    with pytest.raises(ConfigError, match="BASTION_LOOP_INTERVL_SECONDS"):
+        load_settings()
+
+
+def test_an_unknown_toml_key_is_an_error() -> None:
+    """A typo in bastion.toml is named, with the fix."""
+    Path("bastion.toml").write_text("risk_max_ordr_amount = 3\n")
+    with pytest.raises(ConfigError, match="risk_max_ordr_amount: unknown setting"):
+        load_settings()
+
+
+def test_malformed_toml_is_a_config_error_not_a_traceback() -> None:
+    """Broken TOML syntax is reported as a configuration error."""
+    Path("bastion.toml").write_text("loop_interval_seconds = = 2\n")
+    with pytest.raises(ConfigError, match="TOML"):
+        load_settings()
+
+
+def test_live_mode_demands_real_credentials() -> None:
+    """Live trading with the paper placeholder key is refused at start."""
+    with pytest.raises(ConfigError, match="BASTION_EXCHANGE_CLIENT_ID"):
+        load_settings(mode="live")
+
+
+def test_secrets_never_appear_in_public_dict_or_repr() -> None:
+    """Secret values are masked everywhere settings may be shown."""
+    s = load_settings(
+        exchange_client_secret="s3cr3t-value",
+        store_url="postgresql+psycopg://bastion:pg-pass-123@db/bastion",
+    )
+    shown = repr(s) + str(s.public_dict())
+    assert "s3cr3t-value" not in shown
+    assert "pg-pass-123" not in shown
+    assert "s3cr3t-value" in s.secret_values()
+    assert "pg-pass-123" in s.secret_values()
+
+
+def test_config_hash_changes_with_a_setting_and_not_with_a_secret() -> None:
+    """The run fingerprint follows behaviour, and never encodes a secret."""
+    base = load_settings()
+    assert load_settings(paper_seed=2).config_hash() != base.config_hash()
+    assert load_settings(exchange_client_secret="other").config_hash() == base.config_hash()
+
+
+def test_every_setting_is_documented() -> None:
+    """Each field has a description: it is the README table and the fix in errors."""
+    missing = [n for n, f in Settings.model_fields.items() if not f.description]
+    assert missing == []
