@@ -155,6 +155,7 @@ _DERIBIT_CODES: dict[int, ErrorCode] = {
     11050: ErrorCode.BAD_REQUEST,
     11051: ErrorCode.SERVER,
     11054: ErrorCode.BAD_REQUEST,
+    11094: ErrorCode.SERVER,
     13004: ErrorCode.AUTH,
     13009: ErrorCode.AUTH,
     13020: ErrorCode.NOT_FOUND,

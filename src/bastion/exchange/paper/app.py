@@ -1,0 +1,205 @@
+"""The HTTP face of the paper exchange: Deribit's JSON-RPC over GET and POST, as an ASGI app.
+
+Accepted forms (shared/deribit.md §1):
+
+- ``GET /api/v2/{public|private}/{method}?k=v...`` (what ccxt sends; an ``id`` in the query is
+  echoed, otherwise the response has no ``id``);
+- ``POST /api/v2/{public|private}/{method}`` with a JSON-RPC body (``method`` in the body, if
+  any, must agree with the path);
+- ``POST /api/v2`` with the method in the body. A POST with an empty body reads its params from
+  the query string, like a GET.
+
+Every answer is the Deribit envelope (``jsonrpc, id?, result|error, usIn, usOut, usDiff,
+testnet``) serialised by orjson in a fixed key order, with times from the injected clock, so a
+session on a ``SimClock`` is byte-identical run to run. Errors are HTTP 400, except 401 for
+auth codes and 429 for rate limits; nothing escapes as a 500: an unexpected exception is logged
+and answered with Deribit's 11094 ``internal_server_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bastion.clock import Clock
+from bastion.exchange.paper.auth import Authenticator
+from bastion.exchange.paper.errors import (
+    BAD_REQUEST,
+    INTERNAL_SERVER_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RpcError,
+    http_status_for,
+    invalid_param,
+)
+from bastion.exchange.paper.faults import FaultInjector, InjectedCrash
+from bastion.exchange.paper.methods import PRIVATE, PUBLIC, Call
+from bastion.exchange.paper.params import Params
+from bastion.exchange.paper.venue import PaperVenue
+
+__all__ = ["MAX_BODY_BYTES", "PaperExchangeApp"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024
+_MAX_QUERY_FIELDS = 100
+_HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_NO_ID: Any = object()
+
+
+class PaperExchangeApp(Starlette):
+    """A Starlette app serving one :class:`PaperVenue` (also at ``app.state.venue``)."""
+
+    def __init__(
+        self, *, venue: PaperVenue, auth: Authenticator, clock: Clock, testnet: bool = True
+    ) -> None:
+        super().__init__(
+            routes=[
+                Route("/api/v2/{scope}/{method}", self._endpoint, methods=_HTTP_METHODS),
+                Route("/api/v2", self._endpoint, methods=_HTTP_METHODS),
+                Route("/api/v2/", self._endpoint, methods=_HTTP_METHODS),
+                Route("/{path:path}", self._endpoint, methods=_HTTP_METHODS),
+            ]
+        )
+        self.venue = venue
+        self.auth = auth
+        self.faults = FaultInjector()
+        self.testnet = testnet
+        self._clock = clock
+        self.state.venue = venue
+        self.state.faults = self.faults
+
+    def _us(self) -> int:
+        return round(self._clock.time() * 1_000_000)
+
+    async def _endpoint(self, request: Request) -> Response:
+        us_in = self._us()
+        rpc_id = _NO_ID
+        method = "?"
+        try:
+            body = await request.body()
+            message = _message(request, body)
+            rpc_id = message.get("id", _NO_ID)
+            method = _method(request, message)
+            result = self._dispatch(request, method, message.get("params"), body)
+        except RpcError as exc:
+            return self._respond(us_in, rpc_id, error=exc)
+        except Exception as exc:
+            logger.exception("paper exchange: unexpected error in %s", method)
+            reason = {"reason": f"unexpected {type(exc).__name__}"}
+            return self._respond(us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
+        return self._respond(us_in, rpc_id, result=result)
+
+    def _dispatch(self, request: Request, method: str, raw: Any, body: bytes) -> Any:
+        handler = PUBLIC.get(method) or PRIVATE.get(method)
+        if handler is None:
+            raise RpcError(METHOD_NOT_FOUND)
+        if raw is not None and not isinstance(raw, dict):
+            raise invalid_param("params", "must be an object of named parameters")
+        fault = self.faults.take(method)
+        if fault is not None:
+            if fault.crash:
+                raise InjectedCrash(f"injected crash in {method}")
+            raise RpcError(fault.code or INTERNAL_SERVER_ERROR, fault.message)
+        client_id = ""
+        if method in PRIVATE:
+            client_id = self.auth.identify(
+                request.headers.get("authorization"),
+                method=request.method,
+                target=_raw_target(request),
+                body=body.decode("utf-8", "replace"),
+            )
+        return handler(Call(self.venue, self.auth, Params(raw or {}), client_id))
+
+    def _respond(
+        self, us_in: int, rpc_id: Any, *, result: Any = None, error: RpcError | None = None
+    ) -> Response:
+        us_out = self._us()
+        payload: dict[str, Any] = {"jsonrpc": "2.0"}
+        if rpc_id is not _NO_ID:
+            payload["id"] = rpc_id
+        if error is None:
+            payload["result"] = result
+        else:
+            payload["error"] = error.to_dict()
+        payload |= {"usIn": us_in, "usOut": us_out, "usDiff": us_out - us_in}
+        payload["testnet"] = self.testnet
+        status = 200 if error is None else http_status_for(error.code)
+        try:
+            content = orjson.dumps(payload)
+        except orjson.JSONEncodeError:
+            logger.exception("paper exchange: unserialisable response")
+            reason = {"reason": "unserialisable result"}
+            return self._respond(us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
+        return Response(content, status_code=status, media_type="application/json")
+
+
+def _raw_target(request: Request) -> str:
+    """Path and query exactly as the client sent them: what a deri-hmac-sha256 signs."""
+    scope = request.scope
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return (path + b"?" + query if query else path).decode("latin-1")
+
+
+def _message(request: Request, body: bytes) -> dict[str, Any]:
+    """The JSON-RPC message: the POST body, or one built from the query string."""
+    if request.method == "POST" and body.strip():
+        if len(body) > MAX_BODY_BYTES:
+            raise RpcError(INVALID_REQUEST, "request entity too large")
+        try:
+            decoded: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise RpcError(PARSE_ERROR, data={"reason": "body is not valid JSON"}) from None
+        if not isinstance(decoded, dict):
+            reason = "body must be one JSON-RPC request object (batches are not supported)"
+            raise RpcError(INVALID_REQUEST, data={"reason": reason})
+        return {str(key): value for key, value in decoded.items()}
+    if request.method not in ("GET", "HEAD", "POST"):
+        reason = f"HTTP method {request.method} is not supported; use GET or POST"
+        raise RpcError(BAD_REQUEST, data={"reason": reason})
+    params: dict[str, Any] = dict(_query(request.scope.get("query_string", b"")))
+    message: dict[str, Any] = {}
+    if "id" in params:
+        text = params.pop("id")
+        message["id"] = int(text) if text.isdigit() else text
+    params.pop("jsonrpc", None)
+    message["params"] = params
+    return message
+
+
+def _query(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(
+            raw.decode("ascii"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=_MAX_QUERY_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RpcError(BAD_REQUEST, data={"reason": f"unreadable query string: {exc}"}) from None
+
+
+def _method(request: Request, message: dict[str, Any]) -> str:
+    """The method named by the path (``/api/v2/{scope}/{method}``) or by the body."""
+    from_body = message.get("method")
+    if from_body is not None and not isinstance(from_body, str):
+        raise RpcError(INVALID_REQUEST, data={"reason": "method must be a string"})
+    scope, name = request.path_params.get("scope"), request.path_params.get("method")
+    if scope is None or name is None:
+        if "path" in request.path_params or from_body is None:
+            raise RpcError(METHOD_NOT_FOUND)
+        return from_body
+    from_path = f"{scope}/{name}"
+    if from_body is not None and from_body != from_path:
+        reason = f"method {from_body!r} in the body differs from {from_path!r} in the path"
+        raise RpcError(INVALID_REQUEST, data={"reason": reason})
+    return from_path

@@ -1,0 +1,26 @@
+"""Shared pieces of the conformance tests: the pinned keys, the live server handle, clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ccxt
+
+from bastion.exchange.paper import PaperExchangeApp
+
+KEYS = {f"ccxt-key-{n}": f"ccxt-secret-{n}" for n in range(64)}
+
+
+@dataclass(frozen=True)
+class LiveExchange:
+    """A paper exchange served by uvicorn: the app (for its venue and faults) and its URL."""
+
+    app: PaperExchangeApp
+    url: str
+
+
+def make_client(url: str, key: str, secret: str) -> ccxt.deribit:
+    """ccxt's deribit pointed at the loopback simulator exactly as shared/deribit.md §4 says."""
+    exchange = ccxt.deribit({"apiKey": key, "secret": secret, "enableRateLimit": False})
+    exchange.urls["api"] = {"rest": url}
+    return exchange

@@ -1,0 +1,67 @@
+"""Serve the paper exchange over real HTTP on loopback for third-party clients (ccxt)."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import ccxt
+import pytest
+import uvicorn
+from conformance_support import KEYS, LiveExchange, make_client
+
+from bastion.clock import WallClock
+from bastion.exchange.paper import create_app
+
+
+@pytest.fixture(scope="session")
+def live_exchange() -> Iterator[LiveExchange]:
+    """The paper exchange on 127.0.0.1:<free port> in a thread, pinned to KEYS, for the session."""
+    app = create_app(clock=WallClock(), seed=7, allowed_credentials=KEYS)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            sock.close()
+            raise RuntimeError("uvicorn could not start the paper exchange")
+        time.sleep(0.005)
+    try:
+        yield LiveExchange(app=app, url=f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def markets_client(live_exchange: LiveExchange) -> Iterator[ccxt.deribit]:
+    """One ccxt client that has loaded the markets once for the session."""
+    exchange = make_client(live_exchange.url, "ccxt-key-0", KEYS["ccxt-key-0"])
+    exchange.load_markets()
+    try:
+        yield exchange
+    finally:
+        exchange.close()
+
+
+_next_key = itertools.count(1)
+
+
+@pytest.fixture
+def deribit(live_exchange: LiveExchange, markets_client: ccxt.deribit) -> Iterator[ccxt.deribit]:
+    """A ccxt client with its own funded account (a fresh pinned key) and the loaded markets."""
+    key = f"ccxt-key-{next(_next_key)}"
+    exchange = make_client(live_exchange.url, key, KEYS[key])
+    exchange.set_markets(markets_client.markets, markets_client.currencies)
+    try:
+        yield exchange
+    finally:
+        exchange.close()
