@@ -1,1 +1,37 @@
-"""store."""
+"""Durable state on SQLite (embedded) or PostgreSQL (fleet), through SQLAlchemy Core.
+
+Open it with :meth:`Store.open`; use ``store.runs``, ``store.events`` and ``store.halts``. Each
+aggregate lives in its own module and returns frozen records, never database rows, so callers
+cannot tell (and need not care) which backend is behind.
+
+Schema and migrations
+---------------------
+The schema is owned by Alembic revisions in ``bastion/store/migrations/versions/``, shipped
+inside the package. :meth:`Store.open` upgrades the database to head every time, configured in
+code (no ``alembic.ini``), under a lock so that processes starting together do not race:
+``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite. A database at a revision
+this code does not know was written by a newer Bastion and is refused with a
+:class:`~bastion.errors.ConfigError` telling the operator to upgrade Bastion.
+
+To change the schema: add a revision file next to ``0001_initial.py`` (for instance with
+``alembic.command.revision(bastion.store.migrate.alembic_config(), message=..., rev_id="0002")``),
+write its ``upgrade()`` and ``downgrade()`` so they run on both SQLite and PostgreSQL, then
+update ``schema.py`` to match; a test fails while the two disagree. Revisions are never edited
+once released.
+"""
+
+from bastion.store.events import EventRecord, EventStore
+from bastion.store.halts import HaltRecord, HaltStore
+from bastion.store.runs import RunRecord, RunStatus, RunStore
+from bastion.store.store import Store
+
+__all__ = [
+    "EventRecord",
+    "EventStore",
+    "HaltRecord",
+    "HaltStore",
+    "RunRecord",
+    "RunStatus",
+    "RunStore",
+    "Store",
+]

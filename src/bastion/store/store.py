@@ -1,0 +1,79 @@
+"""The store: one database handle exposing one object per aggregate."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bastion.errors import BastionError, ErrorCode
+from bastion.store.engine import create_engine, parse_url
+from bastion.store.events import EventStore
+from bastion.store.halts import HaltStore
+from bastion.store.migrate import upgrade
+from bastion.store.runs import RunStore
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Bastion's durable state: ``runs``, ``events`` and ``halts`` over one engine.
+
+    Build it with :meth:`open`, which also brings the schema up to date. It is safe to share
+    between threads, and several processes may open the same database at once.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        """Wrap an engine whose schema is already at head; most callers want :meth:`open`."""
+        self.engine = engine
+        self.runs = RunStore(engine)
+        self.events = EventStore(engine)
+        self.halts = HaltStore(engine)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to ``url`` (``sqlite:///…`` or ``postgresql+psycopg://…``) and migrate it.
+
+        Raises :class:`~bastion.errors.ConfigError` for a URL Bastion cannot use or a database
+        written by a newer Bastion, and :class:`~bastion.errors.BastionError` when the database
+        cannot be reached.
+        """
+        parsed = parse_url(url)
+        engine = create_engine(parsed)
+        try:
+            upgrade(engine)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            where = parsed.render_as_string(hide_password=True)
+            cause = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise BastionError(
+                f"cannot open the store {where}: {cause}. Fix: check store_url "
+                "(BASTION_STORE_URL) and that the database is running and reachable.",
+                code=ErrorCode.NETWORK if engine.dialect.name == "postgresql" else ErrorCode.CONFIG,
+                dependency="store",
+            ) from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        """Close every pooled connection; the store must not be used afterwards."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
