@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import re
 import sys
 from collections.abc import Callable, Coroutine
@@ -42,8 +43,8 @@ app = typer.Typer(
 exchange_app = typer.Typer(help="The Deribit-compatible paper exchange.", no_args_is_help=True)
 app.add_typer(exchange_app, name="exchange")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # URLs and paths must stay copy-pasteable
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 ConfigOption = Annotated[
@@ -96,6 +97,9 @@ def run(
     """Run the guarded agent (paper exchange in-process by default) with its console."""
     duration = parse_duration(for_) if for_ else None
     settings = _settings(config, dry_run=dry_run, console_port=port)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         summary = _run_async(lambda: _run(settings, steps, duration))
     except KeyboardInterrupt:
@@ -179,8 +183,12 @@ def _status(settings: Settings) -> dict[str, Any]:
         data["last_run"] = (
             None
             if last is None
-            else {"run_id": last.run_id, "status": last.status, "steps": last.steps,
-                  "started_at": last.started_at.isoformat()}
+            else {
+                "run_id": last.run_id,
+                "status": last.status,
+                "steps": last.steps,
+                "started_at": last.started_at.isoformat(),
+            }
         )
     finally:
         store.close()
@@ -224,8 +232,11 @@ def _render_status(data: dict[str, Any]) -> None:
         out.print(f"Last run {r['run_id']}: {r['status']} after {r['steps']} steps")
     for title, rows, cols in (
         ("Positions", data.get("positions", []), ("instrument", "size", "mark_price")),
-        ("Open orders", data.get("open_orders", []),
-         ("order_id", "instrument", "direction", "amount", "price")),
+        (
+            "Open orders",
+            data.get("open_orders", []),
+            ("order_id", "instrument", "direction", "amount", "price"),
+        ),
     ):
         if rows:
             table = Table(title=title)
@@ -325,4 +336,3 @@ def exchange_serve(
 def main() -> None:
     """Console-script entry point."""
     app()
-

@@ -130,8 +130,8 @@ class Settings(BaseSettings):
     risk_max_order_amount: float = Field(
         1.0,
         gt=0,
-        description="Largest amount of one order, in the instrument's units (coin for "
-        "options, USD for perpetuals).",
+        description="Largest amount of one order, in coin (USD-quoted perpetual amounts are "
+        "converted at the index).",
     )
     risk_max_order_notional_usd: float = Field(
         100_000.0, gt=0, description="Largest USD notional of one order."
@@ -139,7 +139,8 @@ class Settings(BaseSettings):
     risk_max_position: float = Field(
         2.0,
         gt=0,
-        description="Largest absolute position per instrument after an order, in its units.",
+        description="Largest absolute position per instrument after an order, in coin "
+        "(resting orders included).",
     )
     risk_allowed_instruments: list[str] = Field(
         default_factory=lambda: ["BTC-*"],

@@ -102,3 +102,10 @@ def test_every_setting_is_documented() -> None:
     """Each field has a description: it is the README table and the fix in errors."""
     missing = [n for n, f in Settings.model_fields.items() if not f.description]
     assert missing == []
+
+
+def test_the_readme_documents_every_setting() -> None:
+    """The README's configuration table has a row for every field (no drift)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [n for n in Settings.model_fields if f"`BASTION_{n.upper()}`" not in readme]
+    assert missing == []

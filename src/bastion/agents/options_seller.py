@@ -145,7 +145,9 @@ class OptionsSeller:
         if best is None:
             return None
         instrument, ticker = best
-        price = _round_up(max(ticker.mark_price, ticker.best_bid_price or 0.0), instrument.tick_size)
+        price = _round_up(
+            max(ticker.mark_price, ticker.best_bid_price or 0.0), instrument.tick_size
+        )
         return OrderIntent(
             instrument_name=instrument.name,
             direction="sell",
@@ -175,4 +177,3 @@ class OptionsSeller:
             if best is None or key < best[:2]:
                 best = (key[0], key[1], instrument, ticker)
         return None if best is None else (best[2], best[3])
-

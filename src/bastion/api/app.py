@@ -24,7 +24,7 @@ from bastion.guard.halt import Halt
 from bastion.runtime.status import RuntimeStatus
 from bastion.telemetry.metrics import CONTENT_TYPE, Metrics
 
-__all__ = ["create_app"]
+__all__ = ["api_router", "create_app"]
 
 StatusProvider = Callable[[], RuntimeStatus]
 
@@ -40,7 +40,7 @@ def _console_page(refresh_seconds: float) -> str:
     return html.replace("{{REFRESH_MS}}", str(int(refresh_seconds * 1000)))
 
 
-def _api_router(status: StatusProvider, halt: Halt) -> APIRouter:
+def api_router(status: StatusProvider, halt: Halt) -> APIRouter:
     router = APIRouter(prefix="/api")
 
     @router.get("/status")
@@ -104,5 +104,5 @@ def create_app(
 
     static_dir = resources.files("bastion.api").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
-    app.include_router(_api_router(status, halt), dependencies=[Depends(guard)])
+    app.include_router(api_router(status, halt), dependencies=[Depends(guard)])
     return app

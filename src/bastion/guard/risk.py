@@ -4,6 +4,8 @@ Nothing an agent (or an LLM behind it) writes can widen these limits: the review
 agent has decided, on plain numbers, and it is the only way an intent reaches the exchange. It
 does no I/O, so every rejection is reproducible from the trace.
 
+Amounts are judged in coin: perpetual and future amounts (USD on Deribit) are converted at the
+index, so one ``max_order_amount`` and one ``max_position`` mean the same risk on every kind.
 Exposure is judged worst-case: the position after an intent counts what is held, what is still
 resting on the book in the same direction, and the intents approved earlier in the same
 decision. A reduce-only intent that shrinks the position is never blocked by the position cap.
@@ -24,7 +26,7 @@ Status = Literal["approved", "rejected"]
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    """The caps. Amounts are in the instrument's units (coin for options, USD for perpetuals)."""
+    """The caps. Amounts and positions are in coin (USD-quoted amounts converted at the index)."""
 
     max_order_amount: float
     max_order_notional_usd: float
@@ -69,10 +71,21 @@ def _signed(intent: OrderIntent) -> float:
     return intent.amount if intent.direction == "buy" else -intent.amount
 
 
+def _usd_quoted(obs: Observation, instrument_name: str) -> bool:
+    instrument = obs.instruments.get(instrument_name)
+    return instrument is not None and instrument.kind == "future"
+
+
+def in_coin(obs: Observation, instrument_name: str, amount: float) -> float:
+    """An amount in coin: futures and perpetuals are quoted in USD on Deribit."""
+    if _usd_quoted(obs, instrument_name):
+        return amount / obs.index_price
+    return amount
+
+
 def notional_usd(intent: OrderIntent, obs: Observation) -> float:
     """USD notional: perpetuals and futures are quoted in USD, options in coin × index."""
-    instrument = obs.instruments.get(intent.instrument_name)
-    if instrument is not None and instrument.kind == "future":
+    if _usd_quoted(obs, intent.instrument_name):
         return intent.amount
     return intent.amount * obs.index_price
 
@@ -85,7 +98,7 @@ def _resting(obs: Observation, instrument_name: str, direction: str) -> float:
     )
 
 
-def _check_shape(intent: OrderIntent, limits: RiskLimits) -> Verdict | None:
+def _check_shape(intent: OrderIntent, obs: Observation, limits: RiskLimits) -> Verdict | None:
     if not any(fnmatchcase(intent.instrument_name, p) for p in limits.allowed_instruments):
         return _reject(
             intent,
@@ -100,16 +113,15 @@ def _check_shape(intent: OrderIntent, limits: RiskLimits) -> Verdict | None:
             intent, "amount", 0, intent.amount, f"amount must be positive (got {intent.amount})"
         )
     if intent.order_type == "limit" and (intent.price is None or not intent.price > 0):
-        return _reject(
-            intent, "price", 0, intent.price, "a limit order needs a positive price"
-        )
-    if intent.amount > limits.max_order_amount:
+        return _reject(intent, "price", 0, intent.price, "a limit order needs a positive price")
+    coin = in_coin(obs, intent.instrument_name, intent.amount)
+    if coin > limits.max_order_amount:
         return _reject(
             intent,
             "max_order_amount",
             limits.max_order_amount,
-            intent.amount,
-            f"amount {intent.amount:g} exceeds max_order_amount {limits.max_order_amount:g}",
+            round(coin, 8),
+            f"amount {coin:g} {obs.currency} exceeds max_order_amount {limits.max_order_amount:g}",
         )
     return None
 
@@ -127,10 +139,12 @@ def _check_exposure(
             f"notional ${notional:,.0f} exceeds max_order_notional_usd "
             f"${limits.max_order_notional_usd:,.0f}",
         )
-    held = obs.position_size(intent.instrument_name)
-    after = held + pending + _signed(intent)
+    name = intent.instrument_name
+    held = in_coin(obs, name, obs.position_size(name))
+    pending = in_coin(obs, name, pending)
+    after = held + pending + in_coin(obs, name, _signed(intent))
     sign = 1.0 if intent.direction == "buy" else -1.0
-    worst = after + sign * _resting(obs, intent.instrument_name, intent.direction)
+    worst = after + sign * in_coin(obs, name, _resting(obs, name, intent.direction))
     shrinks = intent.reduce_only and abs(after) < abs(held + pending)
     if abs(worst) > limits.max_position and not shrinks:
         return _reject(
@@ -150,13 +164,13 @@ def review(decision: Decision, obs: Observation, limits: RiskLimits) -> list[Ver
     verdicts: list[Verdict] = []
     pending: dict[str, float] = {}
     for intent in decision.intents:
-        verdict = _check_shape(intent, limits) or _check_exposure(
+        verdict = _check_shape(intent, obs, limits) or _check_exposure(
             intent, obs, limits, pending.get(intent.instrument_name, 0.0)
         )
         if verdict is None:
             verdict = Verdict(intent, "approved")
-            pending[intent.instrument_name] = pending.get(
-                intent.instrument_name, 0.0
-            ) + _signed(intent)
+            pending[intent.instrument_name] = pending.get(intent.instrument_name, 0.0) + _signed(
+                intent
+            )
         verdicts.append(verdict)
     return verdicts

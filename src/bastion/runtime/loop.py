@@ -175,8 +175,13 @@ class Loop:
         self.metrics.step_duration.observe(elapsed)
         self.journal.emit(
             EventKind.STEP_COMPLETED,
-            {"step": n, "status": outcome.status, "orders_sent": outcome.orders_sent,
-             "detail": outcome.detail, "elapsed_s": round(elapsed, 6)},
+            {
+                "step": n,
+                "status": outcome.status,
+                "orders_sent": outcome.orders_sent,
+                "detail": outcome.detail,
+                "elapsed_s": round(elapsed, 6),
+            },
         )
         self._set_status(
             last_step=n,
@@ -250,7 +255,7 @@ class Loop:
     async def _send(self, n: int, k: int, intent: OrderIntent) -> bool:
         """Send one approved intent; True when the exchange accepted it."""
         self.halt.check()
-        label = f"{self.run_id[:12]}-{n}-{k}"
+        label = f"{self.run_id}-{n}-{k}"[:64]  # Deribit labels hold 64 characters
         if self.config.dry_run:
             self.journal.emit(
                 EventKind.ORDER_SKIPPED,
@@ -355,10 +360,10 @@ class Loop:
                 self._record_fill(self._counts.steps, order)
             else:
                 self.journal.emit(
-                    EventKind.ORDER_REJECTED if order.order_state == "rejected"
+                    EventKind.ORDER_REJECTED
+                    if order.order_state == "rejected"
                     else EventKind.ORDER_SKIPPED,
-                    {"step": self._counts.steps, "reason": order.order_state,
-                     **_order_dict(order)},
+                    {"step": self._counts.steps, "reason": order.order_state, **_order_dict(order)},
                 )
 
     def _record_fill(self, n: int, order: Order) -> None:
@@ -374,8 +379,11 @@ class Loop:
     def _record_decision(self, n: int, decision: Decision) -> None:
         self.journal.emit(
             EventKind.DECISION,
-            {"step": n, "rationale": decision.rationale,
-             "intents": [_intent_dict(i) for i in decision.intents]},
+            {
+                "step": n,
+                "rationale": decision.rationale,
+                "intents": [_intent_dict(i) for i in decision.intents],
+            },
         )
 
     def _set_status(self, **changes: Any) -> None:
@@ -422,8 +430,12 @@ def _observation_dict(n: int, obs: Observation) -> dict[str, Any]:
         ],
         "open_orders": [o.order_id for o in obs.open_orders],
         "tickers": {
-            name: {"mark": t.mark_price, "bid": t.best_bid_price, "ask": t.best_ask_price,
-                   "delta": t.delta}
+            name: {
+                "mark": t.mark_price,
+                "bid": t.best_bid_price,
+                "ask": t.best_ask_price,
+                "delta": t.delta,
+            }
             for name, t in obs.tickers.items()
         },
     }

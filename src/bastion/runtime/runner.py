@@ -38,6 +38,7 @@ from bastion.runtime.loop import Loop, LoopConfig
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.record import TraceWriter
+from bastion.trace.redact import Redactor
 
 __all__ = [
     "RunSummary",
@@ -183,6 +184,7 @@ class Runner:
         self.trace = TraceWriter(
             settings.traces_dir, self.run_id, self.clock, settings.secret_values()
         )
+        self._redactor = Redactor(settings.secret_values())
         self.journal.subscribe(self._to_trace)
         self.journal.subscribe(self._to_store)
         self.halt = Halt(
@@ -216,6 +218,7 @@ class Runner:
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
         self.console_url: str | None = None
+        self._closed = False
 
     # -- sinks --------------------------------------------------------------------------
     def _to_trace(self, event: Event) -> None:
@@ -226,7 +229,10 @@ class Runner:
     def _to_store(self, event: Event) -> None:
         if event.kind in _STORED_KINDS:
             self.store.events.append(
-                event.kind.value, dict(event.payload), at=self.clock.now(), run_id=event.run_id
+                event.kind.value,
+                self._redactor.redact(dict(event.payload)),
+                at=self.clock.now(),
+                run_id=event.run_id,
             )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -300,7 +306,9 @@ class Runner:
             raise
         finally:
             steps = self.loop.status.last_step
-            self.store.runs.finish(self.run_id, status=status, steps=steps)
+            self.store.runs.finish(
+                self.run_id, status=status, steps=steps, ended_at=self.clock.now()
+            )
             self.journal.emit(EventKind.RUN_FINISHED, {"status": status, "steps": steps})
         return RunSummary(self.run_id, status, steps, self.trace.path, await self.resting())
 
@@ -311,6 +319,10 @@ class Runner:
         return ()
 
     async def aclose(self) -> None:
+        """Stop the console, close the exchange, trace and store; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):

@@ -10,30 +10,52 @@ from bastion.runtime.agent import Context, Observation
 DAY = 86_400_000
 NOW = 1_800_000_000_000
 INDEX = 100_000.0
-PARAMS = SellerParams(target_delta=0.15, min_days=0.5, max_days=10, order_amount=0.1,
-                      max_shorts=2, buyback_delta=0.35, buyback_days=0.25)
+PARAMS = SellerParams(
+    target_delta=0.15,
+    min_days=0.5,
+    max_days=10,
+    order_amount=0.1,
+    max_shorts=2,
+    buyback_delta=0.35,
+    buyback_days=0.25,
+)
 
 
 def _option(strike: float, kind: str, days: float) -> Instrument:
     expiry = NOW + int(days * DAY)
     suffix = "C" if kind == "call" else "P"
     return Instrument(
-        f"BTC-X{int(days)}-{int(strike)}-{suffix}", "option", "BTC", expiry, 0.0001, 0.1, 1.0,
-        strike=strike, option_type=kind,  # type: ignore[arg-type]
+        f"BTC-X{int(days)}-{int(strike)}-{suffix}",
+        "option",
+        "BTC",
+        expiry,
+        0.0001,
+        0.1,
+        1.0,
+        strike=strike,
+        option_type=kind,  # type: ignore[arg-type]
     )
 
 
-def _ticker(name: str, delta: float, mark: float = 0.01, bid: float = 0.0095,
-            ask: float = 0.0105) -> Ticker:
+def _ticker(
+    name: str, delta: float, mark: float = 0.01, bid: float = 0.0095, ask: float = 0.0105
+) -> Ticker:
     return Ticker(name, NOW, mark, INDEX, bid, ask, delta=delta)
 
 
-def _obs(instruments: list[Instrument], tickers: list[Ticker],
-         positions: tuple[Position, ...] = (), orders: tuple[Order, ...] = ()) -> Observation:
+def _obs(
+    instruments: list[Instrument],
+    tickers: list[Ticker],
+    positions: tuple[Position, ...] = (),
+    orders: tuple[Order, ...] = (),
+) -> Observation:
     return Observation(
-        time_ms=NOW, currency="BTC", index_price=INDEX,
+        time_ms=NOW,
+        currency="BTC",
+        index_price=INDEX,
         account=AccountSummary("BTC", 10, 10, 10, 0, 0),
-        positions=positions, open_orders=orders,
+        positions=positions,
+        open_orders=orders,
         tickers={t.instrument_name: t for t in tickers},
         instruments={i.name: i for i in instruments},
     )
@@ -44,12 +66,21 @@ CTX = Context(run_id="r", step=1, clock=SimClock(), dry_run=False)
 
 def test_watchlist_holds_only_otm_options_inside_the_days_window() -> None:
     """Calls above and puts below the index, expiring within [min_days, max_days]."""
-    grid = [_option(k, t, d) for d in (0.2, 3, 20) for t in ("call", "put")
-            for k in (90_000, 95_000, 105_000, 110_000)]
+    grid = [
+        _option(k, t, d)
+        for d in (0.2, 3, 20)
+        for t in ("call", "put")
+        for k in (90_000, 95_000, 105_000, 110_000)
+    ]
     names = OptionsSeller(PARAMS).watchlist(grid, INDEX, NOW)
-    assert sorted(names) == sorted([
-        "BTC-X3-105000-C", "BTC-X3-110000-C", "BTC-X3-90000-P", "BTC-X3-95000-P",
-    ])
+    assert sorted(names) == sorted(
+        [
+            "BTC-X3-105000-C",
+            "BTC-X3-110000-C",
+            "BTC-X3-90000-P",
+            "BTC-X3-95000-P",
+        ]
+    )
 
 
 def test_watchlist_keeps_the_nearest_strikes_per_side() -> None:
@@ -62,8 +93,11 @@ def test_watchlist_keeps_the_nearest_strikes_per_side() -> None:
 async def test_sells_the_option_nearest_the_target_delta_at_the_mark() -> None:
     """Delta 0.14 beats 0.25 and 0.05; the price is the mark rounded up to the tick."""
     grid = [_option(k, "call", 3) for k in (104_000, 108_000, 115_000)]
-    tickers = [_ticker(grid[0].name, 0.25), _ticker(grid[1].name, 0.14, mark=0.01234),
-               _ticker(grid[2].name, 0.05)]
+    tickers = [
+        _ticker(grid[0].name, 0.25),
+        _ticker(grid[1].name, 0.14, mark=0.01234),
+        _ticker(grid[2].name, 0.05),
+    ]
     decision = await OptionsSeller(PARAMS).decide(_obs(grid, tickers), CTX)
     [intent] = decision.intents
     assert (intent.instrument_name, intent.direction, intent.amount) == (grid[1].name, "sell", 0.1)
@@ -96,8 +130,9 @@ async def test_buys_back_when_delta_passes_the_trigger() -> None:
     option = _option(104_000, "call", 3)
     short = Position(option.name, "option", -0.2, 0.01, 0.03)
     ticker = _ticker(option.name, 0.40, mark=0.03, bid=0.029, ask=0.0312)
-    [intent] = (await OptionsSeller(PARAMS).decide(
-        _obs([option], [ticker], positions=(short,)), CTX)).intents
+    [intent] = (
+        await OptionsSeller(PARAMS).decide(_obs([option], [ticker], positions=(short,)), CTX)
+    ).intents
     assert (intent.direction, intent.amount, intent.reduce_only) == ("buy", 0.2, True)
     assert intent.price == 0.0312
     assert "delta" in intent.reason
@@ -108,7 +143,8 @@ async def test_buys_back_close_to_expiry_even_when_delta_is_small() -> None:
     option = _option(115_000, "call", 0.2)
     short = Position(option.name, "option", -0.1, 0.01, 0.001)
     ticker = _ticker(option.name, 0.01, mark=0.001, bid=0.0009, ask=0.0011)
-    [intent] = (await OptionsSeller(PARAMS).decide(
-        _obs([option], [ticker], positions=(short,)), CTX)).intents
+    [intent] = (
+        await OptionsSeller(PARAMS).decide(_obs([option], [ticker], positions=(short,)), CTX)
+    ).intents
     assert intent.direction == "buy"
     assert "days to expiry" in intent.reason

@@ -23,9 +23,7 @@ def _instrument(name: str) -> Instrument:
     return Instrument(name, kind, "BTC", 0, 0.0001, 0.1, 1.0)
 
 
-def _obs(
-    positions: tuple[Position, ...] = (), open_orders: tuple[Order, ...] = ()
-) -> Observation:
+def _obs(positions: tuple[Position, ...] = (), open_orders: tuple[Order, ...] = ()) -> Observation:
     return Observation(
         time_ms=0,
         currency="BTC",
@@ -82,9 +80,15 @@ def test_notional_of_an_option_is_amount_times_index() -> None:
 
 
 def test_notional_of_a_perpetual_is_its_usd_amount() -> None:
-    """Perpetual amounts are USD: 0.9 USD is tiny notional whatever the index."""
-    [verdict] = review(Decision((_sell(0.9, PERP),)), _obs(), LIMITS)
+    """Perpetual amounts are USD: $30,000 is 0.75 BTC at a 40,000 index, within every cap."""
+    [verdict] = review(Decision((_sell(30_000, PERP),)), _obs(), LIMITS)
     assert verdict.approved
+
+
+def test_perpetual_amounts_are_capped_in_coin() -> None:
+    """$48,000 of perpetual at a 40,000 index is 1.2 BTC, above max_order_amount 1.0."""
+    [verdict] = review(Decision((_sell(48_000, PERP),)), _obs(), LIMITS)
+    assert (verdict.cap, verdict.observed) == ("max_order_amount", 1.2)
 
 
 def test_position_cap_counts_held_resting_and_earlier_intents() -> None:

@@ -6,6 +6,12 @@
   const refreshMs = Number(document.body.dataset.refreshMs) || 2000;
   const $ = (id) => document.getElementById(id);
   const fmt = (v, digits = 4) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+  const usd = (v) =>
+    v === null || v === undefined
+      ? "–"
+      : `$${Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  // ISO-8601 from the API -> "2026-11-21 10:31:05 UTC"
+  const utc = (iso) => (iso ? `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC` : "");
 
   async function api(path, options = {}) {
     const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
@@ -19,6 +25,16 @@
   }
 
   function rows(tbody, items, cells) {
+    if (items.length === 0) {
+      const td = document.createElement("td");
+      td.colSpan = tbody.parentElement.tHead.rows[0].cells.length;
+      td.className = "empty";
+      td.textContent = "none";
+      const tr = document.createElement("tr");
+      tr.appendChild(td);
+      tbody.replaceChildren(tr);
+      return;
+    }
     tbody.replaceChildren(
       ...items.map((item) => {
         const tr = document.createElement("tr");
@@ -40,12 +56,12 @@
     badge.className = `badge ${s.state}`;
     $("halt-banner").hidden = !s.halted;
     $("halt-reason").textContent = s.halt ? s.halt.reason : "";
-    $("halt-who").textContent = s.halt ? `(by ${s.halt.who} at ${s.halt.when})` : "";
+    $("halt-who").textContent = s.halt ? `(by ${s.halt.who}, ${utc(s.halt.when)})` : "";
     $("last-step").textContent = `#${s.last_step} ${s.last_outcome || ""}`;
-    $("last-step-at").textContent = s.last_step_at || "";
+    $("last-step-at").textContent = utc(s.last_step_at);
     $("equity").textContent = `${fmt(s.equity)} ${s.currency}`;
     $("balance").textContent = `balance ${fmt(s.balance)} ${s.currency}`;
-    $("index-price").textContent = s.index_price ? `$${Number(s.index_price).toFixed(2)}` : "–";
+    $("index-price").textContent = usd(s.index_price);
     $("orders").textContent = `${s.orders_sent} / ${s.orders_filled}`;
     rows($("positions").tBodies[0], s.positions, (p) => [
       p.instrument, p.size, fmt(p.average_price), fmt(p.mark_price), fmt(p.floating_profit_loss, 6),

@@ -1,0 +1,145 @@
+"""`bastion run` as a user runs it: a real process, its console in headless Chromium, the kill
+switch from a second process, resume, and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Liveness bounds, not performance assertions: generous so a loaded CI box never flakes.
+PATIENCE_S = 60.0
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env.update(
+        BASTION_DATA_DIR=str(data_dir),
+        BASTION_CONSOLE_PORT="0",
+        BASTION_LOOP_INTERVAL_SECONDS="0.5",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _bastion(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE_S,
+        check=False,
+    )
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str, str]]]:
+    env = _env(tmp_path / "data")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = ""
+    for line in proc.stdout:
+        found = re.search(r"Console:\s+(http://\S+)", line)
+        if found:
+            url = found.group(1)
+            break
+    assert url, "bastion run printed no console URL"
+    try:
+        yield proc, url, env
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _status(url: str) -> dict[str, Any]:
+    base, token = url.split("/?token=")
+    response = httpx.get(f"{base}/api/status", headers={"Authorization": f"Bearer {token}"})
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _until(url: str, predicate: Any, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        status = _status(url)
+        if predicate(status):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}; last status: {_status(url)}")
+
+
+def test_run_trade_kill_resume_and_stop(
+    running: tuple[subprocess.Popen[str], str, dict[str, str]], tmp_path: Path
+) -> None:
+    """The agent trades, the console shows it, kill halts and cancels, resume trades, ^C stops."""
+    proc, url, env = running
+    traded = _until(url, lambda s: s["orders_sent"] >= 1 and s["open_orders"], "a first order")
+    order = traded["open_orders"][0]
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#state-badge.running")
+        page.wait_for_selector(f"#open-orders td:text-is('{order['order_id']}')")
+        assert page.locator("#halt-banner").is_hidden()
+        page.screenshot(path=str(tmp_path / "console-running.png"))
+
+        killed = _bastion("kill", "--reason", "e2e drill", env=env)
+        assert killed.returncode == 0, killed.stderr
+        halted = _until(
+            url,
+            lambda s: s["state"] == "halted" and not s["open_orders"],
+            "the halt to cancel resting orders",
+        )
+        assert halted["halt_reason"] == "e2e drill"
+        page.wait_for_selector("#state-badge.halted")
+        assert "e2e drill" in page.locator("#halt-reason").inner_text()
+        page.screenshot(path=str(tmp_path / "console-halted.png"))
+        browser.close()
+
+    cli_status = _bastion("status", env=env)
+    assert "HALTED: e2e drill" in cli_status.stdout
+    sent_at_halt = halted["orders_sent"]
+    later = _until(url, lambda s: s["last_step"] >= halted["last_step"] + 3, "halted steps")
+    assert later["orders_sent"] == sent_at_halt, "an order was sent while halted"
+
+    resumed = _bastion("resume", "--reason", "drill over", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    _until(url, lambda s: s["orders_sent"] > sent_at_halt, "trading to resume")
+
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=PATIENCE_S)
+    assert proc.returncode == 130, output
+    assert "Stopped by Ctrl-C" in output
+    assert "Left resting:" in output
+    assert "Traceback" not in output

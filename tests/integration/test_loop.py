@@ -1,0 +1,220 @@
+"""The guarded loop end to end on the real paper exchange, through the real Deribit client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from bastion.agents.scripted import ScriptedAgent
+from bastion.events import Event, EventKind
+from bastion.guard.halt import Halt
+from bastion.runtime.agent import Context, Decision, Observation, OrderIntent
+from bastion.runtime.runner import Runner
+from bastion.trace.record import read_trace
+
+RunnerFactory = Callable[..., Runner]
+
+
+def perp_buy(amount: float = 10.0, *, market: bool = True) -> Callable[..., Decision]:
+    """Decide to buy the perpetual every step (market orders fill at once on paper)."""
+
+    def decide(obs: Observation, ctx: Context) -> Decision:
+        ticker = obs.tickers["BTC-PERPETUAL"]
+        intent = OrderIntent(
+            "BTC-PERPETUAL",
+            "buy",
+            amount,
+            order_type="market" if market else "limit",
+            price=None if market else round(ticker.mark_price * 0.9 * 2) / 2,
+        )
+        return Decision((intent,), rationale="scripted")
+
+    return decide
+
+
+def kinds(events: Sequence[Event]) -> list[str]:
+    return [e.kind.value for e in events]
+
+
+def _collect(runner: Runner) -> list[Event]:
+    seen: list[Event] = []
+    runner.journal.subscribe(seen.append)
+    return seen
+
+
+async def test_reference_agent_places_an_order_on_the_paper_exchange(
+    runner_factory: RunnerFactory,
+) -> None:
+    """Out of the box, the options seller sends a sale that rests on the paper book."""
+    runner = runner_factory()
+    events = _collect(runner)
+    summary = await runner.run(max_steps=3)
+    sent = [e for e in events if e.kind is EventKind.ORDER_SENT]
+    assert sent, kinds(events)
+    order = sent[0].payload
+    assert order["direction"] == "sell"
+    assert order["instrument"].startswith("BTC-")
+    assert order["instrument"].endswith(("-C", "-P"))
+    assert order["label"] == f"{runner.run_id}-{order['step']}-0"
+    book = await runner.exchange.get_open_orders("BTC")
+    assert order["order_id"] in {o.order_id for o in book} | {
+        e.payload["order_id"] for e in events if e.kind is EventKind.ORDER_FILLED
+    }
+    assert summary.status == "completed"
+    assert summary.steps == 3
+
+
+async def test_kill_stops_sending_cancels_resting_and_resume_trades_again(
+    runner_factory: RunnerFactory,
+) -> None:
+    """A flag from another process: resting orders cancelled, nothing sent, then resume."""
+    runner = runner_factory(ScriptedAgent(perp_buy(10.0, market=False)))
+    events = _collect(runner)
+    await runner.loop.step()
+    assert len(await runner.exchange.get_open_orders("BTC")) == 1
+
+    cli = Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock)
+    await cli.trip("operator drill", who="ops")  # like `bastion kill`: no exchange of its own
+    flagged_at = len(events)
+    for _ in range(3):
+        outcome = await runner.loop.step()
+        assert outcome.status == "halted"
+    after_flag = events[flagged_at:]
+    assert EventKind.ORDER_SENT.value not in kinds(after_flag)
+    assert kinds(after_flag).count(EventKind.HALT_ENFORCED.value) == 1
+    assert await runner.exchange.get_open_orders("BTC") == []
+    status = runner.loop.status.to_dict()
+    assert (status["state"], status["halt_reason"]) == ("halted", "operator drill")
+
+    cli.resume(who="ops", why="drill over")
+    outcome = await runner.loop.step()
+    assert outcome.status == "ok"
+    assert outcome.orders_sent == 1
+    assert runner.loop.status.state == "running"
+
+
+async def test_a_halt_raised_mid_step_stops_the_send(runner_factory: RunnerFactory) -> None:
+    """The flag appearing after decide() but before the send blocks that very order."""
+    holder: dict[str, Runner] = {}
+
+    def decide_then_flag(obs: Observation, ctx: Context) -> Decision:
+        flag = holder["r"].settings.kill_switch_path
+        flag.parent.mkdir(parents=True, exist_ok=True)
+        flag.write_text('{"reason": "mid-step", "who": "ops", "when": "now"}')
+        return perp_buy(10.0)(obs, ctx)
+
+    runner = runner_factory(ScriptedAgent(decide_then_flag))
+    holder["r"] = runner
+    events = _collect(runner)
+    outcome = await runner.loop.step()
+    assert outcome.status == "halted"
+    assert outcome.orders_sent == 0
+    assert EventKind.ORDER_SENT.value not in kinds(events)
+    skipped = [e for e in events if e.kind is EventKind.ORDER_SKIPPED]
+    assert skipped
+    assert skipped[0].payload["reason"] == "halted"
+    assert await runner.exchange.get_positions("BTC") == []
+
+
+async def test_a_hung_agent_is_abandoned_and_the_loop_goes_on(
+    runner_factory: RunnerFactory,
+) -> None:
+    """decide() that never returns costs one step, recorded as a timeout; the next step runs."""
+    hang = asyncio.Event()
+
+    async def hang_once(obs: Observation, ctx: Context) -> Decision:
+        if ctx.step == 2:
+            await hang.wait()
+        return Decision()
+
+    agent = ScriptedAgent(hang_once)
+    runner = runner_factory(agent, step_timeout_seconds=0.5)
+    events = _collect(runner)
+    outcomes = [(await runner.loop.step()).status for _ in range(3)]
+    assert outcomes == ["ok", "timeout", "ok"]
+    [timeout] = [e.payload for e in events if e.kind is EventKind.STEP_TIMEOUT]
+    assert timeout["step"] == 2
+    assert agent.calls == 3
+
+
+async def test_risk_rejection_is_recorded_and_nothing_is_sent(
+    runner_factory: RunnerFactory,
+) -> None:
+    """$180,000 of perpetual at the 90,000 index is 2 BTC, over a 1.5 BTC cap: refused in code."""
+    runner = runner_factory(ScriptedAgent(perp_buy(180_000.0)), risk_max_order_amount=1.5)
+    events = _collect(runner)
+    await runner.loop.step()
+    [verdict] = [e.payload for e in events if e.kind is EventKind.RISK_VERDICT]
+    assert (verdict["status"], verdict["cap"], verdict["limit"], verdict["observed"]) == (
+        "rejected",
+        "max_order_amount",
+        1.5,
+        2.0,
+    )
+    assert EventKind.ORDER_SENT.value not in kinds(events)
+
+
+async def test_dry_run_decides_and_records_but_never_sends(
+    runner_factory: RunnerFactory,
+) -> None:
+    """dry_run: the decision and verdict are traced; the exchange sees no order."""
+    runner = runner_factory(ScriptedAgent(perp_buy(10.0)), dry_run=True)
+    events = _collect(runner)
+    await runner.run(max_steps=2)
+    assert kinds(events).count(EventKind.ORDER_SKIPPED.value) == 2
+    assert EventKind.ORDER_SENT.value not in kinds(events)
+    assert await runner.exchange.get_positions("BTC") == []
+
+
+async def test_the_trace_holds_the_run_and_never_the_secret(
+    runner_factory: RunnerFactory, secret: str
+) -> None:
+    """Run start (config hash, agent), observation, decision, verdict, order, fill; no secret."""
+    runner = runner_factory(ScriptedAgent(perp_buy(10.0)))
+    await runner.run(max_steps=2)
+    lines = read_trace(runner.trace.path)
+    seen = [line["kind"] for line in lines]
+    for kind in (
+        "run_started",
+        "observation",
+        "decision",
+        "risk_verdict",
+        "order_sent",
+        "order_filled",
+        "step_completed",
+        "run_finished",
+    ):
+        assert kind in seen, kind
+    start = lines[0]
+    assert start["config_hash"] == runner.settings.config_hash()
+    assert (start["agent"], start["agent_version"]) == ("scripted", "0")
+    raw = runner.trace.path.read_text()
+    assert secret not in raw
+    assert "[REDACTED]" in raw
+    stored = runner.store.events.list(run_id=runner.run_id, limit=1000)
+    assert {e.kind for e in stored} >= {"run_started", "order_sent", "run_finished"}
+    assert all(secret not in str(e.payload) for e in stored)
+    runs = runner.store.runs.get(runner.run_id)
+    assert runs is not None
+    assert runs.status == "completed"
+    assert runs.steps == 2
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+async def test_max_steps_bounds_a_run(runner_factory: RunnerFactory, steps: int) -> None:
+    """--steps N runs exactly N steps and records the run as completed."""
+    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()))
+    summary = await runner.run(max_steps=steps)
+    assert summary.steps == steps
+    assert runner.store.runs.get(runner.run_id).status == "completed"  # type: ignore[union-attr]
+
+
+async def test_duration_bounds_a_run_on_the_injected_clock(
+    runner_factory: RunnerFactory,
+) -> None:
+    """--for 10s at a 1 s interval is ten steps of simulated time, instantly."""
+    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()))
+    summary = await runner.run(duration_seconds=10)
+    assert summary.steps == 10

@@ -1,0 +1,128 @@
+"""The one halt path: flag, cancel, alert — idempotent, visible across processes, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bastion.clock import SimClock
+from bastion.errors import ErrorCode, HaltedError
+from bastion.events import Event, EventKind, Journal
+from bastion.guard.halt import Halt
+from bastion.telemetry.metrics import Metrics
+
+
+class Book:
+    """A stand-in for the exchange's cancel-all that counts what it cancelled."""
+
+    def __init__(self, resting: int) -> None:
+        self.resting = resting
+        self.calls = 0
+
+    async def cancel_all(self) -> int:
+        self.calls += 1
+        cancelled, self.resting = self.resting, 0
+        return cancelled
+
+
+@pytest.fixture
+def events() -> list[Event]:
+    return []
+
+
+def _halt(
+    tmp_path: Path, events: list[Event], book: Book | None = None, metrics: Metrics | None = None
+) -> Halt:
+    journal = Journal(run_id="r1")
+    journal.subscribe(events.append)
+    return Halt(
+        flag_path=tmp_path / "kill_switch.flag",
+        clock=SimClock(start=1_800_000_000),
+        journal=journal,
+        metrics=metrics,
+        canceller=book.cancel_all if book else None,
+    )
+
+
+async def test_trip_raises_the_flag_cancels_and_alerts_in_that_order(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """The flag holds reason, who and when; resting orders are cancelled; one event says so."""
+    book = Book(resting=3)
+    metrics = Metrics()
+    halt = _halt(tmp_path, events, book, metrics)
+    state = await halt.trip("daily_loss", who="alice")
+    flag = orjson.loads((tmp_path / "kill_switch.flag").read_bytes())
+    assert flag == {"reason": "daily_loss", "who": "alice", "when": "2027-01-15T08:00:00+00:00"}
+    assert state.reason == "daily_loss"
+    assert book.resting == 0
+    assert [e.kind for e in events] == [EventKind.HALT_TRIPPED]
+    assert events[0].payload["cancelled_orders"] == 3
+    assert metrics.registry.get_sample_value("bastion_kill_switch_active") == 1.0
+    assert metrics.registry.get_sample_value("bastion_halts_total", {"reason": "daily_loss"}) == 1
+
+
+async def test_tripping_twice_keeps_the_first_halt_on_record(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """A second trigger does not overwrite the first reason nor alert twice."""
+    book = Book(resting=1)
+    halt = _halt(tmp_path, events, book)
+    await halt.trip("operator", who="alice")
+    book.resting = 2  # something slipped in: cancelling again is safe and done
+    again = await halt.trip("cost_cap", who="bastion")
+    assert again.reason == "operator"
+    assert book.resting == 0
+    assert [e.kind for e in events] == [EventKind.HALT_TRIPPED]
+
+
+async def test_check_refuses_to_send_while_halted(tmp_path: Path, events: list[Event]) -> None:
+    """check() raises a catchable HaltedError naming the reason and the way out."""
+    halt = _halt(tmp_path, events)
+    halt.check()
+    await halt.trip("operator", who="bob")
+    with pytest.raises(HaltedError, match="bastion resume") as info:
+        halt.check()
+    assert info.value.code is ErrorCode.HALTED
+
+
+async def test_a_flag_raised_by_another_process_is_enforced_once(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """The runner's Halt cancels resting orders when `bastion kill` wrote the flag elsewhere."""
+    book = Book(resting=2)
+    runner_side = _halt(tmp_path, events, book)
+    await _halt(tmp_path, []).trip("operator", who="cli")
+    assert await runner_side.enforce() == 2
+    assert await runner_side.enforce() is None
+    assert book.calls == 1
+    assert [e.kind for e in events] == [EventKind.HALT_ENFORCED]
+
+
+async def test_resume_clears_the_flag_and_records_who_and_why(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """Resume is a human act with a reason; afterwards orders may be sent again."""
+    halt = _halt(tmp_path, events)
+    assert halt.resume(who="alice", why="nothing to resume") is None
+    await halt.trip("operator", who="bob")
+    cleared = halt.resume(who="alice", why="limits reviewed")
+    assert cleared is not None
+    assert cleared.reason == "operator"
+    assert not halt.active()
+    halt.check()
+    assert events[-1].kind is EventKind.HALT_RESUMED
+    assert events[-1].payload == {"reason": "operator", "who": "alice", "why": "limits reviewed"}
+
+
+def test_an_unreadable_flag_still_halts(tmp_path: Path, events: list[Event]) -> None:
+    """A person who types garbage into the flag file still stops trading."""
+    (tmp_path / "kill_switch.flag").write_text("stop!")
+    halt = _halt(tmp_path, events)
+    state = halt.state()
+    assert state is not None
+    assert state.reason == "kill_switch_flag_unreadable"
+    with pytest.raises(HaltedError):
+        halt.check()

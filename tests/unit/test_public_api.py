@@ -1,0 +1,44 @@
+"""The package's public face is complete, sorted and importable; adapters own httpx."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import bastion
+
+SRC = Path(bastion.__file__).parent
+
+
+def test_all_is_sorted_and_every_name_resolves() -> None:
+    """`from bastion import *` gives exactly the documented names, in sorted order."""
+    assert bastion.__all__ == sorted(bastion.__all__)
+    for name in bastion.__all__:
+        assert getattr(bastion, name) is not None
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_adapters_import_httpx() -> None:
+    """External calls go through resilience.call: httpx lives in the adapters and the edges."""
+    allowed = {
+        "exchange/deribit.py",  # the Deribit adapter
+        "resilience/call.py",  # classifies httpx failures
+        "runtime/runner.py",  # wires the in-process transport
+        "cli.py",  # asks the local console for status
+    }
+    offenders = sorted(
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if "httpx" in _imports(p) and str(p.relative_to(SRC)) not in allowed
+    )
+    assert offenders == []
