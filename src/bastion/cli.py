@@ -25,7 +25,7 @@ from rich.table import Table
 from bastion.clock import WallClock
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError, ConfigError
-from bastion.events import Event, Journal
+from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Order
 from bastion.guard.halt import Halt
 from bastion.runtime.runner import Runner, RunSummary, build_exchange, build_paper_app
@@ -100,6 +100,8 @@ def run(
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for chatty in ("httpx", "httpcore", "alembic"):  # per-request lines drown what matters
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     try:
         summary = _run_async(lambda: _run(settings, steps, duration))
     except KeyboardInterrupt:
@@ -110,6 +112,7 @@ def run(
 async def _run(settings: Settings, steps: int | None, duration: float | None) -> RunSummary:
     async with Runner(settings) as runner:
         _banner(runner)
+        runner.journal.subscribe(_narrate)
         try:
             summary = await runner.run(max_steps=steps, duration_seconds=duration)
         except asyncio.CancelledError:
@@ -139,6 +142,37 @@ def _banner(runner: Runner) -> None:
             "will be sent until `bastion resume`."
         )
     out.print("Press Ctrl-C to stop.")
+
+
+_NARRATED = {
+    EventKind.ORDER_SENT: "[cyan]order sent[/]",
+    EventKind.ORDER_FILLED: "[green]order filled[/]",
+    EventKind.ORDER_REJECTED: "[yellow]order rejected[/]",
+    EventKind.ORDER_FAILED: "[red]order failed[/]",
+    EventKind.HALT_TRIPPED: "[bold red]HALT[/]",
+    EventKind.HALT_ENFORCED: "[bold red]HALT enforced[/]",
+    EventKind.HALT_RESUMED: "[bold green]resumed[/]",
+    EventKind.STEP_TIMEOUT: "[yellow]step timeout[/]",
+    EventKind.STEP_FAILED: "[yellow]step failed[/]",
+}
+
+
+def _narrate(event: Event) -> None:
+    """One line per event a person watching the terminal wants to see."""
+    label = _NARRATED.get(event.kind)
+    if label is None:
+        return
+    p = event.payload
+    if "order_id" in p:
+        price = "market" if p.get("price") is None else p["price"]
+        text = f"{p['direction']} {p['amount']:g} {p['instrument']} @ {price} ({p['order_id']})"
+    elif "reason" in p and "who" in p:
+        text = f"{p['reason']} (by {p['who']}); cancelled {p.get('cancelled_orders', 0)} order(s)"
+    elif "error" in p:
+        text = str(p["error"].get("message") or p["error"])
+    else:
+        text = str(p.get("detail", ""))
+    out.print(f"{label} {text}", highlight=False)
 
 
 def _say_resting(left: tuple[Order, ...], settings: Settings) -> None:

@@ -140,6 +140,8 @@ def test_run_trade_kill_resume_and_stop(
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=PATIENCE_S)
     assert proc.returncode == 130, output
+    assert "order sent sell" in output, "the terminal narrates the orders it sends"
+    assert "HALT enforced e2e drill" in output
     assert "Stopped by Ctrl-C" in output
     assert "Left resting:" in output
     assert "Traceback" not in output
