@@ -7,11 +7,13 @@ configuration or usage, 130 interrupted by Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 import re
+import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -23,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bastion.clock import WallClock
-from bastion.config import Settings, load_settings
+from bastion.config import ENV_PREFIX, Settings, ensure_data_dir, load_settings, markdown_table
 from bastion.errors import BastionError, ConfigError
 from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Order
@@ -70,15 +72,22 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+@contextlib.contextmanager
+def _exit_on_error() -> Iterator[None]:
+    """Our errors become a one-line message and an exit code, never a traceback."""
     try:
-        return asyncio.run(factory())
+        yield
     except ConfigError as exc:
-        err.print(f"[bold red]{exc}[/]", soft_wrap=True)
+        err.print(f"[bold red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
     except BastionError as exc:
-        err.print(f"[bold red]{exc}[/]", soft_wrap=True)
+        err.print(f"[bold red]{exc}[/]", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    with _exit_on_error():
+        return asyncio.run(factory())
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -103,27 +112,68 @@ def run(
     for chatty in ("httpx", "httpcore", "alembic"):  # per-request lines drown what matters
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     try:
-        summary = _run_async(lambda: _run(settings, steps, duration))
+        summary, signum = _run_async(lambda: _run(settings, steps, duration))
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + signal.SIGINT) from None
+    if signum is not None:
+        raise typer.Exit(128 + signum)
     raise typer.Exit(0 if summary.status in ("completed", "halted") else 1)
 
 
-async def _run(settings: Settings, steps: int | None, duration: float | None) -> RunSummary:
+class _Stopper:
+    """SIGINT/SIGTERM: the first ends the run after the current step, the second at once."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signum: int | None = None
+        self._task = asyncio.current_task()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self.event.set()
+            out.print(
+                f"\n{signal.Signals(signum).name}: stopping after the current step "
+                "(again to stop at once)."
+            )
+        elif self._task is not None:
+            self._task.cancel()
+
+    @property
+    def name(self) -> str:
+        if self.signum is None:
+            return "a signal"
+        return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
+
+
+async def _run(
+    settings: Settings, steps: int | None, duration: float | None
+) -> tuple[RunSummary, int | None]:
+    stopper = _Stopper()
     async with Runner(settings) as runner:
+        stopper.install()
         _banner(runner)
         runner.journal.subscribe(_narrate)
         try:
-            summary = await runner.run(max_steps=steps, duration_seconds=duration)
+            summary = await runner.run(
+                max_steps=steps, duration_seconds=duration, stop=stopper.event
+            )
         except asyncio.CancelledError:
             left = await runner.resting()
-            out.print("\n[bold]Stopped by Ctrl-C.[/] Run recorded as interrupted.")
+            out.print(f"[bold]Stopped at once by {stopper.name}.[/] Run recorded as interrupted.")
             _say_resting(left, settings)
             raise KeyboardInterrupt from None
+        if stopper.signum is not None:
+            out.print(f"[bold]Stopped by {stopper.name}.[/] Run recorded as interrupted.")
         out.print(f"Run {summary.run_id} {summary.status} after {summary.steps} steps.")
         _say_resting(summary.left_resting, settings)
         out.print(f"Trace: {summary.trace_path}")
-        return summary
+        return summary, stopper.signum
 
 
 def _banner(runner: Runner) -> None:
@@ -211,25 +261,37 @@ def _status(settings: Settings) -> dict[str, Any]:
     data["halted"] = halt is not None
     data["halt_reason"] = halt.reason if halt else None
     data["halt"] = halt.to_dict() if halt else None
-    store = Store.open(settings.resolved_store_url)
-    try:
+    store = _try_store(settings)
+    if store is None:
+        data["last_run"] = None
+        data["store"] = "unavailable"
+        return data
+    with store:
         last = store.runs.latest()
-        data["last_run"] = (
-            None
-            if last is None
-            else {
-                "run_id": last.run_id,
-                "status": last.status,
-                "steps": last.steps,
-                "started_at": last.started_at.isoformat(),
-            }
-        )
-    finally:
-        store.close()
+    data["last_run"] = (
+        None
+        if last is None
+        else {
+            "run_id": last.run_id,
+            "status": last.status,
+            "steps": last.steps,
+            "started_at": last.started_at.isoformat(),
+        }
+    )
     return data
 
 
+def _try_store(settings: Settings) -> Store | None:
+    """The store, or None with a warning: status, kill and resume must work without it."""
+    try:
+        return Store.open(settings.resolved_store_url)
+    except BastionError as exc:
+        err.print(f"[yellow]Store unavailable[/]: {exc}", highlight=False)
+        return None
+
+
 def _console_status(settings: Settings) -> dict[str, Any] | None:
+    """The running agent's /api/status, or None when no console answers as ours does."""
     token_file = settings.data_dir / "console_token"
     token = (
         settings.console_token.get_secret_value()
@@ -242,12 +304,14 @@ def _console_status(settings: Settings) -> dict[str, Any] | None:
     url = f"http://{f'[{host}]' if ':' in host else host}:{settings.console_port}/api/status"
     try:
         response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
-    except httpx.HTTPError:
+        if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            return None
+        result = response.json()
+    except (httpx.HTTPError, ValueError):
         return None
-    if response.status_code != 200:
-        return None
-    result: dict[str, Any] = response.json()
-    return result
+    return result if isinstance(result, dict) and "run_id" in result else None
 
 
 def _render_status(data: dict[str, Any]) -> None:
@@ -282,20 +346,30 @@ def _render_status(data: dict[str, Any]) -> None:
 
 
 # -- kill / resume --------------------------------------------------------------------------
-def _halt_for_cli(settings: Settings, store: Store) -> Halt:
+def _halt_for_cli(settings: Settings, store: Store | None) -> tuple[Halt, list[Event]]:
+    """A Halt for this process, recording into the store and returning what it emitted."""
     journal = Journal()
     clock = WallClock()
+    emitted: list[Event] = []
+    journal.subscribe(emitted.append)
+    if store is not None:
 
-    def to_store(event: Event) -> None:
-        store.events.append(event.kind.value, dict(event.payload), at=clock.now())
+        def to_store(event: Event) -> None:
+            store.events.append(event.kind.value, dict(event.payload), at=clock.now())
 
-    journal.subscribe(to_store)
-    return Halt(
-        flag_path=settings.kill_switch_path,
-        clock=clock,
-        store=store,
-        journal=journal,
-    )
+        journal.subscribe(to_store)
+    halt = Halt(flag_path=settings.kill_switch_path, clock=clock, store=store, journal=journal)
+    return halt, emitted
+
+
+def _say_problems(emitted: list[Event]) -> None:
+    for event in emitted:
+        for key, what in (
+            ("store_error", "not recorded in the store"),
+            ("cancel_error", "could not cancel resting orders"),
+        ):
+            if key in event.payload:
+                err.print(f"[yellow]Warning[/]: {what}: {event.payload[key]}", highlight=False)
 
 
 @app.command()
@@ -305,12 +379,16 @@ def kill(
 ) -> None:
     """Trip the kill switch: no new orders; resting orders are cancelled."""
     settings = _settings(config)
-    store = Store.open(settings.resolved_store_url)
+    with _exit_on_error():
+        ensure_data_dir(settings)
+    store = _try_store(settings)
     try:
-        halt = _halt_for_cli(settings, store)
+        halt, emitted = _halt_for_cli(settings, store)
         _run_async(lambda: _kill(settings, halt, reason))
+        _say_problems(emitted)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 async def _kill(settings: Settings, halt: Halt, reason: str) -> None:
@@ -341,15 +419,39 @@ def resume(
 ) -> None:
     """Clear the kill switch and record who resumed and why."""
     settings = _settings(config)
-    store = Store.open(settings.resolved_store_url)
+    store = _try_store(settings)
     try:
-        cleared = _halt_for_cli(settings, store).resume(who=getpass.getuser(), why=reason)
+        halt, emitted = _halt_for_cli(settings, store)
+        cleared = halt.resume(who=getpass.getuser(), why=reason)
+        _say_problems(emitted)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     if cleared is None:
         out.print("The kill switch was not active; nothing to resume.")
         return
     out.print(f"[bold green]Resumed[/]: cleared halt '{cleared.reason}' ({reason}).")
+
+
+# -- config ---------------------------------------------------------------------------------
+@app.command("config")
+def show_config(
+    config: ConfigOption = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the documentation table instead.")
+    ] = False,
+) -> None:
+    """Print the effective settings (secrets masked) or, with --markdown, their reference."""
+    if markdown:
+        sys.stdout.write(markdown_table() + "\n")
+        return
+    settings = _settings(config)
+    table = Table(title=f"Effective settings (config hash {settings.config_hash()})")
+    table.add_column("setting")
+    table.add_column("value")
+    for name, value in settings.public_dict().items():
+        table.add_row(f"{ENV_PREFIX}{name.upper()}", str(value))
+    out.print(table)
 
 
 # -- exchange serve -------------------------------------------------------------------------

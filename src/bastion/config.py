@@ -29,7 +29,7 @@ from pydantic_settings import (
 
 from bastion.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "ensure_data_dir", "load_settings", "markdown_table"]
 
 ENV_PREFIX = "BASTION_"
 _CONFIG_ENV = "BASTION_CONFIG"
@@ -117,7 +117,21 @@ class Settings(BaseSettings):
     step_timeout_seconds: float = Field(
         15.0,
         gt=0,
-        description="A step (observe + decide + send) running longer is abandoned and recorded.",
+        description="Observe + decide running longer is abandoned and recorded; sends are "
+        "bounded by exchange_timeout_seconds instead.",
+    )
+    halt_poll_seconds: float = Field(
+        0.2,
+        gt=0,
+        le=10,
+        description="How often the loop looks at the kill-switch flag while it waits between "
+        "steps.",
+    )
+    instruments_refresh_seconds: float = Field(
+        300.0, gt=0, description="How long the instrument list is reused before it is reloaded."
+    )
+    ticker_concurrency: int = Field(
+        8, ge=1, le=64, description="Most ticker requests in flight at once during one observe."
     )
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many steps; empty means run until stopped."
@@ -188,10 +202,10 @@ class Settings(BaseSettings):
                 "seller_min_days must be below seller_max_days "
                 f"({self.seller_min_days} >= {self.seller_max_days})"
             )
-        if self.mode == "live" and self.exchange_client_id == "bastion-paper":
+        if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(
-                "mode=live needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID and "
-                "BASTION_EXCHANGE_CLIENT_SECRET"
+                f"mode={self.mode} needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID "
+                "and BASTION_EXCHANGE_CLIENT_SECRET"
             )
         return self
 
@@ -277,9 +291,9 @@ def _describe(error: Any) -> str:
     info = Settings.model_fields.get(field)
     where = f"{field} ({_env_name(field)})" if info else (".".join(loc) or "settings")
     got = error.get("input")
-    got_text = "" if isinstance(got, dict) or got is None else f"; got {got!r}"
-    if isinstance(got, SecretStr):
-        got_text = ""
+    secret = field == "store_url" or (info is not None and "secret" in str(info.annotation).lower())
+    shown = not (secret or isinstance(got, dict | SecretStr) or got is None)
+    got_text = f"; got {got!r}" if shown else ""
     hint = f" Fix: {info.description}" if info and info.description else ""
     if error.get("type") == "extra_forbidden":
         return f"{where}: unknown setting. Fix: remove it or correct its spelling."
@@ -322,3 +336,39 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"Invalid configuration file: {exc}. Fix: correct the TOML.") from None
     finally:
         _toml_path.reset(token)
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """Create the data directory (and its traces folder) or fail naming the setting."""
+    path = settings.data_dir
+    try:
+        settings.traces_dir.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"data_dir ({_env_name('data_dir')}): cannot write to {path} ({exc.strerror}). "
+            "Fix: point it at a directory Bastion may create and write."
+        ) from None
+    return path
+
+
+def _shown_default(name: str) -> str:
+    info = Settings.model_fields[name]
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, SecretStr):
+        return "(paper placeholder)"
+    if value in ("", None) or value == {}:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated so that it cannot drift from the code."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        rows.append(f"| `{_env_name(name)}` | `{_shown_default(name)}` | {info.description} |")
+    return "\n".join(rows)

@@ -41,6 +41,7 @@ class EventKind(StrEnum):
     HALT_TRIPPED = "halt_tripped"
     HALT_ENFORCED = "halt_enforced"
     HALT_RESUMED = "halt_resumed"
+    TRADING_RESUMED = "trading_resumed"
     SINK_FAILED = "sink_failed"
 
 

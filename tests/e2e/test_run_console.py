@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import sync_playwright
+
+from bastion.store import Store
+from bastion.trace.record import read_trace
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -31,11 +35,19 @@ CHROMIUM_ARGS = [
 PATIENCE_S = 60.0
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env.update(
         BASTION_DATA_DIR=str(data_dir),
-        BASTION_CONSOLE_PORT="0",
+        # A fixed port, so `bastion status` in another process can find the running console.
+        BASTION_CONSOLE_PORT=str(_free_port()),
         BASTION_LOOP_INTERVAL_SECONDS="0.5",
         PYTHONUNBUFFERED="1",
     )
@@ -129,6 +141,7 @@ def test_run_trade_kill_resume_and_stop(
 
     cli_status = _bastion("status", env=env)
     assert "HALTED: e2e drill" in cli_status.stdout
+    assert f"Run {traded['run_id']}" in cli_status.stdout, "status reached the live console"
     sent_at_halt = halted["orders_sent"]
     later = _until(url, lambda s: s["last_step"] >= halted["last_step"] + 3, "halted steps")
     assert later["orders_sent"] == sent_at_halt, "an order was sent while halted"
@@ -145,3 +158,21 @@ def test_run_trade_kill_resume_and_stop(
     assert "Stopped by Ctrl-C" in output
     assert "Left resting:" in output
     assert "Traceback" not in output
+
+
+def test_sigterm_stops_after_the_step_and_records_the_run(
+    running: tuple[subprocess.Popen[str], str, dict[str, str]], tmp_path: Path
+) -> None:
+    """A service manager's SIGTERM ends the run cleanly: recorded as interrupted, trace closed."""
+    proc, url, _ = running
+    run_id = _until(url, lambda s: s["last_step"] >= 1, "a first step")["run_id"]
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=PATIENCE_S)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "Stopped by SIGTERM" in output
+    with Store.open(f"sqlite:///{tmp_path / 'data' / 'bastion.db'}") as store:
+        run = store.runs.get(run_id)
+    assert run is not None
+    assert run.status == "interrupted"
+    [trace] = (tmp_path / "data" / "traces").rglob(f"{run_id}.ndjson")
+    assert read_trace(trace)[-1]["kind"] == "run_finished"

@@ -99,3 +99,45 @@ def test_a_bad_duration_is_a_usage_error(cli: CliRunner) -> None:
     result = cli.invoke(app, ["run", "--for", "soon"])
     assert result.exit_code == 2
     assert "60s" in result.output
+
+
+def test_kill_works_with_the_store_down(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An unusable database never stops the kill switch: the flag is raised and it says why."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("BASTION_STORE_URL", f"sqlite:///{blocker / 'bastion.db'}")
+    result = cli.invoke(app, ["kill", "--reason", "db down"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "kill_switch.flag").exists()
+    assert "Store unavailable" in result.output
+    assert "Traceback" not in result.output
+    status = cli.invoke(app, ["status"])
+    assert "HALTED: db down" in status.output
+
+
+def test_an_unwritable_data_dir_is_a_config_error(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A data dir that cannot be created stops run and kill with the setting to fix."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("BASTION_DATA_DIR", str(blocker / "data"))
+    for command in (["run", "--steps", "1"], ["kill"]):
+        result = cli.invoke(app, command)
+        assert result.exit_code == 2, command
+        assert "data_dir (BASTION_DATA_DIR)" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_config_prints_effective_settings_without_secrets(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bastion config` shows what is in force, with the secret masked."""
+    monkeypatch.setenv("BASTION_EXCHANGE_CLIENT_SECRET", "very-secret-value")
+    result = cli.invoke(app, ["config"])
+    assert result.exit_code == 0
+    assert "BASTION_LOOP_INTERVAL_SECONDS" in result.output
+    assert "very-secret-value" not in result.output
+    assert "[REDACTED]" in result.output

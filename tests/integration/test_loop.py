@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+import httpx
 import pytest
 
 from bastion.agents.scripted import ScriptedAgent
+from bastion.clock import SimClock
+from bastion.config import Settings
 from bastion.events import Event, EventKind
+from bastion.exchange.base import OrderRequest
+from bastion.exchange.deribit import DeribitClient
+from bastion.exchange.paper import PaperExchangeApp, create_app
 from bastion.guard.halt import Halt
 from bastion.runtime.agent import Context, Decision, Observation, OrderIntent
 from bastion.runtime.runner import Runner
@@ -218,3 +224,95 @@ async def test_duration_bounds_a_run_on_the_injected_clock(
     runner = runner_factory(ScriptedAgent(lambda o, c: Decision()))
     summary = await runner.run(duration_seconds=10)
     assert summary.steps == 10
+
+
+async def test_halted_steps_sweep_up_an_order_that_landed_after_the_trip(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """An order in flight when the halt was tripped lands later; the next step cancels it."""
+    runner, paper, clock, settings = _explicit_runner(
+        settings_factory, ScriptedAgent(lambda o, c: Decision())
+    )
+    in_flight = _client(paper, clock, settings)  # its request left before the flag went up
+    try:
+        events = _collect(runner)
+        await runner.halt.trip("operator", who="ops")
+        mark = (await in_flight.get_ticker("BTC-PERPETUAL")).mark_price
+        await in_flight.place_order(
+            OrderRequest("BTC-PERPETUAL", "buy", 10.0, price=float(round(mark * 0.95)))
+        )
+        outcome = await runner.loop.step()
+        assert outcome.status == "halted"
+        assert await runner.exchange.get_open_orders("BTC") == []
+        swept = [e.payload for e in events if e.kind is EventKind.HALT_ENFORCED]
+        assert [p["cancelled_orders"] for p in swept] == [1]
+    finally:
+        await in_flight.close()
+        await runner.aclose()
+
+
+async def test_the_trace_records_when_trading_resumes(runner_factory: RunnerFactory) -> None:
+    """After `bastion resume` in another process, the run's own trace says trading resumed."""
+    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()))
+    await runner.halt.trip("operator", who="ops")
+    await runner.loop.step()
+    Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock).resume(
+        who="ops", why="done"
+    )
+    await runner.loop.step()
+    await runner.loop.step()
+    seen = [line["kind"] for line in read_trace(runner.trace.path)]
+    assert seen.count("trading_resumed") == 1
+
+
+async def test_a_failed_order_lookup_is_retried_not_forgotten(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """When the lookup of an order that left the book fails, the next step records its fate."""
+    runner, paper, _, _ = _explicit_runner(
+        settings_factory, ScriptedAgent(_once(perp_buy(10.0, market=False)))
+    )
+    client = runner.exchange
+    try:
+        events = _collect(runner)
+        await runner.loop.step()  # the order rests
+        await client.cancel_all()  # someone cancels it outside the runtime
+        paper.faults.inject("private/get_order_state", code=10040)
+        failed = await runner.loop.step()
+        assert failed.status == "failed"
+        await runner.loop.step()
+        fates = [e.payload for e in events if e.kind is EventKind.ORDER_SKIPPED]
+        assert [(f["reason"], f["order_id"]) for f in fates] == [("cancelled", "BTC-1")]
+    finally:
+        await runner.aclose()
+
+
+def _once(decide: Callable[..., Decision]) -> Callable[..., Decision]:
+    """Decide ``decide`` on the first step only, then nothing."""
+
+    def first_only(obs: Observation, ctx: Context) -> Decision:
+        return decide(obs, ctx) if ctx.step == 1 else Decision()
+
+    return first_only
+
+
+def _client(paper: PaperExchangeApp, clock: SimClock, settings: Settings) -> DeribitClient:
+    return DeribitClient(
+        base_url="http://paper",
+        client_id=settings.exchange_client_id,
+        client_secret=settings.exchange_client_secret,
+        clock=clock,
+        transport=httpx.ASGITransport(app=paper),
+    )
+
+
+def _explicit_runner(
+    settings_factory: Callable[..., Settings], agent: ScriptedAgent
+) -> tuple[Runner, PaperExchangeApp, SimClock, Settings]:
+    """A runner on a paper exchange the test holds, to inject faults or trade beside it."""
+    clock = SimClock(start=1_800_000_000)
+    paper = create_app(clock=clock, seed=1)
+    settings = settings_factory()
+    client = _client(paper, clock, settings)
+    runner = Runner(settings, clock=clock, agent=agent, exchange=client, console=False)
+    return runner, paper, clock, settings

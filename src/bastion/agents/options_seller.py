@@ -106,8 +106,11 @@ class OptionsSeller:
     def _buybacks(self, obs: Observation) -> list[OrderIntent]:
         p = self.params
         intents: list[OrderIntent] = []
+        bidding = {o.instrument_name for o in obs.open_orders if o.direction == "buy"}
         for position in obs.positions:
             if position.kind != "option" or position.size >= 0:
+                continue
+            if position.instrument_name in bidding:  # a buy-back already rests: do not pile up
                 continue
             instrument = obs.instruments.get(position.instrument_name)
             ticker = obs.tickers.get(position.instrument_name)

@@ -23,6 +23,7 @@ from bastion.api.token import TokenGuard
 from bastion.guard.halt import Halt
 from bastion.runtime.status import RuntimeStatus
 from bastion.telemetry.metrics import CONTENT_TYPE, Metrics
+from bastion.trace.redact import Redactor
 
 __all__ = ["api_router", "create_app"]
 
@@ -40,13 +41,13 @@ def _console_page(refresh_seconds: float) -> str:
     return html.replace("{{REFRESH_MS}}", str(int(refresh_seconds * 1000)))
 
 
-def api_router(status: StatusProvider, halt: Halt) -> APIRouter:
+def api_router(status: StatusProvider, halt: Halt, redactor: Redactor | None = None) -> APIRouter:
     router = APIRouter(prefix="/api")
+    scrub = redactor or Redactor(())
 
     @router.get("/status")
     def get_status() -> dict[str, Any]:
-        snapshot = status()
-        data = snapshot.to_dict()
+        data: dict[str, Any] = scrub.redact(status().to_dict())
         state = halt.state()
         data["halted"] = state is not None
         data["halt_reason"] = state.reason if state else None
@@ -77,6 +78,7 @@ def create_app(
     metrics: Metrics,
     token: str,
     refresh_seconds: float = 2.0,
+    redactor: Redactor | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime."""
     app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -104,5 +106,5 @@ def create_app(
 
     static_dir = resources.files("bastion.api").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
-    app.include_router(api_router(status, halt), dependencies=[Depends(guard)])
+    app.include_router(api_router(status, halt, redactor), dependencies=[Depends(guard)])
     return app

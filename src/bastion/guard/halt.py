@@ -9,15 +9,19 @@ calls :meth:`Halt.trip`. It always does the same three things in the same order:
 3. **alert**: a ``halt_tripped`` event through the journal.
 
 Tripping twice is harmless: the first halt stays the one on record, cancelling again is safe.
+The flag comes first and nothing after it can undo it: a store that is down or a cancel that
+fails is reported in the alert, never raised.
 
 The flag is a file so that a person (or ``bastion kill`` in another process) can stop a running
 agent without any API. The running loop notices the file at the top of each tick, right before
 each order and while it waits between ticks, and then calls :meth:`enforce`, which cancels what
-is still resting. Resume is a human act: :meth:`resume` records who resumed and why.
+is still resting; every halted step sweeps again, for an order that was in flight when the halt
+was tripped. Resume is a human act: :meth:`resume` records who resumed and why.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -29,14 +33,15 @@ from typing import Any
 import orjson
 
 from bastion.clock import Clock
-from bastion.errors import HaltedError
+from bastion.errors import BastionError, HaltedError
 from bastion.events import EventKind, Journal
-from bastion.store import Store
+from bastion.store import HaltRecord, Store
 from bastion.telemetry.metrics import Metrics
 
 __all__ = ["Halt", "HaltState"]
 
 Canceller = Callable[[], Awaitable[int]]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +83,15 @@ class Halt:
 
     # -- reading ------------------------------------------------------------------------
     def state(self) -> HaltState | None:
-        """The active halt, or None. A flag that cannot be parsed still counts as a halt."""
+        """The active halt, or None. A flag that cannot be read or parsed still halts."""
         try:
             raw = self.flag_path.read_bytes()
         except FileNotFoundError:
             self._set_gauge(active=False)
             return None
+        except OSError as exc:  # a directory, no permission...: fail safe, not open
+            self._set_gauge(active=True)
+            return HaltState(reason="kill_switch_flag_unreadable", who="unknown", when=str(exc))
         self._set_gauge(active=True)
         try:
             data = orjson.loads(raw)
@@ -108,61 +116,119 @@ class Halt:
     async def trip(
         self, reason: str, *, who: str = "bastion", detail: dict[str, Any] | None = None
     ) -> HaltState:
-        """Stop trading: flag, cancel, alert. Idempotent; returns the halt on record."""
+        """Stop trading: flag, cancel, alert. Idempotent; returns the halt on record.
+
+        Nothing after the flag can undo it: a store that is down or a cancel that fails is
+        reported in the alert, never raised, so the caller (a CLI, a console route, a guard)
+        always gets a halted system back.
+        """
         existing = self.state()
         state = existing or HaltState(reason=reason, who=who, when=self._now().isoformat())
+        problems: dict[str, str] = {}
         if existing is None:
             self._write_flag(state)
-            if self._store is not None:
-                self._store.halts.trip(reason, who, self._now(), detail or {})
+            problems.update(self._record_trip(state, detail or {}))
             if self._metrics is not None:
                 self._metrics.halts.labels(reason=reason).inc()
-        cancelled = await self._cancel_resting()
+        cancelled, cancel_error = await self._cancel_resting()
+        if cancel_error:
+            problems["cancel_error"] = cancel_error
+        self._enforced_for = state
         if existing is None and self._journal is not None:
             self._journal.emit(
                 EventKind.HALT_TRIPPED,
-                {**state.to_dict(), "cancelled_orders": cancelled, "detail": detail or {}},
+                {
+                    **state.to_dict(),
+                    "cancelled_orders": cancelled,
+                    "detail": detail or {},
+                    **problems,
+                },
             )
-        self._enforced_for = state
         return state
 
-    async def enforce(self) -> int | None:
-        """Cancel resting orders once per halt seen on the flag (e.g. raised by another process).
+    async def enforce(self, *, always: bool = False) -> int | None:
+        """Cancel resting orders under a halt raised anywhere (this process or `bastion kill`).
 
-        Returns how many orders were cancelled, or None when there was nothing new to enforce.
+        The first call for a halt cancels and records a ``halt_enforced`` event; later calls do
+        nothing unless ``always`` (the loop's halted steps pass it, to sweep up an order that
+        was in flight when the halt was tripped). Returns how many orders were cancelled, or
+        None when nothing was attempted.
         """
-        state = self.state()
-        if state is None or state == self._enforced_for:
-            return None
-        cancelled = await self._cancel_resting()
-        self._enforced_for = state
-        if self._journal is not None:
-            self._journal.emit(
-                EventKind.HALT_ENFORCED, {**state.to_dict(), "cancelled_orders": cancelled}
-            )
-        return cancelled
-
-    def resume(self, *, who: str, why: str) -> HaltState | None:
-        """Clear the flag and record who resumed and why. Returns the halt that was cleared."""
         state = self.state()
         if state is None:
             return None
+        first = state != self._enforced_for
+        if not first and not always:
+            return None
+        cancelled, cancel_error = await self._cancel_resting()
+        self._enforced_for = state
+        if first and self._metrics is not None:
+            self._metrics.halts.labels(reason=state.reason).inc()  # tripped by another process
+        if (first or cancelled or cancel_error) and self._journal is not None:
+            payload: dict[str, Any] = {**state.to_dict(), "cancelled_orders": cancelled}
+            if cancel_error:
+                payload["cancel_error"] = cancel_error
+            self._journal.emit(EventKind.HALT_ENFORCED, payload)
+        return cancelled
+
+    def resume(self, *, who: str, why: str) -> HaltState | None:
+        """Clear the flag and record who resumed and why. Returns the halt that was cleared.
+
+        A halt still open in the store is closed even when the flag was deleted by hand, so the
+        record never keeps a halt open that nobody can see.
+        """
+        state = self.state()
+        if state is None:
+            record = self._store_active()
+            if record is None:
+                return None
+            state = HaltState(record.reason, record.who, record.tripped_at.isoformat())
         self.flag_path.unlink(missing_ok=True)
         self._set_gauge(active=False)
         self._enforced_for = None
+        problems: dict[str, str] = {}
         if self._store is not None:
-            self._store.halts.resume(who, why, self._now())
+            try:
+                self._store.halts.resume(who, why, self._now())
+            except Exception as exc:  # the flag is already gone; report, do not undo
+                _log.exception("could not record the resume in the store")
+                problems["store_error"] = str(exc)
         if self._journal is not None:
             self._journal.emit(
-                EventKind.HALT_RESUMED, {"reason": state.reason, "who": who, "why": why}
+                EventKind.HALT_RESUMED,
+                {"reason": state.reason, "who": who, "why": why, **problems},
             )
         return state
 
     # -- helpers ------------------------------------------------------------------------
-    async def _cancel_resting(self) -> int:
+    async def _cancel_resting(self) -> tuple[int, str | None]:
+        """Cancel everything resting; a failure is returned, never raised (see trip)."""
         if self._canceller is None:
-            return 0
-        return await self._canceller()
+            return 0, None
+        try:
+            return await self._canceller(), None
+        except BastionError as exc:
+            _log.warning("halt could not cancel resting orders: %s", exc)
+            return 0, str(exc)
+
+    def _record_trip(self, state: HaltState, detail: dict[str, Any]) -> dict[str, str]:
+        if self._store is None:
+            return {}
+        try:
+            self._store.halts.trip(state.reason, state.who, self._now(), detail)
+        except Exception as exc:  # the flag is up already: a store outage must not undo it
+            _log.exception("could not record the halt in the store")
+            return {"store_error": str(exc)}
+        return {}
+
+    def _store_active(self) -> HaltRecord | None:
+        if self._store is None:
+            return None
+        try:
+            return self._store.halts.active()
+        except Exception:
+            _log.exception("could not read the active halt from the store")
+            return None
 
     def _write_flag(self, state: HaltState) -> None:
         """Write the flag atomically: a reader sees no flag or a whole one, never half."""

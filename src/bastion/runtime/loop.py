@@ -47,7 +47,8 @@ _REFUSALS = {
     ErrorCode.NOT_FOUND,
     ErrorCode.FORBIDDEN,
 }
-_TICKER_CONCURRENCY = 8
+# Failures after which we cannot tell whether the exchange accepted an order.
+_UNKNOWN_OUTCOME = {ErrorCode.TIMEOUT, ErrorCode.NETWORK, ErrorCode.SERVER, ErrorCode.UNKNOWN}
 
 StepStatus = Literal["ok", "halted", "timeout", "failed"]
 
@@ -62,6 +63,7 @@ class LoopConfig:
     dry_run: bool = False
     halt_poll_seconds: float = 0.2
     instruments_refresh_seconds: float = 300.0
+    ticker_concurrency: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class _Counters:
     orders_rejected: int = 0
     steps: int = 0
     tracked: set[str] = field(default_factory=set)
+    unconfirmed: set[str] = field(default_factory=set)  # labels of sends with no answer
 
 
 class Loop:
@@ -192,23 +195,34 @@ class Loop:
         return outcome
 
     async def _halted_step(self, n: int) -> StepOutcome:
+        """Reconcile only: cancel leftovers (an order in flight at the trip may have landed)."""
         await self._enforce_halt()
+        ex, cur = self.exchange, self.config.currency
         try:
-            open_orders = await self.exchange.get_open_orders(self.config.currency)
-            self._set_status(open_orders=tuple(open_orders))
+            if await ex.get_open_orders(cur):
+                await self.halt.enforce(always=True)
+            open_orders = tuple(await ex.get_open_orders(cur))
+            await self._reconcile(open_orders)
+            account = await ex.get_account_summary(cur)
+            positions = tuple(await ex.get_positions(cur))
         except BastionError as exc:
-            return StepOutcome(n, "halted", detail=f"halted; could not list orders: {exc}")
+            return StepOutcome(n, "halted", detail=f"halted; could not reconcile: {exc}")
+        self._set_status(
+            open_orders=open_orders,
+            positions=positions,
+            equity=account.equity,
+            balance=account.balance,
+        )
         return StepOutcome(n, "halted", detail="halted: reconcile only")
 
     async def _enforce_halt(self) -> None:
-        state = self.halt.state()
-        self._set_status(state="halted", halt=state)
-        try:
-            await self.halt.enforce()
-        except BastionError as exc:
-            _log.warning("could not cancel resting orders while halted: %s", exc)
+        """Mark the status halted and cancel what rests, once per halt (cheap to call often)."""
+        self._set_status(state="halted", halt=self.halt.state())
+        await self.halt.enforce()
 
     async def _trading_step(self, n: int) -> StepOutcome:
+        if self.status.state == "halted":
+            self.journal.emit(EventKind.TRADING_RESUMED, {"step": n})
         self._set_status(state="running", halt=None)
         try:
             async with asyncio.timeout(self.config.step_timeout_seconds):
@@ -279,8 +293,18 @@ class Loop:
         except BastionError as exc:
             refused = exc.code in _REFUSALS
             kind = EventKind.ORDER_REJECTED if refused else EventKind.ORDER_FAILED
+            unknown = exc.code in _UNKNOWN_OUTCOME
+            if unknown:
+                self._counts.unconfirmed.add(label)
             self.journal.emit(
-                kind, {"step": n, "label": label, **_intent_dict(intent), "error": exc.to_dict()}
+                kind,
+                {
+                    "step": n,
+                    "label": label,
+                    **_intent_dict(intent),
+                    "error": exc.to_dict(),
+                    "outcome_unknown": unknown,
+                },
             )
             self.metrics.orders.labels(outcome="rejected" if refused else "failed").inc()
             self._counts.orders_rejected += 1
@@ -341,7 +365,7 @@ class Loop:
         return self._instruments
 
     async def _tickers(self, names: Sequence[str]) -> dict[str, Ticker]:
-        gate = asyncio.Semaphore(_TICKER_CONCURRENCY)
+        gate = asyncio.Semaphore(self.config.ticker_concurrency)
 
         async def one(name: str) -> Ticker:
             async with gate:
@@ -351,11 +375,25 @@ class Loop:
         return {t.instrument_name: t for t in results}
 
     async def _reconcile(self, open_orders: Sequence[Order]) -> None:
-        """Record fills (and outside cancels) of our orders that left the book since last step."""
+        """Record what became of our orders since the last step.
+
+        An order whose send got no answer is recognised on the book by its label and recorded
+        as sent after all. An order that left the book is looked up: a fill is recorded, as is
+        a cancel from outside. An id is forgotten only once its fate is recorded, so a failed
+        lookup is retried next step instead of losing the fill from the trace.
+        """
+        for order in open_orders:
+            if order.label in self._counts.unconfirmed:
+                self._counts.unconfirmed.discard(order.label)
+                self._counts.tracked.add(order.order_id)
+                self.journal.emit(
+                    EventKind.ORDER_SENT,
+                    {"step": self._counts.steps, "confirmed_late": True, **_order_dict(order)},
+                )
         still_open = {o.order_id for o in open_orders}
         for order_id in sorted(self._counts.tracked - still_open):
-            self._counts.tracked.discard(order_id)
             order = await self.exchange.get_order_state(order_id)
+            self._counts.tracked.discard(order_id)
             if order.order_state == "filled":
                 self._record_fill(self._counts.steps, order)
             else:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -20,12 +20,13 @@ from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.api.app import create_app as create_console_app
 from bastion.api.token import ensure_console_token
 from bastion.clock import Clock, WallClock
-from bastion.config import Settings
+from bastion.config import Settings, ensure_data_dir
 from bastion.errors import BastionError, ConfigError
 from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange, Order
@@ -144,6 +145,19 @@ def build_exchange(
     )
 
 
+class _ConsoleServer(uvicorn.Server):
+    """uvicorn without signal handling of its own.
+
+    uvicorn's ``serve`` captures SIGINT/SIGTERM and re-raises them once it has stopped, which
+    would end the process in the middle of a step. The runner's owner (``bastion run``) handles
+    those signals by asking the loop to stop after the current step instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """Bind the console socket ourselves so a busy port is a clear error, not an exit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -180,6 +194,7 @@ class Runner:
         self.run_id = f"{self.clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         self.metrics = Metrics()
         self.journal = Journal(run_id=self.run_id)
+        ensure_data_dir(settings)
         self.store = Store.open(settings.resolved_store_url)
         self.trace = TraceWriter(
             settings.traces_dir, self.run_id, self.clock, settings.secret_values()
@@ -211,6 +226,9 @@ class Runner:
                 interval_seconds=settings.loop_interval_seconds,
                 step_timeout_seconds=settings.step_timeout_seconds,
                 dry_run=settings.dry_run,
+                halt_poll_seconds=settings.halt_poll_seconds,
+                instruments_refresh_seconds=settings.instruments_refresh_seconds,
+                ticker_concurrency=settings.ticker_concurrency,
             ),
             metrics=self.metrics,
         )
@@ -262,19 +280,28 @@ class Runner:
             metrics=self.metrics,
             token=token,
             refresh_seconds=s.console_refresh_seconds,
+            redactor=self._redactor,
         )
         sock = _bind(s.console_host, s.console_port)
         host, port = sock.getsockname()[:2]
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
+        self._server = _ConsoleServer(config)
         self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         shown = f"[{host}]" if ":" in host else host
         self.console_url = f"http://{shown}:{port}/?token={token}"
 
     async def run(
-        self, *, max_steps: int | None = None, duration_seconds: float | None = None
+        self,
+        *,
+        max_steps: int | None = None,
+        duration_seconds: float | None = None,
+        stop: asyncio.Event | None = None,
     ) -> RunSummary:
-        """Run the loop; a cancelled run (Ctrl-C) is recorded as interrupted and re-raised."""
+        """Run the loop until a bound or ``stop``; a run stopped early is "interrupted".
+
+        ``stop`` ends the run after the step in progress, so no send is cut off halfway; a
+        cancelled task (the last resort) is recorded as interrupted too and re-raised.
+        """
         s = self.settings
         self.store.runs.start(
             run_id=self.run_id,
@@ -297,10 +324,15 @@ class Runner:
         )
         status = "failed"
         try:
-            steps = await self.loop.run(
-                max_steps=max_steps or s.max_steps, duration_seconds=duration_seconds
+            await self.loop.run(
+                max_steps=max_steps or s.max_steps,
+                duration_seconds=duration_seconds,
+                stop=stop,
             )
-            status = "halted" if self.halt.active() else "completed"
+            if stop is not None and stop.is_set():
+                status = "interrupted"
+            else:
+                status = "halted" if self.halt.active() else "completed"
         except asyncio.CancelledError:
             status = "interrupted"
             raise
@@ -337,7 +369,9 @@ class Runner:
             "run_id": self.run_id,
             "console_url": self.console_url,
             "trace_path": str(self.trace.path),
-            "store": self.store.engine.url.render_as_string(hide_password=True),
+            "store": make_url(self.settings.resolved_store_url).render_as_string(
+                hide_password=True
+            ),
             "kill_switch": str(self.settings.kill_switch_path),
             "exchange": self.settings.resolved_exchange_url or "in-process paper exchange",
         }

@@ -70,7 +70,13 @@ def create_engine(url: URL) -> Engine:
         # One shared connection, or every checkout would see its own empty database.
         options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"store_url (BASTION_STORE_URL): cannot create {Path(database).parent} "
+                f"({exc.strerror}). Fix: point it at a writable directory."
+            ) from None
     engine = sa.create_engine(url, **options)
     sa.event.listen(engine, "connect", _configure_sqlite)
     sa.event.listen(engine, "begin", _begin_sqlite)

@@ -148,3 +148,15 @@ async def test_buys_back_close_to_expiry_even_when_delta_is_small() -> None:
     ).intents
     assert intent.direction == "buy"
     assert "days to expiry" in intent.reason
+
+
+async def test_does_not_repeat_a_buy_back_that_is_already_resting() -> None:
+    """With a buy order resting for the short, the trigger sends nothing more."""
+    option = _option(104_000, "call", 3)
+    short = Position(option.name, "option", -0.2, 0.01, 0.03)
+    ticker = _ticker(option.name, 0.40, mark=0.03, bid=0.029, ask=0.0312)
+    resting = Order("BTC-7", option.name, "buy", "limit", "open", 0.2, 0, 0.0312, 0, "", 0, 0)
+    decision = await OptionsSeller(PARAMS).decide(
+        _obs([option], [ticker], positions=(short,), orders=(resting,)), CTX
+    )
+    assert all(i.direction != "buy" for i in decision.intents)

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from bastion.api.app import api_router, create_app
 from bastion.api.token import ensure_console_token
 from bastion.clock import SimClock
+from bastion.errors import ErrorCode, ExchangeError
 from bastion.guard.halt import Halt
 from bastion.runtime.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
@@ -125,3 +126,21 @@ def test_console_token_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ensure_console_token(path) == first
+
+
+async def test_kill_answers_halted_even_when_the_cancel_fails(tmp_path: Path) -> None:
+    """An exchange outage during /api/kill is no 500: the flag is up and the answer says so."""
+
+    async def broken_cancel_all() -> int:
+        raise ExchangeError("deribit private/cancel_all: NETWORK", code=ErrorCode.NETWORK)
+
+    halt = Halt(flag_path=tmp_path / "flag", clock=SimClock(), canceller=broken_cancel_all)
+    status = RuntimeStatus(run_id="r1", agent="a", currency="BTC", dry_run=False)
+    app = create_app(status=lambda: status, halt=halt, metrics=Metrics(), token=TOKEN)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://console"
+    ) as client:
+        response = await client.post("/api/kill", json={"reason": "outage"}, headers=AUTH)
+    assert response.status_code == 200
+    assert response.json()["halted"] is True
+    assert halt.active()

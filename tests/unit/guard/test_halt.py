@@ -8,21 +8,32 @@ import orjson
 import pytest
 
 from bastion.clock import SimClock
-from bastion.errors import ErrorCode, HaltedError
+from bastion.errors import ErrorCode, ExchangeError, HaltedError
 from bastion.events import Event, EventKind, Journal
 from bastion.guard.halt import Halt
+from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 
 
 class Book:
-    """A stand-in for the exchange's cancel-all that counts what it cancelled."""
+    """A stand-in for the exchange's cancel-all that counts what it cancelled.
 
-    def __init__(self, resting: int) -> None:
+    It also checks the first step of the halt path happened before it: a cancel must never
+    run while the flag is down (an order could slip in after it).
+    """
+
+    def __init__(self, resting: int, flag: Path | None = None, fail: bool = False) -> None:
         self.resting = resting
         self.calls = 0
+        self.flag = flag
+        self.fail = fail
 
     async def cancel_all(self) -> int:
         self.calls += 1
+        if self.flag is not None:
+            assert self.flag.exists(), "cancel ran before the flag was raised"
+        if self.fail:
+            raise ExchangeError("deribit private/cancel_all: NETWORK", code=ErrorCode.NETWORK)
         cancelled, self.resting = self.resting, 0
         return cancelled
 
@@ -33,7 +44,11 @@ def events() -> list[Event]:
 
 
 def _halt(
-    tmp_path: Path, events: list[Event], book: Book | None = None, metrics: Metrics | None = None
+    tmp_path: Path,
+    events: list[Event],
+    book: Book | None = None,
+    metrics: Metrics | None = None,
+    store: Store | None = None,
 ) -> Halt:
     journal = Journal(run_id="r1")
     journal.subscribe(events.append)
@@ -42,6 +57,7 @@ def _halt(
         clock=SimClock(start=1_800_000_000),
         journal=journal,
         metrics=metrics,
+        store=store,
         canceller=book.cancel_all if book else None,
     )
 
@@ -50,7 +66,7 @@ async def test_trip_raises_the_flag_cancels_and_alerts_in_that_order(
     tmp_path: Path, events: list[Event]
 ) -> None:
     """The flag holds reason, who and when; resting orders are cancelled; one event says so."""
-    book = Book(resting=3)
+    book = Book(resting=3, flag=tmp_path / "kill_switch.flag")
     metrics = Metrics()
     halt = _halt(tmp_path, events, book, metrics)
     state = await halt.trip("daily_loss", who="alice")
@@ -126,3 +142,53 @@ def test_an_unreadable_flag_still_halts(tmp_path: Path, events: list[Event]) -> 
     assert state.reason == "kill_switch_flag_unreadable"
     with pytest.raises(HaltedError):
         halt.check()
+
+
+async def test_a_failing_cancel_still_leaves_the_system_halted(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """An exchange outage during the cancel is reported in the alert, never raised."""
+    halt = _halt(tmp_path, events, Book(resting=2, fail=True))
+    state = await halt.trip("drift", who="bastion")
+    assert halt.active()
+    assert state.reason == "drift"
+    assert "NETWORK" in events[0].payload["cancel_error"]
+
+
+async def test_a_store_outage_does_not_stop_the_flag(tmp_path: Path, events: list[Event]) -> None:
+    """The database failing mid-halt: the flag is up, resting orders cancelled, alert says so."""
+    store = Store.open(f"sqlite:///{tmp_path / 'bastion.db'}")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE halts")
+    book = Book(resting=1)
+    halt = _halt(tmp_path, events, book, store=store)
+    await halt.trip("operator", who="alice")
+    store.close()
+    assert halt.active()
+    assert book.resting == 0
+    assert "halts" in events[0].payload["store_error"]
+
+
+async def test_resume_closes_a_store_halt_whose_flag_was_deleted_by_hand(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """Flag and store never disagree for long: resume closes the open row and new halts record."""
+    with Store.open(f"sqlite:///{tmp_path / 'bastion.db'}") as store:
+        halt = _halt(tmp_path, events, store=store)
+        await halt.trip("first", who="alice")
+        (tmp_path / "kill_switch.flag").unlink()
+        cleared = halt.resume(who="bob", why="flag was removed by hand")
+        assert cleared is not None
+        assert cleared.reason == "first"
+        assert store.halts.active() is None
+        await halt.trip("second", who="carol")
+        active = store.halts.active()
+        assert active is not None
+        assert active.reason == "second"
+
+
+def test_a_flag_that_cannot_be_read_still_halts(tmp_path: Path, events: list[Event]) -> None:
+    """A flag path that is a directory (or unreadable) fails safe: halted."""
+    (tmp_path / "kill_switch.flag").mkdir()
+    with pytest.raises(HaltedError):
+        _halt(tmp_path, events).check()
