@@ -137,9 +137,14 @@ class PaperExchangeApp(Starlette):
             content = orjson.dumps(payload)
         except orjson.JSONEncodeError:
             logger.exception("paper exchange: unserialisable response")
-            reason = {"reason": "unserialisable result"}
-            return self._respond(us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
+            if error is not None and error.code == INTERNAL_SERVER_ERROR:
+                raise  # the fallback itself failed: let Starlette answer 500 once, not loop
+            reason = {"reason": "unserialisable response"}
+            return self._respond(us_in, _NO_ID, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
         return Response(content, status_code=status, media_type="application/json")
+
+
+_MAX_INT_ID_DIGITS = 18  # below 2**63: orjson and every JSON client handle it as an integer
 
 
 def _raw_target(request: Request) -> str:
@@ -170,7 +175,8 @@ def _message(request: Request, body: bytes) -> dict[str, Any]:
     message: dict[str, Any] = {}
     if "id" in params:
         text = params.pop("id")
-        message["id"] = int(text) if text.isdigit() else text
+        # A JSON-RPC id is echoed back: keep it an int only where every client can read one.
+        message["id"] = int(text) if text.isdecimal() and len(text) <= _MAX_INT_ID_DIGITS else text
     params.pop("jsonrpc", None)
     message["params"] = params
     return message

@@ -39,6 +39,16 @@ async def test_get_with_id_echoes_it(rpc: Rpc) -> None:
     assert response.json()["result"] == {"version": "1.2.26"}
 
 
+@pytest.mark.parametrize("raw_id", ["99999999999999999999999", "²", "-1"])
+async def test_get_ids_that_are_not_small_integers_are_echoed_as_text(
+    rpc: Rpc, raw_id: str
+) -> None:
+    """A huge or non-ASCII-digit id is echoed as a string: never a 500 or a runaway error."""
+    response = await rpc.get("public/test", id=raw_id)
+    assert response.status_code == 200
+    assert response.json()["id"] == raw_id
+
+
 async def test_post_echoes_any_id(rpc: Rpc) -> None:
     """A POST body's id is echoed exactly, whatever its JSON type."""
     for rpc_id in (7, "abc", None):
