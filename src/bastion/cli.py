@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import logging
 import re
 import signal
 import sys
@@ -32,6 +31,7 @@ from bastion.exchange.base import Order
 from bastion.guard.halt import Halt
 from bastion.runtime.runner import Runner, RunSummary, build_exchange, build_paper_app
 from bastion.store import Store
+from bastion.telemetry.logs import configure_logging
 from bastion.telemetry.metrics import Metrics
 
 __all__ = ["app", "main"]
@@ -106,11 +106,7 @@ def run(
     """Run the guarded agent (paper exchange in-process by default) with its console."""
     duration = parse_duration(for_) if for_ else None
     settings = _settings(config, dry_run=dry_run, console_port=port)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for chatty in ("httpx", "httpcore", "alembic"):  # per-request lines drown what matters
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
+    configure_logging(settings.log_level, settings.secret_values())
     try:
         summary, signum = _run_async(lambda: _run(settings, steps, duration))
     except KeyboardInterrupt:
