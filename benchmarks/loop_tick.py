@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ import orjson
 import uvicorn
 from pydantic import SecretStr
 
+from _support import free_port
 from bastion.agents.scripted import ScriptedAgent
 from bastion.clock import SimClock, WallClock
 from bastion.config import load_settings
@@ -77,13 +77,6 @@ def _request_count(runner: Runner) -> float:
     return total
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _serve_paper(port: int) -> tuple[uvicorn.Server, threading.Thread]:
     """The paper exchange on loopback in a thread of its own, as `bastion exchange serve`."""
     server = uvicorn.Server(
@@ -103,7 +96,7 @@ def _serve_paper(port: int) -> tuple[uvicorn.Server, threading.Thread]:
 
 
 async def loopback_orders(n: int) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     server, thread = _serve_paper(port)
     client = DeribitClient(
         base_url=f"http://127.0.0.1:{port}",

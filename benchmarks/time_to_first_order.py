@@ -15,7 +15,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,14 +24,9 @@ import time
 import httpx
 import orjson
 
+from _support import free_port
+
 PATIENCE_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _import_seconds() -> float:
@@ -45,7 +39,7 @@ def _first_order_seconds() -> tuple[float, float]:
     """(seconds to the console URL, seconds to the first order) for one fresh run."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-        env.update(BASTION_DATA_DIR=tmp, BASTION_CONSOLE_PORT=str(_free_port()))
+        env.update(BASTION_DATA_DIR=tmp, BASTION_CONSOLE_PORT=str(free_port()))
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "bastion", "run"],

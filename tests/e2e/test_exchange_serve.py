@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,9 @@ import httpx
 PATIENCE_S = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def test_serve_answers_deribit_json_rpc_on_loopback() -> None:
-    """The served exchange answers public and private calls; the seed fixes the market."""
-    port = _free_port()
+def test_serve_answers_deribit_json_rpc_on_loopback(free_port: int) -> None:
+    """The served exchange answers public and private calls on the port it was given."""
+    port = free_port
     proc = subprocess.Popen(
         [sys.executable, "-m", "bastion", "exchange", "serve", "--port", str(port), "--seed", "1"],
         stdout=subprocess.PIPE,

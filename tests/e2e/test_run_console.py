@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,19 +34,12 @@ CHROMIUM_ARGS = [
 PATIENCE_S = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _env(data_dir: Path) -> dict[str, str]:
+def _env(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env.update(
         BASTION_DATA_DIR=str(data_dir),
         # A fixed port, so `bastion status` in another process can find the running console.
-        BASTION_CONSOLE_PORT=str(_free_port()),
+        BASTION_CONSOLE_PORT=str(port),
         BASTION_LOOP_INTERVAL_SECONDS="0.5",
         PYTHONUNBUFFERED="1",
     )
@@ -66,8 +58,10 @@ def _bastion(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str, str]]]:
-    env = _env(tmp_path / "data")
+def running(
+    tmp_path: Path, free_port: int
+) -> Iterator[tuple[subprocess.Popen[str], str, dict[str, str]]]:
+    env = _env(tmp_path / "data", free_port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bastion", "run"],
         env=env,
