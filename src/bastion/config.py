@@ -140,6 +140,19 @@ class Settings(BaseSettings):
         False, description="Decide and record, but never send an order to the exchange."
     )
 
+    position_drift_dust_coin: float = Field(
+        1e-4,
+        ge=0,
+        description="Position drift (reported vs expected from our own fills) above this many "
+        "coin halts the agent.",
+    )
+    position_drift_observations: int = Field(
+        2,
+        ge=1,
+        description="Drift must persist for this many observations in a row before it halts "
+        "(one can disagree while an order fills between two requests).",
+    )
+
     # -- risk caps v1 ---------------------------------------------------------------------
     risk_max_order_amount: float = Field(
         1.0,

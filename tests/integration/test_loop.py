@@ -316,3 +316,33 @@ def _explicit_runner(
     client = _client(paper, clock, settings)
     runner = Runner(settings, clock=clock, agent=agent, exchange=client, console=False)
     return runner, paper, clock, settings
+
+
+async def test_a_trade_by_hand_on_the_account_halts_for_position_drift(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Someone trades the same account outside the runtime: drift halts, resume re-seeds."""
+    runner, paper, clock, settings = _explicit_runner(
+        settings_factory, ScriptedAgent(_once(perp_buy(10.0)))
+    )
+    by_hand = _client(paper, clock, settings)
+    try:
+        events = _collect(runner)
+        assert (await runner.loop.step()).orders_sent == 1  # our own fill: expected
+        assert (await runner.loop.step()).status == "ok"
+        await by_hand.place_order(OrderRequest("BTC-PERPETUAL", "buy", 20.0, order_type="market"))
+        outcomes = [(await runner.loop.step()).status for _ in range(3)]
+        assert outcomes == ["ok", "halted", "halted"]
+        [tripped] = [e.payload for e in events if e.kind is EventKind.HALT_TRIPPED]
+        assert tripped["reason"] == "position_drift"
+        [drift] = tripped["detail"]["drift"]
+        assert (drift["instrument"], drift["expected"], drift["reported"]) == (
+            "BTC-PERPETUAL",
+            10.0,
+            30.0,
+        )
+        runner.halt.resume(who="ops", why="manual hedge, accepted")
+        assert [(await runner.loop.step()).status for _ in range(3)] == ["ok"] * 3
+    finally:
+        await by_hand.close()
+        await runner.aclose()

@@ -30,6 +30,7 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, HaltedError
 from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange, Instrument, Order, OrderRequest, Ticker
+from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
 from bastion.guard.risk import RiskLimits, Verdict, review
 from bastion.runtime.agent import Agent, Context, Decision, Observation, OrderIntent
@@ -64,6 +65,8 @@ class LoopConfig:
     halt_poll_seconds: float = 0.2
     instruments_refresh_seconds: float = 300.0
     ticker_concurrency: int = 8
+    drift_dust_coin: float = 1e-4
+    drift_observations: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,7 @@ class _Counters:
     steps: int = 0
     tracked: set[str] = field(default_factory=set)
     unconfirmed: set[str] = field(default_factory=set)  # labels of sends with no answer
+    filled: dict[str, float] = field(default_factory=dict)  # order id -> filled amount seen
 
 
 class Loop:
@@ -114,6 +118,9 @@ class Loop:
         self._counts = _Counters()
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = float("-inf")
+        self.book = PositionBook(
+            dust_coin=config.drift_dust_coin, observations=config.drift_observations
+        )
         self.status = RuntimeStatus(
             run_id=run_id,
             agent=f"{agent.name} {agent.version}",
@@ -223,10 +230,13 @@ class Loop:
     async def _trading_step(self, n: int) -> StepOutcome:
         if self.status.state == "halted":
             self.journal.emit(EventKind.TRADING_RESUMED, {"step": n})
+            self.book.reset()  # resuming accepts the positions as they stand
         self._set_status(state="running", halt=None)
         try:
             async with asyncio.timeout(self.config.step_timeout_seconds):
                 obs = await self.observe()
+                if self.halt.active():  # observe() found drift and tripped the halt
+                    return StepOutcome(n, "halted", detail="halted during observation")
                 decision = await self.agent.decide(obs, self._context(n))
         except TimeoutError:
             detail = f"step {n} abandoned after {self.config.step_timeout_seconds:g} s"
@@ -311,6 +321,7 @@ class Loop:
             return False
         self._counts.orders_sent += 1
         self._counts.tracked.add(order.order_id)
+        self._apply_fill(order)
         self.metrics.orders.labels(outcome="sent").inc()
         self.journal.emit(EventKind.ORDER_SENT, {"step": n, **_order_dict(order)})
         if order.order_state == "filled":
@@ -342,6 +353,7 @@ class Loop:
             tickers=tickers,
             instruments=instruments,
         )
+        await self._check_drift(obs)
         self.metrics.equity.labels(currency=cur).set(account.equity)
         self._set_status(
             equity=account.equity,
@@ -352,6 +364,27 @@ class Loop:
         )
         self.journal.emit(EventKind.OBSERVATION, _observation_dict(self._counts.steps, obs))
         return obs
+
+    async def _check_drift(self, obs: Observation) -> None:
+        """Seed the expected book on the first look; afterwards, persistent drift halts."""
+        if not self.book.seeded:
+            self.book.seed(obs.positions)
+            return
+        drift = self.book.check(
+            obs.positions, obs.instruments, now_ms=obs.time_ms, index_price=obs.index_price
+        )
+        if drift:
+            await self.halt.trip(
+                "position_drift", who="bastion", detail={"drift": [d.to_dict() for d in drift]}
+            )
+
+    def _apply_fill(self, order: Order) -> None:
+        """Move the expected book by what this order filled since we last looked."""
+        seen = self._counts.filled.get(order.order_id, 0.0)
+        delta = order.filled_amount - seen
+        if delta > 0:
+            self.book.apply_fill(order.instrument_name, order.direction, delta)
+            self._counts.filled[order.order_id] = order.filled_amount
 
     async def _current_instruments(self, now_ms: int) -> dict[str, Instrument]:
         stale = self.clock.monotonic() - self._instruments_at > (
@@ -383,9 +416,12 @@ class Loop:
         lookup is retried next step instead of losing the fill from the trace.
         """
         for order in open_orders:
+            if order.order_id in self._counts.tracked:
+                self._apply_fill(order)  # a partial fill while resting
             if order.label in self._counts.unconfirmed:
                 self._counts.unconfirmed.discard(order.label)
                 self._counts.tracked.add(order.order_id)
+                self._apply_fill(order)
                 self.journal.emit(
                     EventKind.ORDER_SENT,
                     {"step": self._counts.steps, "confirmed_late": True, **_order_dict(order)},
@@ -394,6 +430,8 @@ class Loop:
         for order_id in sorted(self._counts.tracked - still_open):
             order = await self.exchange.get_order_state(order_id)
             self._counts.tracked.discard(order_id)
+            self._apply_fill(order)
+            self._counts.filled.pop(order_id, None)
             if order.order_state == "filled":
                 self._record_fill(self._counts.steps, order)
             else:

@@ -229,6 +229,8 @@ class Runner:
                 halt_poll_seconds=settings.halt_poll_seconds,
                 instruments_refresh_seconds=settings.instruments_refresh_seconds,
                 ticker_concurrency=settings.ticker_concurrency,
+                drift_dust_coin=settings.position_drift_dust_coin,
+                drift_observations=settings.position_drift_observations,
             ),
             metrics=self.metrics,
         )
