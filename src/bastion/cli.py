@@ -29,6 +29,7 @@ from bastion.errors import BastionError, ConfigError
 from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Order
 from bastion.guard.halt import Halt
+from bastion.ops.smoke import SmokeReport, run_smoke
 from bastion.runtime.runner import Runner, RunSummary, build_exchange, build_paper_app
 from bastion.store import Store
 from bastion.telemetry.logs import configure_logging
@@ -427,6 +428,44 @@ def resume(
         out.print("The kill switch was not active; nothing to resume.")
         return
     out.print(f"[bold green]Resumed[/]: cleared halt '{cleared.reason}' ({reason}).")
+
+
+# -- smoke ----------------------------------------------------------------------------------
+@app.command()
+def smoke(
+    config: ConfigOption = None,
+    for_: Annotated[str, typer.Option("--for", help="Time box, e.g. 30s.")] = "30s",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A bounded check of the configured exchange and agent; never sends an order.
+
+    Exit codes: 0 PASS, 1 FAIL, 2 bad configuration, 3 SKIPPED (exchange offline: unreachable,
+    forbidden, rate-limited or failing), 4 WARN (reachable, but some dry-run steps failed).
+    """
+    seconds = parse_duration(for_)
+    settings = _settings(config)
+    configure_logging("WARNING", settings.secret_values())
+    report = _run_async(lambda: run_smoke(settings, duration_seconds=seconds))
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _render_smoke(report, seconds)
+    raise typer.Exit(report.exit_code)
+
+
+def _render_smoke(report: SmokeReport, seconds: float) -> None:
+    out.print(f"Smoke against {report.exchange} ({seconds:g} s time box; no order is sent)")
+    for check in report.checks:
+        mark = "[green]ok[/]  " if check.ok else "[red]fail[/]"
+        out.print(f"  {mark} {check.name}: {check.detail}", highlight=False)
+    if report.offline_reason:
+        out.print(f"[yellow]OFFLINE mode[/]: {report.offline_reason}", highlight=False)
+    colour = {"PASS": "green", "WARN": "yellow", "SKIPPED": "yellow", "FAIL": "red"}
+    outcome = report.outcome.value
+    out.print(
+        f"[bold {colour[outcome]}]{outcome}[/] in {report.elapsed_s:.1f} s "
+        f"(exit {report.exit_code})"
+    )
 
 
 # -- config ---------------------------------------------------------------------------------
