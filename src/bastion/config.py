@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     paper_initial_balance_eth: float = Field(
         100.0, ge=0, description="ETH each new paper account starts with."
     )
+    paper_faults: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Faults the paper exchange injects from start-up, e.g. [{"kind": "error", '
+        '"code": 10028, "method": "private/*", "times": 3}] (kinds: status, error, delay, hang, '
+        "drop, crash, malformed, truncated).",
+    )
     paper_token_ttl_seconds: int = Field(
         900, gt=0, description="Lifetime of paper-exchange access tokens, in seconds."
     )

@@ -53,3 +53,38 @@ def test_smoke_against_a_stopped_exchange_is_skipped_with_the_reason(
     assert "OFFLINE mode: deribit public/get_time: NETWORK" in result.output
     assert "SKIPPED" in result.output
     assert "Traceback" not in result.output
+
+
+def test_smoke_reports_a_forbidden_exchange_as_offline(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 403 from the exchange (IP or key refused) is SKIPPED with FORBIDDEN, not a crash."""
+    fault = {"kind": "status", "status": 403, "method": "*", "times": None}
+    monkeypatch.setenv("BASTION_PAPER_FAULTS", orjson.dumps([fault]).decode())
+    result = cli.invoke(app, ["smoke", "--for", "2s"])
+    assert result.exit_code == 3, result.output
+    assert "OFFLINE mode:" in result.output
+    assert "FORBIDDEN" in result.output
+
+
+def test_smoke_against_a_hanging_exchange_ends_at_its_deadline(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call hangs: the smoke still ends, SKIPPED, saying which deadline it hit."""
+    fault = {"kind": "hang", "method": "*", "times": None}
+    monkeypatch.setenv("BASTION_PAPER_FAULTS", orjson.dumps([fault]).decode())
+    result = cli.invoke(app, ["smoke", "--for", "1s", "--json"])
+    assert result.exit_code == 3, result.output
+    report = orjson.loads(result.stdout)
+    assert report["outcome"] == "SKIPPED"
+    assert "TIMEOUT" in report["offline_reason"]
+
+
+def test_a_bad_fault_spec_is_a_config_error(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in BASTION_PAPER_FAULTS stops start-up naming the setting."""
+    monkeypatch.setenv("BASTION_PAPER_FAULTS", '[{"kind": "explode"}]')
+    result = cli.invoke(app, ["smoke", "--for", "1s"])
+    assert result.exit_code == 2, result.output
+    assert "paper_faults (BASTION_PAPER_FAULTS)" in result.output

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from bastion.agents.options_seller import OptionsSeller, SellerParams
@@ -31,6 +32,7 @@ from bastion.errors import BastionError, ConfigError
 from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange, Order
 from bastion.exchange.deribit import DeribitClient
+from bastion.exchange.paper import FaultSpec
 from bastion.exchange.paper import create_app as create_paper_app
 from bastion.guard.halt import Halt
 from bastion.guard.risk import RiskLimits
@@ -109,7 +111,18 @@ def build_agent(settings: Settings) -> Agent:
 
 def build_paper_app(settings: Settings, clock: Clock) -> Any:
     """The paper exchange configured by the ``paper_*`` settings (an ASGI app)."""
+    try:
+        faults = [FaultSpec.model_validate(f) for f in settings.paper_faults]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'fault'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"paper_faults (BASTION_PAPER_FAULTS): {problems}. Fix: see the fault kinds in the "
+            "README's configuration table."
+        ) from None
     return create_paper_app(
+        faults=faults,
         clock=clock,
         seed=settings.paper_seed,
         allowed_credentials={

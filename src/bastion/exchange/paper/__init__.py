@@ -10,20 +10,24 @@ docstring: :mod:`.gbm` (index), :mod:`.pricing` (options), :mod:`.instruments` (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bastion.clock import Clock
 from bastion.exchange.paper.app import PaperExchangeApp
 from bastion.exchange.paper.auth import Authenticator
 from bastion.exchange.paper.errors import RpcError
-from bastion.exchange.paper.faults import Fault, FaultInjector
+from bastion.exchange.paper.fault_responses import DroppedConnection
+from bastion.exchange.paper.faults import Fault, FaultInjector, FaultSpec
 from bastion.exchange.paper.rules import OrderRequest
 from bastion.exchange.paper.venue import DEFAULT_BALANCES, PaperVenue
 
 __all__ = [
     "DEFAULT_BALANCES",
+    "DroppedConnection",
     "Fault",
     "FaultInjector",
+    "FaultSpec",
     "OrderRequest",
     "PaperExchangeApp",
     "PaperVenue",
@@ -40,13 +44,17 @@ def create_app(
     initial_balances: Mapping[str, float] | None = None,
     token_ttl_seconds: int = 900,
     testnet: bool = True,
+    faults: Sequence[FaultSpec | Mapping[str, Any]] | None = None,
 ) -> PaperExchangeApp:
     """A paper Deribit for ``seed`` on ``clock``.
 
     ``allowed_credentials`` pins the accepted ``client_id -> client_secret`` pairs; None or
     empty makes a sandbox where any pair opens an account funded with ``initial_balances``
     (default :data:`DEFAULT_BALANCES`: 10 BTC, 100 ETH). The venue is ``app.venue`` (and
-    ``app.state.venue``); faults are armed through ``app.faults``.
+    ``app.state.venue``); faults are armed through ``app.faults`` (or its loopback control
+    endpoint, ``/_paper/faults``), and ``faults`` arms some at start-up: each a
+    :class:`FaultSpec` or a mapping validated into one (a pydantic ``ValidationError``, a
+    ``ValueError``, names the bad field). Probabilistic faults draw from RNGs seeded by ``seed``.
     """
     venue = PaperVenue(clock=clock, seed=seed, initial_balances=initial_balances)
     auth = Authenticator(
@@ -55,4 +63,7 @@ def create_app(
         allowed_credentials=allowed_credentials,
         token_ttl_seconds=token_ttl_seconds,
     )
-    return PaperExchangeApp(venue=venue, auth=auth, clock=clock, testnet=testnet)
+    injector = FaultInjector(seed=seed)
+    for spec in faults or ():
+        injector.arm(spec)
+    return PaperExchangeApp(venue=venue, auth=auth, clock=clock, testnet=testnet, faults=injector)

@@ -14,10 +14,16 @@ testnet``) serialised by orjson in a fixed key order, with times from the inject
 session on a ``SimClock`` is byte-identical run to run. Errors are HTTP 400, except 401 for
 auth codes and 429 for rate limits; nothing escapes as a 500: an unexpected exception is logged
 and answered with Deribit's 11094 ``internal_server_error``.
+
+The exceptions are deliberate: faults armed on ``app.faults`` (:mod:`.faults`) are applied to
+every call of a known method after it is counted and before it is authenticated, and can answer
+any status, hang or drop the connection. Their loopback-only control routes live under
+``/_paper/`` (:mod:`.control`) and are not JSON-RPC methods.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -26,10 +32,11 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from bastion.clock import Clock
 from bastion.exchange.paper.auth import Authenticator
+from bastion.exchange.paper.control import FaultControl
 from bastion.exchange.paper.errors import (
     BAD_REQUEST,
     INTERNAL_SERVER_ERROR,
@@ -40,10 +47,17 @@ from bastion.exchange.paper.errors import (
     http_status_for,
     invalid_param,
 )
-from bastion.exchange.paper.faults import FaultInjector, InjectedCrash
+from bastion.exchange.paper.fault_responses import (
+    DroppedResponse,
+    HangingResponse,
+    malformed,
+    truncated,
+)
+from bastion.exchange.paper.faults import Fault, FaultInjector, InjectedCrash
 from bastion.exchange.paper.methods import PRIVATE, PUBLIC, Call
 from bastion.exchange.paper.params import Params
 from bastion.exchange.paper.venue import PaperVenue
+from bastion.exchange.paper.ws import serve_websocket
 
 __all__ = ["MAX_BODY_BYTES", "PaperExchangeApp"]
 
@@ -59,19 +73,27 @@ class PaperExchangeApp(Starlette):
     """A Starlette app serving one :class:`PaperVenue` (also at ``app.state.venue``)."""
 
     def __init__(
-        self, *, venue: PaperVenue, auth: Authenticator, clock: Clock, testnet: bool = True
+        self,
+        *,
+        venue: PaperVenue,
+        auth: Authenticator,
+        clock: Clock,
+        testnet: bool = True,
+        faults: FaultInjector | None = None,
     ) -> None:
+        self.faults = faults if faults is not None else FaultInjector()
         super().__init__(
             routes=[
                 Route("/api/v2/{scope}/{method}", self._endpoint, methods=_HTTP_METHODS),
                 Route("/api/v2", self._endpoint, methods=_HTTP_METHODS),
                 Route("/api/v2/", self._endpoint, methods=_HTTP_METHODS),
+                WebSocketRoute("/ws/api/v2", serve_websocket),
+                *FaultControl(self.faults).routes,
                 Route("/{path:path}", self._endpoint, methods=_HTTP_METHODS),
             ]
         )
         self.venue = venue
         self.auth = auth
-        self.faults = FaultInjector()
         self.testnet = testnet
         self._clock = clock
         self.state.venue = venue
@@ -84,31 +106,62 @@ class PaperExchangeApp(Starlette):
         us_in = self._us()
         rpc_id = _NO_ID
         method = "?"
+        fault: Fault | None = None
         try:
             body = await request.body()
             message = _message(request, body)
             rpc_id = message.get("id", _NO_ID)
             method = _method(request, message)
+            if method not in PUBLIC and method not in PRIVATE:
+                raise RpcError(METHOD_NOT_FOUND)
+            fault = self.faults.take(method)  # every call of a real method is counted
+            answer = None if fault is None else await self._fault(fault, method, us_in, rpc_id)
+            if answer is not None:
+                return answer
             result = self._dispatch(request, method, message.get("params"), body)
         except RpcError as exc:
-            return self._respond(us_in, rpc_id, error=exc)
+            response = self._respond(us_in, rpc_id, error=exc)
         except Exception as exc:
             logger.exception("paper exchange: unexpected error in %s", method)
             reason = {"reason": f"unexpected {type(exc).__name__}"}
-            return self._respond(us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
-        return self._respond(us_in, rpc_id, result=result)
+            response = self._respond(
+                us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason)
+            )
+        else:
+            response = self._respond(us_in, rpc_id, result=result)
+        return response if fault is None else _garble(fault, response)
+
+    async def _fault(self, fault: Fault, method: str, us_in: int, rpc_id: Any) -> Response | None:
+        """The answer a fault gives before the venue sees the call, or None to go on."""
+        spec = fault.spec
+        match spec.kind:
+            case "crash":
+                raise InjectedCrash(f"injected crash in {method}")
+            case "error":
+                raise RpcError(spec.deribit_code, spec.message)
+            case "delay":
+                await asyncio.sleep(spec.seconds or 0.0)
+                return None
+            case "hang":
+                return HangingResponse(self.faults, f"hang injected in {method}")
+            case "drop":
+                return DroppedResponse(f"drop injected in {method}")
+            case "status" if spec.body is not None:
+                answer = Response(
+                    spec.body.encode(), spec.status or 500, media_type=spec.content_type
+                )
+            case "status":
+                error = RpcError(spec.deribit_code, spec.message)
+                answer = self._respond(us_in, rpc_id, error=error)
+                answer.status_code = spec.status or 500
+            case _:  # malformed, truncated: the venue handles the call, the answer is garbled
+                return None
+        return _with_retry_after(fault, answer)
 
     def _dispatch(self, request: Request, method: str, raw: Any, body: bytes) -> Any:
-        handler = PUBLIC.get(method) or PRIVATE.get(method)
-        if handler is None:
-            raise RpcError(METHOD_NOT_FOUND)
+        handler = PUBLIC.get(method) or PRIVATE[method]
         if raw is not None and not isinstance(raw, dict):
             raise invalid_param("params", "must be an object of named parameters")
-        fault = self.faults.take(method)
-        if fault is not None:
-            if fault.crash:
-                raise InjectedCrash(f"injected crash in {method}")
-            raise RpcError(fault.code or INTERNAL_SERVER_ERROR, fault.message)
         client_id = ""
         if method in PRIVATE:
             client_id = self.auth.identify(
@@ -142,6 +195,21 @@ class PaperExchangeApp(Starlette):
             reason = {"reason": "unserialisable response"}
             return self._respond(us_in, _NO_ID, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
         return Response(content, status_code=status, media_type="application/json")
+
+
+def _garble(fault: Fault, response: Response) -> Response:
+    """Apply a fault that acts on the answer (``malformed``, ``truncated``, ``error``)."""
+    if fault.kind == "malformed":
+        response = malformed()
+    elif fault.kind == "truncated":
+        response = truncated(response)
+    return _with_retry_after(fault, response)
+
+
+def _with_retry_after(fault: Fault, response: Response) -> Response:
+    if fault.spec.retry_after is not None:
+        response.headers["retry-after"] = str(fault.spec.retry_after)
+    return response
 
 
 _MAX_INT_ID_DIGITS = 18  # below 2**63: orjson and every JSON client handle it as an integer
