@@ -91,6 +91,25 @@ class Settings(BaseSettings):
         ge=0,
         description="Refresh the exchange access token this many seconds before it expires.",
     )
+    exchange_websocket: bool = Field(
+        False,
+        description="Talk to the exchange over one WebSocket session instead of HTTP requests "
+        "(needs a URL: testnet, live or `bastion exchange serve`).",
+    )
+    exchange_cancel_on_disconnect: bool = Field(
+        False,
+        description="With the WebSocket: the exchange cancels our resting orders if the "
+        "connection drops (Deribit cancel-on-disconnect).",
+    )
+    retry_base_seconds: float = Field(
+        0.5, gt=0, description="Base of the full-jitter backoff: min(cap, base·2^n)·U(0,1)."
+    )
+    retry_cap_seconds: float = Field(30.0, gt=0, description="Longest single backoff wait.")
+    call_deadline_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Overall deadline of one external call, retries and waits included.",
+    )
     currency: Literal["BTC", "ETH"] = Field("BTC", description="Currency the agent trades.")
 
     # -- paper exchange -------------------------------------------------------------------
@@ -220,6 +239,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "seller_min_days must be below seller_max_days "
                 f"({self.seller_min_days} >= {self.seller_max_days})"
+            )
+        if self.exchange_cancel_on_disconnect and not self.exchange_websocket:
+            raise ValueError(
+                "exchange_cancel_on_disconnect needs exchange_websocket=true: cancel-on-"
+                "disconnect exists only on a WebSocket session"
+            )
+        if self.exchange_websocket and not self.resolved_exchange_url:
+            raise ValueError(
+                "exchange_websocket needs an exchange URL (testnet, live, or "
+                "BASTION_EXCHANGE_URL pointing at `bastion exchange serve`)"
             )
         if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(

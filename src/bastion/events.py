@@ -43,6 +43,9 @@ class EventKind(StrEnum):
     HALT_RESUMED = "halt_resumed"
     TRADING_RESUMED = "trading_resumed"
     SINK_FAILED = "sink_failed"
+    CALL_RETRIED = "call_retried"
+    CALL_FAILED = "call_failed"
+    BREAKER_STATE_CHANGED = "breaker_state_changed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,11 @@ from pydantic import SecretStr
 
 from bastion.clock import SimClock
 from bastion.errors import ErrorCode, ExchangeError, HaltedError
+from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange, Instrument, OrderRequest
 from bastion.exchange.deribit import DeribitClient
 from bastion.exchange.paper import PaperExchangeApp, create_app
+from bastion.resilience import BreakerState, Resilience
 from bastion.telemetry.metrics import Metrics
 
 SECRET = "s3cret-never-shown-7f3a"
@@ -351,17 +353,29 @@ async def test_refused_order_is_resent_exactly_once(
     assert _calls(metrics, "private/sell", "auth") == 1
 
 
-async def test_rate_limited_order_is_not_retried(
+async def test_rate_limited_order_is_resent_once_accepted(
     client: DeribitClient, app: PaperExchangeApp, metrics: Metrics
 ) -> None:
-    """An order refused with 10028 raises RATE_LIMIT at once; nothing is re-sent or resting."""
+    """An order refused with 10028 (so never accepted) is re-sent after backoff and rests once."""
     request = await _resting_sell(client, "test-429")
     app.faults.inject("private/sell", code=10028)
+    order = await client.place_order(request)
+    assert [o.order_id for o in await client.get_open_orders("BTC")] == [order.order_id]
+    assert _calls(metrics, "private/sell", "rate_limit") == 1
+    assert _calls(metrics, "private/sell") == 1
+
+
+async def test_rate_limit_that_persists_is_raised(
+    client: DeribitClient, app: PaperExchangeApp, metrics: Metrics
+) -> None:
+    """A rate limit that outlasts the retries raises RATE_LIMIT; nothing is left resting."""
+    request = await _resting_sell(client, "test-429-forever")
+    app.faults.inject("private/sell", code=10028, times=None)
     with pytest.raises(ExchangeError) as info:
         await client.place_order(request)
+    app.faults.clear()
     assert (info.value.code, info.value.exchange_code) == (ErrorCode.RATE_LIMIT, 10028)
     assert info.value.http_status == 429
-    assert _calls(metrics, "private/sell", "rate_limit") == 1
     assert _calls(metrics, "private/sell") == 0
     assert await client.get_open_orders("BTC") == []
 
@@ -532,3 +546,74 @@ async def test_malformed_result_is_invalid_response() -> None:
         await client.get_ticker("BTC-PERPETUAL")
     await client.close()
     assert info.value.code is ErrorCode.INVALID_RESPONSE
+
+
+async def test_order_is_never_resent_after_a_server_error() -> None:
+    """A 502 on private/buy may hide an accepted order: it is sent exactly once."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/public/auth":
+            return _auth_result(request, "tok")
+        sent.append(_rpc(request)["method"])
+        return httpx.Response(502, text="bad gateway")
+
+    client = _scripted(handler)
+    order = OrderRequest(
+        instrument_name="BTC-PERPETUAL", direction="buy", amount=10.0, order_type="market"
+    )
+    with pytest.raises(ExchangeError) as info:
+        await client.place_order(order)
+    await client.close()
+    assert (info.value.code, info.value.http_status) == (ErrorCode.SERVER, 502)
+    assert sent == ["private/buy"]
+
+
+async def test_breaker_fails_fast_and_recovers_through_the_client() -> None:
+    """Repeated 503s open the venue's breaker; while open nothing is sent; a probe closes it."""
+    clock = SimClock()
+    metrics = Metrics()
+    journal = Journal(run_id="r")
+    events: list[Event] = []
+    journal.subscribe(events.append)
+    resilience = Resilience(clock=clock, metrics=metrics, journal=journal)
+    down = True
+    sent = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        if down:
+            return httpx.Response(503, text="maintenance")
+        return _result(request, 1_767_225_600_000)
+
+    client = DeribitClient(
+        base_url="http://scripted",
+        client_id=CLIENT_ID,
+        client_secret=SecretStr(SECRET),
+        clock=clock,
+        transport=httpx.MockTransport(handler),
+        resilience=resilience,
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(ExchangeError):
+                await client.get_time()
+        assert resilience.breakers is not None
+        assert resilience.breakers.get("deribit", "exchange").state is BreakerState.OPEN
+        before = sent
+        with pytest.raises(ExchangeError) as info:
+            await client.get_instruments("BTC")
+        assert info.value.code is ErrorCode.CIRCUIT_OPEN
+        assert info.value.retry_after is not None
+        assert sent == before
+
+        down = False
+        clock.advance(info.value.retry_after)
+        assert await client.get_time() == 1_767_225_600_000
+    finally:
+        await client.close()
+    moves = [e.payload["state"] for e in events if e.kind is EventKind.BREAKER_STATE_CHANGED]
+    assert moves == ["open", "half_open", "closed"]
+    assert any(e.kind is EventKind.CALL_RETRIED for e in events)
+    assert resilience.breakers.snapshot()[0]["state"] == "closed"

@@ -16,6 +16,7 @@ from bastion.exchange.base import OrderRequest
 from bastion.exchange.deribit import DeribitClient
 from bastion.exchange.paper import PaperExchangeApp, create_app
 from bastion.guard.halt import Halt
+from bastion.resilience import Resilience
 from bastion.runtime.agent import Context, Decision, Observation, OrderIntent
 from bastion.runtime.runner import Runner
 from bastion.trace.record import read_trace
@@ -277,9 +278,10 @@ async def test_a_failed_order_lookup_is_retried_not_forgotten(
         events = _collect(runner)
         await runner.loop.step()  # the order rests
         await client.cancel_all()  # someone cancels it outside the runtime
-        paper.faults.inject("private/get_order_state", code=10040)
-        failed = await runner.loop.step()
+        paper.faults.inject("private/get_order_state", code=10040, times=None)
+        failed = await runner.loop.step()  # retried per policy, still failing
         assert failed.status == "failed"
+        paper.faults.clear()
         await runner.loop.step()
         fates = [e.payload for e in events if e.kind is EventKind.ORDER_SKIPPED]
         assert [(f["reason"], f["order_id"]) for f in fates] == [("cancelled", "BTC-1")]
@@ -303,6 +305,7 @@ def _client(paper: PaperExchangeApp, clock: SimClock, settings: Settings) -> Der
         client_secret=settings.exchange_client_secret,
         clock=clock,
         transport=httpx.ASGITransport(app=paper),
+        resilience=Resilience(clock=clock),  # backoff waits pass on the simulated clock
     )
 
 

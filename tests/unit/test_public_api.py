@@ -36,7 +36,6 @@ def test_only_adapters_import_httpx() -> None:
     allowed = {
         "exchange/deribit.py",  # the Deribit adapter
         "exchange/paper/fault_responses.py",  # a dropped connection is httpx's own error
-        "resilience/call.py",  # classifies httpx failures
         "runtime/runner.py",  # wires the in-process transport
         "cli.py",  # asks the local console for status
     }

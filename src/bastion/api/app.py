@@ -28,6 +28,7 @@ from bastion.trace.redact import Redactor
 __all__ = ["api_router", "create_app"]
 
 StatusProvider = Callable[[], RuntimeStatus]
+BreakersProvider = Callable[[], list[dict[str, Any]]]
 
 
 class HaltRequest(BaseModel):
@@ -41,13 +42,19 @@ def _console_page(refresh_seconds: float) -> str:
     return html.replace("{{REFRESH_MS}}", str(int(refresh_seconds * 1000)))
 
 
-def api_router(status: StatusProvider, halt: Halt, redactor: Redactor | None = None) -> APIRouter:
+def api_router(
+    status: StatusProvider,
+    halt: Halt,
+    redactor: Redactor | None = None,
+    breakers: BreakersProvider | None = None,
+) -> APIRouter:
     router = APIRouter(prefix="/api")
     scrub = redactor or Redactor(())
 
     @router.get("/status")
     def get_status() -> dict[str, Any]:
         data: dict[str, Any] = scrub.redact(status().to_dict())
+        data["breakers"] = scrub.redact(breakers()) if breakers else []
         state = halt.state()
         data["halted"] = state is not None
         data["halt_reason"] = state.reason if state else None
@@ -79,6 +86,7 @@ def create_app(
     token: str,
     refresh_seconds: float = 2.0,
     redactor: Redactor | None = None,
+    breakers: BreakersProvider | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime."""
     app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -106,5 +114,5 @@ def create_app(
 
     static_dir = resources.files("bastion.api").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
-    app.include_router(api_router(status, halt, redactor), dependencies=[Depends(guard)])
+    app.include_router(api_router(status, halt, redactor, breakers), dependencies=[Depends(guard)])
     return app

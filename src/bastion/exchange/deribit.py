@@ -3,15 +3,22 @@
 One implementation serves every venue that speaks Deribit: the in-process paper exchange
 (``transport=httpx.ASGITransport(app)``, ``base_url="http://paper"``), a loopback server,
 testnet and mainnet. Each request is ``POST {base_url}/api/v2/{method}`` with a JSON-RPC body
-(typed params, increasing ids) and goes through :func:`bastion.resilience.call`, so it is
-halt-aware, time-bounded, classified and measured.
+(typed params, increasing ids) and goes through the injected
+:class:`~bastion.resilience.Resilience` (``resilience=``; a private one on ``clock`` otherwise),
+so it is halt-aware, time-bounded, retried per policy, guarded by the venue's circuit breaker
+(one breaker named after the client, shared by all methods), classified and measured.
 
 Authentication is OAuth-style: ``public/auth`` with ``client_credentials`` yields a bearer token,
 refreshed with ``grant_type=refresh_token`` once it is within ``refresh_margin`` seconds of
 expiry on the injected clock (and re-obtained with the credentials if the refresh is refused).
-A private call rejected for auth (10000, 13009) re-authenticates once and is retried once. For
-``private/buy`` and ``private/sell`` that retry is safe only because an auth rejection proves
-the order was never accepted; no other failure of an order-sending call is ever retried here.
+A private call rejected for auth follows the policy row for ``AUTH``: the choke point calls
+back to re-authenticate and retries once. For ``private/buy`` and ``private/sell`` a retry is
+safe only after a failure that proves the order was never accepted (auth, rate limit, circuit
+open); a timeout, a dropped connection or a 5xx is never retried for them.
+
+With ``websocket=`` (a :class:`~bastion.exchange.deribit_ws.DeribitWsSession`) every request
+travels as a JSON-RPC frame on that one authenticated socket instead, still through the choke
+point; the socket carries cancel-on-disconnect when the session asks for it.
 
 The client secret is a :class:`~pydantic.SecretStr`, read only to build the ``public/auth``
 body; it and the tokens never appear in a repr, a message or an exception.
@@ -21,9 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -32,11 +38,12 @@ from pydantic import SecretStr
 
 from bastion.clock import Clock
 from bastion.errors import (
+    BastionError,
     ErrorCode,
     ExchangeError,
     UsageError,
-    code_for_deribit,
-    code_for_http_status,
+    classify,
+    parse_retry_after,
 )
 from bastion.exchange.base import (
     AccountSummary,
@@ -50,7 +57,8 @@ from bastion.exchange.base import (
     Position,
     Ticker,
 )
-from bastion.resilience import call, error_message
+from bastion.exchange.deribit_ws import DeribitWsSession
+from bastion.resilience import Resilience
 from bastion.telemetry.metrics import Metrics
 
 __all__ = ["DeribitClient"]
@@ -58,8 +66,6 @@ __all__ = ["DeribitClient"]
 T = TypeVar("T")
 
 _ORDER_METHODS = frozenset({"private/buy", "private/sell"})
-# Deribit codes that mean "your token is not (or no longer) good": re-authenticate once.
-_REAUTH_CODES = frozenset({10000, 13009})
 _KINDS: frozenset[str] = frozenset({"option", "future"})
 _DIRECTIONS: frozenset[str] = frozenset({"buy", "sell"})
 _ORDER_STATES: frozenset[str] = frozenset(
@@ -98,6 +104,8 @@ class DeribitClient:
         metrics: Metrics | None = None,
         halt_check: Callable[[], None] | None = None,
         name: str = "deribit",
+        resilience: Resilience | None = None,
+        websocket: DeribitWsSession | None = None,
     ) -> None:
         if not isinstance(client_secret, SecretStr):
             raise UsageError("client_secret must be a pydantic SecretStr, never a plain str")
@@ -108,8 +116,9 @@ class DeribitClient:
         self._clock = clock
         self._timeout = timeout
         self._refresh_margin = refresh_margin
-        self._metrics = metrics
+        self._resilience = resilience or Resilience(clock=clock, metrics=metrics)
         self._halt_check = halt_check
+        self._ws = websocket
         self._ids = itertools.count(1)
         self._token: _Token | None = None
         self._auth_lock = asyncio.Lock()
@@ -214,6 +223,8 @@ class DeribitClient:
         if not self._closed:
             self._closed = True
             await self._http.aclose()
+            if self._ws is not None:
+                await self._ws.close()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -221,16 +232,16 @@ class DeribitClient:
         return await self._call(method, params, parse, token=None)
 
     async def _private(self, method: str, params: dict[str, Any], parse: Callable[[Any], T]) -> T:
-        token = await self._access_token()
-        try:
-            return await self._call(method, params, parse, token=token)
-        except ExchangeError as exc:
-            if exc.exchange_code not in _REAUTH_CODES:
-                raise
-        # The token was refused, which proves the request (an order too) was not accepted:
-        # get a new one and try exactly once more.
-        await self._invalidate(token)
-        return await self._call(method, params, parse, token=await self._access_token())
+        if self._ws is not None:  # the socket itself is authenticated
+            return await self._call(method, params, parse, token=None)
+        token = [await self._access_token()]
+
+        async def refresh(error: BastionError) -> None:
+            # The token was refused, which proves the request (an order too) was not accepted.
+            await self._invalidate(token[0])
+            token[0] = await self._access_token()
+
+        return await self._call(method, params, parse, token=token, refresh=refresh)
 
     async def _call(
         self,
@@ -238,15 +249,28 @@ class DeribitClient:
         params: dict[str, Any],
         parse: Callable[[Any], T],
         *,
-        token: str | None,
+        token: list[str] | None,
+        refresh: Callable[[BastionError], Awaitable[None]] | None = None,
     ) -> T:
         dependency = f"{self.name} {method}"
 
+        async def send_frame(ws: DeribitWsSession) -> T:
+            result = await ws.request(method, params)
+            try:
+                return parse(result)
+            except (AttributeError, KeyError, TypeError, ValueError, _InvalidResponse) as exc:
+                why = f"unexpected result shape: {type(exc).__name__} {exc}"
+                raise classify(
+                    dependency=dependency, invalid=self._redact(why), error_class=ExchangeError
+                ) from exc
+
         async def send() -> T:
+            if self._ws is not None:
+                return await send_frame(self._ws)
             body = orjson.dumps(
                 {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
             )
-            headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+            headers = {"Authorization": f"Bearer {token[0]}"} if token is not None else None
             response = await self._http.post(f"/api/v2/{method}", content=body, headers=headers)
             result = self._unwrap(dependency, response)
             try:
@@ -255,14 +279,15 @@ class DeribitClient:
                 why = f"unexpected result shape: {type(exc).__name__} {exc}"
                 raise self._invalid(dependency, response, why) from exc
 
-        return await call(
+        return await self._resilience.call(
             dependency,
             send,
             layer="exchange",
             timeout=self._timeout,
             sends_order=method in _ORDER_METHODS,
             halt_check=self._halt_check,
-            metrics=self._metrics,
+            breaker=self.name,
+            refresh=refresh,
         )
 
     def _unwrap(self, dependency: str, response: httpx.Response) -> Any:
@@ -281,56 +306,41 @@ class DeribitClient:
         if response.is_success:
             what = "no result or error" if isinstance(envelope, dict) else "a non-JSON body"
             raise self._invalid(dependency, response, f"HTTP {status} with {what}")
-        code = code_for_http_status(status)
-        raise ExchangeError(
-            error_message(dependency, code, f"(HTTP {status})"),
-            code=code,
+        raise classify(
             dependency=dependency,
             http_status=status,
             retry_after=self._retry_after(response),
+            error_class=ExchangeError,
         )
 
     def _rpc_error(
         self, dependency: str, response: httpx.Response, error: dict[str, Any]
-    ) -> ExchangeError:
+    ) -> BastionError:
         number = cast("int", error["code"])
         text = str(error.get("message", ""))
         data = error.get("data")
         if isinstance(data, dict) and data.get("reason"):
             text = f"{text}: {data['reason']}" if text else str(data["reason"])
-        detail = self._redact(f"({number} {text[:200]})" if text else f"({number})")
-        code = code_for_deribit(number)
-        return ExchangeError(
-            error_message(dependency, code, detail),
-            code=code,
+        return classify(
             dependency=dependency,
-            http_status=response.status_code,
             exchange_code=number,
+            detail=self._redact(f"({number} {text[:200]})" if text else f"({number})"),
+            http_status=response.status_code,
             retry_after=self._retry_after(response),
+            error_class=ExchangeError,
         )
 
-    def _invalid(self, dependency: str, response: httpx.Response, why: str) -> ExchangeError:
-        return ExchangeError(
-            error_message(dependency, ErrorCode.INVALID_RESPONSE, self._redact(f"({why})")),
-            code=ErrorCode.INVALID_RESPONSE,
+    def _invalid(self, dependency: str, response: httpx.Response, why: str) -> BastionError:
+        return classify(
             dependency=dependency,
+            invalid=self._redact(why),
             http_status=response.status_code,
+            error_class=ExchangeError,
         )
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), if any."""
-        value = response.headers.get("Retry-After")
-        if not value:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - self._clock.time())
+        return parse_retry_after(response.headers.get("Retry-After"), now=self._clock.time())
 
     def _redact(self, text: str) -> str:
         """Remove the secret and live tokens from text that came from the far side."""

@@ -71,7 +71,9 @@ class DeribitWsSession:
         client_secret: SecretStr,
         timeout: float = 10.0,
         name: str = "deribit",
+        cancel_on_disconnect: bool = False,
     ) -> None:
+        """``cancel_on_disconnect`` asks for it (connection scope) on every (re)connect."""
         if not isinstance(client_secret, SecretStr):
             raise UsageError("client_secret must be a pydantic SecretStr, never a plain str")
         self.name = name
@@ -84,7 +86,7 @@ class DeribitWsSession:
         self._conn: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
-        self._cod_scope: CancelScope | None = None
+        self._cod_scope: CancelScope | None = "connection" if cancel_on_disconnect else None
         self._closed = False
         self.connects = 0
 

@@ -138,7 +138,9 @@ async def run_smoke(
     clock: Clock | None = None,
 ) -> SmokeReport:
     """Run the smoke within ``duration_seconds``; never raises for exchange conditions."""
-    dry = settings.model_copy(update={"dry_run": True})
+    # Retries must give up inside the time box, so the smoke can still say *why* it failed.
+    deadline = min(settings.call_deadline_seconds, duration_seconds / 2)
+    dry = settings.model_copy(update={"dry_run": True, "call_deadline_seconds": deadline})
     runner = Runner(dry, clock=clock or WallClock(), console=False)
     report = SmokeReport(
         SmokeOutcome.FAIL, settings.resolved_exchange_url or "in-process paper exchange"

@@ -1,102 +1,70 @@
 """The one choke point for every external call: exchange, LLM, tool and peer agent.
 
-Nothing in Bastion calls httpx or an SDK except inside a function handed to :func:`call`. That
-is what makes every outbound request halt-aware, bounded in time, classified into one
-:class:`~bastion.errors.ErrorCode` and measured the same way.
+Nothing in Bastion calls httpx or an SDK except inside a function handed to
+:meth:`Resilience.call`. That is what makes every outbound request halt-aware, bounded in time,
+classified into one :class:`~bastion.errors.ErrorCode`, retried the same way and measured the
+same way.
 
-The full order of one call is::
+One call runs::
 
     halt → breaker → timeout → retry → classify → record
 
-1. **halt** — an order-sending call asks ``halt_check`` first; a :class:`HaltedError` means the
-   dependency is never reached.
-2. **breaker** — an open circuit fails fast with ``CIRCUIT_OPEN``. *(Not yet: issue 3.)*
-3. **timeout** — ``fn`` runs under ``asyncio.timeout``.
-4. **retry** — retryable codes are retried with full jitter, never for order-sending calls
-   unless the failure proves the order was not accepted. *(Not yet: issue 3.)*
-5. **classify** — any failure becomes a :class:`BastionError` with a code
-   (:func:`classify_exception`); one that already is passes through unchanged.
-6. **record** — the duration histogram and the outcome counter (``ok`` or the code's value).
+1. **halt** — an order-sending call asks ``halt_check`` first (before every attempt); a
+   :class:`~bastion.errors.HaltedError` means the dependency is never reached.
+2. **breaker** — the dependency's breaker must admit the attempt; an open circuit fails fast
+   with ``CIRCUIT_OPEN`` (``retry_after``: seconds until it half-opens).
+3. **timeout** — each attempt runs under ``asyncio.timeout(min(timeout, time left))``.
+4. **retry** — per the failure's policy row (:mod:`~bastion.resilience.policy`), with full
+   jitter, within the call's deadline (:mod:`~bastion.resilience.retry`); an auth failure
+   awaits ``refresh`` and retries once; an order-sending call only after a failure that proves
+   the order was not accepted.
+5. **classify** — any failure becomes a :class:`~bastion.errors.BastionError` of the layer's
+   class (:func:`~bastion.errors.classify`); one that already is passes through unchanged.
+6. **record** — per attempt: the outcome counter (``ok`` or the code) and the duration
+   histogram; per retry: the retry counter and a ``call_retried`` event with the wait; per
+   call: an OpenTelemetry span (a no-op unless an SDK is installed) and, on final failure, a
+   ``call_failed`` event. When the final failure's policy allows a fallback and the caller gave
+   one, its answer is returned instead.
 
 ``asyncio.CancelledError`` is never caught, converted or recorded: cancellation belongs to the
 caller.
+
+Durations in metrics are wall time (``time.perf_counter``): they measure real I/O. Deadlines,
+backoff and breakers use the injected clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
-import httpx
+from opentelemetry import trace
 
-from bastion.errors import BastionError, ErrorCode, ExchangeError, code_for_http_status
+from bastion.clock import Clock, WallClock
+from bastion.errors import (
+    BastionError,
+    ErrorCode,
+    Layer,
+    classify,
+    error_class_for,
+    error_message,
+)
+from bastion.events import EventKind, Journal
+from bastion.resilience.breaker import BreakerChange, BreakerRegistry, CircuitBreaker
+from bastion.resilience.policy import Action, policy_for
+from bastion.resilience.retry import Retrier, RetryDetails, RetrySettings
 from bastion.telemetry.metrics import Metrics
 
-__all__ = ["Layer", "call", "classify_exception", "error_class_for", "error_message"]
+__all__ = ["Resilience", "call", "classify_exception"]
 
 T = TypeVar("T")
 
-Layer = Literal["exchange", "llm", "tool", "peer"]
-
-# The exception class each layer raises; layers without their own class yet use the base.
-_LAYER_ERRORS: dict[str, type[BastionError]] = {"exchange": ExchangeError}
-
-# What an operator should do about each code: the tail of every message.
-_HINTS: dict[ErrorCode, str] = {
-    ErrorCode.NETWORK: "check connectivity to the host; retry after backoff",
-    ErrorCode.TIMEOUT: "the dependency is slow or unreachable; retry after backoff",
-    ErrorCode.AUTH: "check the client id and secret",
-    ErrorCode.FORBIDDEN: "the credentials lack the scope for this call",
-    ErrorCode.RATE_LIMIT: "slow down; retry after backoff",
-    ErrorCode.BAD_REQUEST: "fix the request; do not retry",
-    ErrorCode.NOT_FOUND: "check the name or id",
-    ErrorCode.INSUFFICIENT_FUNDS: "reduce the size or add funds",
-    ErrorCode.SERVER: "failure on the far side; retry after backoff",
-    ErrorCode.INVALID_RESPONSE: "unexpected reply; check the base URL points at the right API",
-    ErrorCode.CONFIG: "fix the configuration",
-}
-
-
-def error_class_for(layer: Layer) -> type[BastionError]:
-    """The exception class failures of ``layer`` are raised as."""
-    return _LAYER_ERRORS.get(layer, BastionError)
-
-
-def error_message(dependency: str, code: ErrorCode, detail: str = "") -> str:
-    """The one message format: ``<dependency>: <CODE> <detail> — <what to do>``.
-
-    >>> error_message("deribit private/buy", ErrorCode.RATE_LIMIT, "(10028 too_many_requests)")
-    'deribit private/buy: RATE_LIMIT (10028 too_many_requests) — slow down; retry after backoff'
-    """
-    text = f"{dependency}: {code.name}"
-    if detail:
-        text += f" {detail}"
-    hint = _HINTS.get(code)
-    if hint:
-        text += f" — {hint}"
-    return text
-
-
-# httpx exceptions to codes, most specific first; the first isinstance match wins.
-_HTTPX_CODES: tuple[tuple[type[Exception] | tuple[type[Exception], ...], ErrorCode], ...] = (
-    (httpx.TimeoutException, ErrorCode.TIMEOUT),
-    ((httpx.UnsupportedProtocol, httpx.InvalidURL), ErrorCode.CONFIG),
-    (httpx.LocalProtocolError, ErrorCode.BAD_REQUEST),
-    (httpx.TransportError, ErrorCode.NETWORK),  # NetworkError, RemoteProtocolError, ProxyError
-    ((httpx.DecodingError, httpx.TooManyRedirects), ErrorCode.INVALID_RESPONSE),
-)
-
-
-def _httpx_code(exc: Exception) -> ErrorCode:
-    """The code for an httpx exception (``UNKNOWN`` for the developer-misuse family)."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        return code_for_http_status(exc.response.status_code)
-    for types, code in _HTTPX_CODES:
-        if isinstance(exc, types):
-            return code
-    return ErrorCode.UNKNOWN
+Fallback = Callable[[BastionError], Awaitable[T]]
+Refresh = Callable[[BastionError], Awaitable[None]]
 
 
 def classify_exception(
@@ -106,47 +74,268 @@ def classify_exception(
     timeout: float | None = None,
     error_class: type[BastionError] = BastionError,
 ) -> BastionError:
-    """Translate a foreign exception into a classified :class:`BastionError`.
+    """Compatibility name for :func:`bastion.errors.classify` of one exception."""
+    return classify(exc, dependency=dependency, timeout=timeout, error_class=error_class)
 
-    A :class:`BastionError` is returned unchanged (it is already classified). ``timeout`` is the
-    limit that expired, when the failure is our own deadline, and goes into the message. The
-    caller raises the result ``from exc``.
+
+@dataclass(slots=True)
+class _Call(Generic[T]):
+    """What one call needs on every attempt."""
+
+    dependency: str
+    fn: Callable[[], Awaitable[T]]
+    layer: Layer
+    timeout: float
+    deadline_at: float
+    circuit: CircuitBreaker | None
+    sends_order: bool
+    halt_check: Callable[[], None] | None
+    error_class: type[BastionError]
+    attempts: int = 0
+
+
+class Resilience:
+    """The choke point with its state: clock, breakers, retry settings, metrics, journal.
+
+    One per runtime, injected into every adapter (``DeribitClient(resilience=...)``), so the
+    breakers it holds are the ones the console shows. ``breakers=None`` builds a registry with
+    the layer defaults that reports to ``metrics`` and ``journal``; ``breakers=False`` runs
+    without breakers (the module-level :func:`call`).
     """
-    if isinstance(exc, BastionError):
-        return exc
-    http_status: int | None = None
-    if isinstance(exc, TimeoutError):
-        code = ErrorCode.TIMEOUT
-        detail = f"after {timeout:g} s" if timeout is not None else "(TimeoutError)"
-    elif isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
-        code = _httpx_code(exc)
-        detail = f"({type(exc).__name__})"
-        if isinstance(exc, httpx.HTTPStatusError):
-            http_status = exc.response.status_code
-            detail = f"(HTTP {http_status})"
-    else:
-        code = ErrorCode.UNKNOWN
-        detail = f"({type(exc).__name__})"
-    return error_class(
-        error_message(dependency, code, detail),
-        code=code,
-        dependency=dependency,
-        http_status=http_status,
-    )
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        journal: Journal | None = None,
+        breakers: BreakerRegistry | Literal[False] | None = None,
+        retry: RetrySettings | None = None,
+    ) -> None:
+        self.clock: Clock = clock or WallClock()
+        self.metrics = metrics
+        self.journal = journal
+        if breakers is None:
+            breakers = BreakerRegistry(
+                clock=self.clock, metrics=metrics, on_change=self._breaker_changed
+            )
+        self.breakers: BreakerRegistry | None = None if breakers is False else breakers
+        self.retrier = Retrier(retry, clock=self.clock)
+        self._tracer = trace.get_tracer("bastion")
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    async def call(
+        self,
+        dependency: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        layer: Layer,
+        timeout: float,  # noqa: ASYNC109  the choke point owns the deadline; it applies asyncio.timeout
+        fallback: Fallback[T] | None = None,
+        sends_order: bool = False,
+        halt_check: Callable[[], None] | None = None,
+        breaker: str | None = None,
+        deadline: float | None = None,
+        refresh: Refresh | None = None,
+    ) -> T:
+        """Run ``fn`` as one guarded call to ``dependency`` and return its result.
+
+        ``dependency`` names what is called (``"deribit public/ticker"``) and labels metrics
+        and messages. ``timeout`` bounds each attempt; ``deadline`` (default: the retry
+        settings', never less than ``timeout``) bounds the whole call, waits included.
+        ``breaker`` names the breaker the call counts against (default: ``dependency``; the
+        Deribit client uses one breaker for the venue). ``sends_order`` marks calls that may
+        move money: ``halt_check`` runs before each attempt, and only failures that prove the
+        order was not accepted are retried. ``refresh`` renews credentials before the one
+        retry an auth failure allows. ``fallback`` answers with the final error when its policy
+        row allows a fallback. Every failure leaves as a :class:`BastionError` of the layer's
+        class.
+        """
+        breakers = self.breakers
+        circuit = None if breakers is None else breakers.get(breaker or dependency, layer)
+        budget = self.retrier.settings.deadline if deadline is None else deadline
+        ctx = _Call(
+            dependency,
+            fn,
+            layer,
+            timeout,
+            self.clock.monotonic() + max(timeout, budget),
+            circuit,
+            sends_order,
+            halt_check,
+            error_class_for(layer),
+        )
+        span = self._tracer.start_span(dependency, attributes={"bastion.layer": layer})
+        # Making a span current costs more than the rest of the call: only a recorded one is.
+        if span.is_recording():
+            with trace.use_span(span, end_on_exit=True):
+                return await self._run(ctx, span, fallback, refresh)
+        try:
+            return await self._run(ctx, span, fallback, refresh)
+        finally:
+            span.end()
+
+    async def _run(
+        self,
+        ctx: _Call[T],
+        span: trace.Span,
+        fallback: Fallback[T] | None,
+        refresh: Refresh | None,
+    ) -> T:
+        try:
+            try:
+                result = await self._attempt(ctx)
+            except BastionError as first:
+                result = await self.retrier.run(
+                    first,
+                    lambda: self._attempt(ctx),
+                    sends_order=ctx.sends_order,
+                    deadline_at=ctx.deadline_at,
+                    before_retry=lambda details: self._before_retry(ctx, details, refresh),
+                    can_refresh=refresh is not None,
+                )
+        except BastionError as error:
+            use_fallback = fallback is not None and policy_for(error).allows_fallback
+            self._failed(ctx, error, span, fallback=use_fallback)
+            if fallback is not None and use_fallback:
+                return await fallback(error)
+            raise
+        if span.is_recording():
+            span.set_attribute("bastion.attempts", ctx.attempts)
+        return result
+
+    async def _attempt(self, ctx: _Call[T]) -> T:
+        ctx.attempts += 1
+        if ctx.sends_order and ctx.halt_check is not None:
+            try:
+                ctx.halt_check()
+            except BastionError as exc:
+                self._count(ctx, exc.code.value)
+                raise
+        circuit = ctx.circuit
+        if circuit is not None and not circuit.acquire():
+            self._count(ctx, ErrorCode.CIRCUIT_OPEN.value)
+            raise self._circuit_open(ctx, circuit)
+        limit = min(ctx.timeout, max(0.0, ctx.deadline_at - self.clock.monotonic()))
+        started = time.perf_counter()
+        began = self.clock.monotonic() if circuit is not None else 0.0
+        expiry = asyncio.timeout(limit)
+        try:
+            async with expiry:
+                result = await ctx.fn()
+        except asyncio.CancelledError:
+            if circuit is not None:
+                circuit.release()
+            raise
+        except Exception as exc:
+            error = classify(
+                exc,
+                dependency=ctx.dependency,
+                timeout=limit if expiry.expired() else None,
+                now=self.clock.time(),
+                error_class=ctx.error_class,
+            )
+            if circuit is not None:
+                if policy_for(error).counts_for_breaker:
+                    circuit.on_failure(error.code.value)
+                else:
+                    circuit.on_success(self.clock.monotonic() - began)
+            self._count(ctx, error.code.value, time.perf_counter() - started)
+            if error is exc:
+                raise
+            raise error from exc
+        if circuit is not None:
+            circuit.on_success(self.clock.monotonic() - began)
+        self._count(ctx, "ok", time.perf_counter() - started)
+        return result
+
+    def _circuit_open(self, ctx: _Call[Any], circuit: CircuitBreaker) -> BastionError:
+        wait = circuit.retry_after()
+        return ctx.error_class(
+            error_message(
+                ctx.dependency,
+                ErrorCode.CIRCUIT_OPEN,
+                f"({circuit.name} {circuit.state.value}; retry in {wait:.3g} s)",
+            ),
+            code=ErrorCode.CIRCUIT_OPEN,
+            dependency=ctx.dependency,
+            retry_after=wait,
+        )
+
+    async def _before_retry(
+        self, ctx: _Call[Any], details: RetryDetails, refresh: Refresh | None
+    ) -> None:
+        error = details.error
+        if self.metrics is not None:
+            self.metrics.call_retries.labels(
+                dependency=ctx.dependency, layer=ctx.layer, code=error.code.value
+            ).inc()
+        if self.journal is not None:
+            self.journal.emit(
+                EventKind.CALL_RETRIED,
+                {
+                    "dependency": ctx.dependency,
+                    "layer": ctx.layer,
+                    "retry": details.retry,
+                    "wait": round(details.wait, 6),
+                    "code": error.code.value,
+                    "retry_after": error.retry_after,
+                    "error": error.message,
+                },
+            )
+        if refresh is not None and details.policy.action is Action.REFRESH_CREDENTIALS:
+            await refresh(error)
+
+    def _failed(
+        self, ctx: _Call[Any], error: BastionError, span: trace.Span, *, fallback: bool
+    ) -> None:
+        if span.is_recording():
+            span.set_attribute("bastion.attempts", ctx.attempts)
+            span.set_attribute("bastion.error_code", error.code.value)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, error.message))
+        if self.journal is not None:
+            payload = error.to_dict()
+            payload.update(layer=ctx.layer, attempts=ctx.attempts, fallback=fallback)
+            payload.setdefault("dependency", ctx.dependency)
+            self.journal.emit(EventKind.CALL_FAILED, payload)
+
+    def _count(self, ctx: _Call[Any], outcome: str, duration: float | None = None) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        key = (ctx.dependency, ctx.layer, outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = metrics.external_calls.labels(*key)
+        counter.inc()
+        if duration is not None:
+            pair = (ctx.dependency, ctx.layer)
+            histogram = self._histograms.get(pair)
+            if histogram is None:
+                histogram = self._histograms[pair] = metrics.external_call_duration.labels(*pair)
+            histogram.observe(duration)
+
+    def _breaker_changed(self, change: BreakerChange) -> None:
+        if self.journal is not None:
+            self.journal.emit(EventKind.BREAKER_STATE_CHANGED, change.to_dict())
 
 
-def _record(
-    metrics: Metrics | None,
-    dependency: str,
-    layer: Layer,
-    outcome: str,
-    duration: float | None,
-) -> None:
+# Module-level call: no breakers (breaker state needs an owner that can show and reset it).
+_bare: weakref.WeakKeyDictionary[Metrics, Resilience] = weakref.WeakKeyDictionary()
+_bare_default: Resilience | None = None
+
+
+def _without_breakers(metrics: Metrics | None) -> Resilience:
+    global _bare_default  # noqa: PLW0603  one lazily built default for the convenience call
     if metrics is None:
-        return
-    metrics.external_calls.labels(dependency=dependency, layer=layer, outcome=outcome).inc()
-    if duration is not None:
-        metrics.external_call_duration.labels(dependency=dependency, layer=layer).observe(duration)
+        if _bare_default is None:
+            _bare_default = Resilience(breakers=False)
+        return _bare_default
+    resilience = _bare.get(metrics)
+    if resilience is None:
+        resilience = _bare[metrics] = Resilience(metrics=metrics, breakers=False)
+    return resilience
 
 
 async def call(
@@ -155,40 +344,26 @@ async def call(
     *,
     layer: Layer,
     timeout: float,  # noqa: ASYNC109  the choke point owns the deadline; it applies asyncio.timeout
+    fallback: Fallback[T] | None = None,
     sends_order: bool = False,
     halt_check: Callable[[], None] | None = None,
     metrics: Metrics | None = None,
+    resilience: Resilience | None = None,
+    deadline: float | None = None,
 ) -> T:
-    """Run ``fn`` as one guarded call to ``dependency`` and return its result.
+    """:meth:`Resilience.call` on ``resilience``, or on a wall-clock one without breakers.
 
-    ``dependency`` names what is called (``"deribit private/buy"``) and labels the metrics.
-    ``sends_order`` marks calls that may move money: ``halt_check`` runs first and its
-    :class:`HaltedError` stops the call before ``fn`` is touched (counted, not timed).
-    Every failure leaves as a :class:`BastionError` (the layer's class) with a code.
-
-    Durations are wall time (``time.perf_counter``): they measure real I/O, not simulated time.
+    For scripts and tests that have no runtime; a runtime injects its :class:`Resilience` so
+    its breakers are shared and visible.
     """
-    if sends_order and halt_check is not None:
-        try:
-            halt_check()
-        except BastionError as exc:
-            _record(metrics, dependency, layer, exc.code.value, None)
-            raise
-    deadline = asyncio.timeout(timeout)
-    started = time.perf_counter()
-    try:
-        async with deadline:
-            result = await fn()
-    except Exception as exc:
-        error = classify_exception(
-            exc,
-            dependency,
-            timeout=timeout if deadline.expired() else None,
-            error_class=error_class_for(layer),
-        )
-        _record(metrics, dependency, layer, error.code.value, time.perf_counter() - started)
-        if error is exc:
-            raise
-        raise error from exc
-    _record(metrics, dependency, layer, "ok", time.perf_counter() - started)
-    return result
+    runner = resilience or _without_breakers(metrics)
+    return await runner.call(
+        dependency,
+        fn,
+        layer=layer,
+        timeout=timeout,
+        fallback=fallback,
+        sends_order=sends_order,
+        halt_check=halt_check,
+        deadline=deadline,
+    )

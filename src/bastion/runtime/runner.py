@@ -32,10 +32,12 @@ from bastion.errors import BastionError, ConfigError
 from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange, Order
 from bastion.exchange.deribit import DeribitClient
+from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.exchange.paper import FaultSpec
 from bastion.exchange.paper import create_app as create_paper_app
 from bastion.guard.halt import Halt
 from bastion.guard.risk import RiskLimits
+from bastion.resilience import Resilience, RetrySettings
 from bastion.runtime.agent import Agent
 from bastion.runtime.loop import Loop, LoopConfig
 from bastion.store import Store
@@ -49,6 +51,7 @@ __all__ = [
     "build_agent",
     "build_exchange",
     "build_paper_app",
+    "build_resilience",
     "risk_limits",
 ]
 
@@ -136,10 +139,39 @@ def build_paper_app(settings: Settings, clock: Clock) -> Any:
     )
 
 
+def build_resilience(
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    journal: Journal | None = None,
+    *,
+    deadline: float | None = None,
+) -> Resilience:
+    """Breakers, retries and classification for every external call of one runtime."""
+    return Resilience(
+        clock=clock,
+        metrics=metrics,
+        journal=journal,
+        retry=RetrySettings(
+            base=settings.retry_base_seconds,
+            cap=settings.retry_cap_seconds,
+            deadline=deadline or settings.call_deadline_seconds,
+        ),
+    )
+
+
 def build_exchange(
-    settings: Settings, clock: Clock, metrics: Metrics, halt_check: Callable[[], None]
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics,
+    halt_check: Callable[[], None],
+    resilience: Resilience | None = None,
 ) -> Exchange:
-    """A Deribit client: over ASGI to an in-process paper exchange, or to the configured URL."""
+    """A Deribit client: over ASGI to an in-process paper exchange, or to the configured URL.
+
+    With ``exchange_websocket`` the client keeps one WebSocket session (and asks for
+    cancel-on-disconnect when configured); it connects on first use.
+    """
     url = settings.resolved_exchange_url
     transport: httpx.AsyncBaseTransport | None = None
     if not url:
@@ -155,6 +187,20 @@ def build_exchange(
         transport=transport,
         metrics=metrics,
         halt_check=halt_check,
+        resilience=resilience,
+        websocket=_websocket(settings, url),
+    )
+
+
+def _websocket(settings: Settings, url: str) -> DeribitWsSession | None:
+    if not settings.exchange_websocket:
+        return None
+    return DeribitWsSession(
+        base_url=url,
+        client_id=settings.exchange_client_id,
+        client_secret=settings.exchange_client_secret,
+        timeout=settings.exchange_timeout_seconds,
+        cancel_on_disconnect=settings.exchange_cancel_on_disconnect,
     )
 
 
@@ -222,8 +268,9 @@ class Runner:
             journal=self.journal,
             metrics=self.metrics,
         )
+        self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
         self.exchange = exchange or build_exchange(
-            settings, self.clock, self.metrics, self.halt.check
+            settings, self.clock, self.metrics, self.halt.check, self.resilience
         )
         self.halt.set_canceller(self.exchange.cancel_all)
         self.loop = Loop(
@@ -296,6 +343,7 @@ class Runner:
             token=token,
             refresh_seconds=s.console_refresh_seconds,
             redactor=self._redactor,
+            breakers=self._breakers,
         )
         sock = _bind(s.console_host, s.console_port)
         host, port = sock.getsockname()[:2]
@@ -304,6 +352,10 @@ class Runner:
         self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         shown = f"[{host}]" if ":" in host else host
         self.console_url = f"http://{shown}:{port}/?token={token}"
+
+    def _breakers(self) -> list[dict[str, Any]]:
+        registry = self.resilience.breakers
+        return registry.snapshot() if registry is not None else []
 
     async def run(
         self,

@@ -54,6 +54,18 @@ class Metrics:
             buckets=_CALL_BUCKETS,
             registry=r,
         )
+        self.call_retries = Counter(
+            "bastion_call_retries",
+            "Retries made by resilience.call, by dependency, layer and the code retried.",
+            ["dependency", "layer", "code"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "bastion_breaker_state",
+            "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.",
+            ["dependency", "layer"],
+            registry=r,
+        )
         self.equity = Gauge(
             "bastion_account_equity", "Account equity in coin.", ["currency"], registry=r
         )

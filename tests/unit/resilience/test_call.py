@@ -1,4 +1,4 @@
-"""resilience.call: halt first, deadline, classification, metrics, cancellation."""
+"""resilience.call: halt, breaker, timeout, retry, classification, record, fallback, cancel."""
 
 from __future__ import annotations
 
@@ -8,8 +8,21 @@ import httpx
 import pytest
 
 import bastion.resilience as package
-from bastion.errors import BastionError, ErrorCode, ExchangeError, HaltedError
-from bastion.resilience import call, classify_exception, error_message
+from bastion.clock import SimClock
+from bastion.errors import BastionError, ErrorCode, ExchangeError, HaltedError, LLMError
+from bastion.events import Event, EventKind, Journal
+from bastion.resilience import (
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerState,
+    Resilience,
+    RetrySettings,
+    call,
+    classify_exception,
+    error_message,
+    policy_for,
+    set_testing,
+)
 from bastion.telemetry.metrics import Metrics
 
 DEP = "deribit public/ticker"
@@ -47,6 +60,7 @@ async def test_result_is_returned_and_recorded_ok() -> None:
 
 async def test_deadline_becomes_timeout() -> None:
     """An fn that never finishes is cut at the deadline and raised as an ExchangeError TIMEOUT."""
+    set_testing(True, attempts=1)
     metrics = Metrics()
     with pytest.raises(ExchangeError) as info:
         await call(DEP, _never, layer="exchange", timeout=0.001, metrics=metrics)
@@ -76,6 +90,7 @@ async def test_deadline_becomes_timeout() -> None:
 )
 async def test_foreign_exceptions_are_classified(exc: Exception, code: ErrorCode) -> None:
     """Each foreign exception raised by fn leaves as the layer's error class with its code."""
+    set_testing(True, attempts=1)
     metrics = Metrics()
 
     async def fail() -> None:
@@ -105,15 +120,16 @@ def test_every_httpx_transport_error_is_mapped() -> None:
             assert error.code is not ErrorCode.UNKNOWN, name
 
 
-async def test_other_layers_raise_the_base_class() -> None:
-    """A layer without its own error class raises a BastionError (not an ExchangeError)."""
+async def test_each_layer_raises_its_class() -> None:
+    """An LLM failure leaves as an LLMError (not an ExchangeError), still with its code."""
+    set_testing(True, attempts=1)
 
     async def fail() -> None:
         raise httpx.ConnectError("refused")
 
     with pytest.raises(BastionError) as info:
         await call("openai chat", fail, layer="llm", timeout=1)
-    assert type(info.value) is BastionError
+    assert type(info.value) is LLMError
     assert info.value.code is ErrorCode.NETWORK
 
 
@@ -198,3 +214,277 @@ def test_public_names_sorted_and_complete() -> None:
     """bastion.resilience re-exports a sorted __all__ and every name in it exists."""
     assert package.__all__ == sorted(package.__all__)
     assert all(hasattr(package, name) for name in package.__all__)
+
+
+# -- the Resilience object: breaker, retries, events, fallback -------------------------------
+
+TIGHT = BreakerConfig(failure_threshold=2, window=30.0, recovery_timeout=10.0)
+
+
+class Far:
+    """A scripted dependency: raises the queued failures in turn, then answers "pong"."""
+
+    def __init__(self, *failures: BaseException) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return "pong"
+
+
+def _resilience(
+    clock: SimClock | None = None,
+    *,
+    metrics: Metrics | None = None,
+    journal: Journal | None = None,
+    breakers: BreakerRegistry | None = None,
+) -> Resilience:
+    clock = clock or SimClock()
+    return Resilience(
+        clock=clock,
+        metrics=metrics,
+        journal=journal,
+        breakers=breakers or BreakerRegistry(clock=clock, overrides={"deribit": TIGHT}),
+        retry=RetrySettings(seed=1, offset=0.0),
+    )
+
+
+def _journal() -> tuple[Journal, list[Event]]:
+    journal = Journal(run_id="r")
+    events: list[Event] = []
+    journal.subscribe(events.append)
+    return journal, events
+
+
+def _server_error(status: int = 503) -> ExchangeError:
+    return ExchangeError("503", code=ErrorCode.SERVER, http_status=status, dependency=DEP)
+
+
+async def test_halt_comes_before_the_breaker() -> None:
+    """A halted order send raises HaltedError even while the breaker is open; fn is not called."""
+    resilience = _resilience()
+    assert resilience.breakers is not None
+    breaker = resilience.breakers.get("deribit", "exchange")
+    breaker.on_failure()
+    breaker.on_failure()
+    far = Far()
+
+    def halted() -> None:
+        raise HaltedError("halted")
+
+    with pytest.raises(HaltedError):
+        await resilience.call(
+            "deribit private/buy",
+            far,
+            layer="exchange",
+            timeout=1,
+            sends_order=True,
+            halt_check=halted,
+            breaker="deribit",
+        )
+    with pytest.raises(ExchangeError) as info:
+        await resilience.call(
+            "deribit private/buy", far, layer="exchange", timeout=1, breaker="deribit"
+        )
+    assert info.value.code is ErrorCode.CIRCUIT_OPEN
+    assert info.value.retry_after == 10.0
+    assert far.calls == 0
+
+
+async def test_breaker_opens_fails_fast_then_closes_on_a_probe() -> None:
+    """Failures open the breaker; open calls never reach fn; after recovery a probe closes it."""
+    clock = SimClock()
+    metrics = Metrics()
+    journal, events = _journal()
+    resilience = _resilience(clock, metrics=metrics, journal=journal)
+    resilience.breakers = BreakerRegistry(
+        clock=clock,
+        metrics=metrics,
+        overrides={"deribit": TIGHT},
+        on_change=resilience._breaker_changed,
+    )
+    far = Far(*[_server_error() for _ in range(10)])
+    with pytest.raises(ExchangeError) as info:
+        await resilience.call(DEP, far, layer="exchange", timeout=1, breaker="deribit")
+    assert info.value.code is ErrorCode.CIRCUIT_OPEN  # the third attempt met the open breaker
+    assert far.calls == 2
+
+    with pytest.raises(ExchangeError):
+        await resilience.call(DEP, far, layer="exchange", timeout=1, breaker="deribit")
+    assert far.calls == 2
+    assert _calls(metrics, "circuit_open") == 2
+
+    far.failures.clear()
+    clock.advance(10)
+    assert await resilience.call(DEP, far, layer="exchange", timeout=1, breaker="deribit") == "pong"
+    assert resilience.breakers.get("deribit", "exchange").state is BreakerState.CLOSED
+    moves = [e.payload["state"] for e in events if e.kind is EventKind.BREAKER_STATE_CHANGED]
+    assert moves == ["open", "half_open", "closed"]
+
+
+async def test_refusals_do_not_count_for_the_breaker() -> None:
+    """404s prove the dependency is alive: they never open its breaker."""
+    resilience = _resilience()
+    for _ in range(5):
+        far = Far(ExchangeError("404", code=ErrorCode.NOT_FOUND, http_status=404))
+        with pytest.raises(ExchangeError):
+            await resilience.call(DEP, far, layer="exchange", timeout=1, breaker="deribit")
+    assert resilience.breakers is not None
+    assert resilience.breakers.get("deribit", "exchange").state is BreakerState.CLOSED
+
+
+async def test_retries_are_recorded_with_their_wait() -> None:
+    """Each retry is counted and journaled with the wait taken; the clock moved by the waits."""
+    clock = SimClock()
+    metrics = Metrics()
+    journal, events = _journal()
+    resilience = _resilience(clock, metrics=metrics, journal=journal)
+    far = Far(_server_error(), _server_error())
+    start = clock.monotonic()
+    assert await resilience.call(DEP, far, layer="exchange", timeout=1) == "pong"
+    retried = [e.payload for e in events if e.kind is EventKind.CALL_RETRIED]
+    assert [p["retry"] for p in retried] == [1, 2]
+    assert all(p["code"] == "server" for p in retried)
+    assert clock.monotonic() - start == pytest.approx(sum(p["wait"] for p in retried))
+    assert _calls(metrics, "server") == 2
+    assert _calls(metrics, "ok") == 1
+    retries = metrics.registry.get_sample_value(
+        "bastion_call_retries_total", {"dependency": DEP, "layer": "exchange", "code": "server"}
+    )
+    assert retries == 2
+
+
+async def test_retry_after_is_waited_out() -> None:
+    """A 429 with Retry-After 3 waits at least 3 s of clock time before the retry."""
+    clock = SimClock()
+    resilience = _resilience(clock)
+    limited = ExchangeError("429", code=ErrorCode.RATE_LIMIT, http_status=429, retry_after=3.0)
+    far = Far(limited)
+    start = clock.monotonic()
+    assert await resilience.call(DEP, far, layer="exchange", timeout=1) == "pong"
+    assert clock.monotonic() - start >= 3.0
+
+
+async def test_deadline_stops_retries() -> None:
+    """When Retry-After would outlast the call's deadline, the call raises after one attempt."""
+    resilience = _resilience()
+    limited = ExchangeError("429", code=ErrorCode.RATE_LIMIT, http_status=429, retry_after=30.0)
+    far = Far(limited)
+    with pytest.raises(ExchangeError) as info:
+        await resilience.call(DEP, far, layer="exchange", timeout=1, deadline=10)
+    assert info.value is limited
+    assert far.calls == 1
+
+
+async def test_timeouts_are_retried_per_policy() -> None:
+    """A dependency that hangs is cut at each attempt's timeout and tried 1 + retries times."""
+    metrics = Metrics()
+    resilience = _resilience(metrics=metrics)
+    with pytest.raises(ExchangeError) as info:
+        await resilience.call(DEP, _never, layer="exchange", timeout=0.001)
+    assert info.value.code is ErrorCode.TIMEOUT
+    assert _calls(metrics, "timeout") == 1 + policy_for(info.value).retry_attempts
+
+
+async def test_order_send_is_not_retried_after_a_timeout() -> None:
+    """An order send that timed out may have been accepted: it is never sent again."""
+    resilience = _resilience()
+    far = Far(TimeoutError())
+    with pytest.raises(ExchangeError) as info:
+        await resilience.call(
+            "deribit private/buy", far, layer="exchange", timeout=1, sends_order=True
+        )
+    assert info.value.code is ErrorCode.TIMEOUT
+    assert far.calls == 1
+
+
+async def test_order_send_is_retried_after_a_rate_limit() -> None:
+    """A rate-limited order was refused, so it is sent again and succeeds."""
+    resilience = _resilience()
+    far = Far(ExchangeError("429", code=ErrorCode.RATE_LIMIT, http_status=429))
+    result = await resilience.call(
+        "deribit private/buy", far, layer="exchange", timeout=1, sends_order=True
+    )
+    assert (result, far.calls) == ("pong", 2)
+
+
+async def test_halt_is_rechecked_before_a_retry() -> None:
+    """A halt that trips while an order send waits to retry stops the retry."""
+    halted = False
+
+    def halt_check() -> None:
+        if halted:
+            raise HaltedError("halted")
+
+    async def limited() -> str:
+        nonlocal halted
+        halted = True
+        raise ExchangeError("429", code=ErrorCode.RATE_LIMIT, http_status=429)
+
+    with pytest.raises(HaltedError):
+        await _resilience().call(
+            "deribit private/buy",
+            limited,
+            layer="exchange",
+            timeout=1,
+            sends_order=True,
+            halt_check=halt_check,
+        )
+
+
+async def test_auth_failure_refreshes_and_retries_once() -> None:
+    """An auth failure awaits refresh() and retries exactly once; a second one is raised."""
+    refreshed: list[ErrorCode] = []
+
+    async def refresh(error: BastionError) -> None:
+        refreshed.append(error.code)
+
+    def auth() -> ExchangeError:
+        return ExchangeError("401", code=ErrorCode.AUTH, http_status=401)
+
+    resilience = _resilience()
+    far = Far(auth())
+    assert await resilience.call(DEP, far, layer="exchange", timeout=1, refresh=refresh) == "pong"
+    assert refreshed == [ErrorCode.AUTH]
+
+    far = Far(auth(), auth())
+    with pytest.raises(ExchangeError):
+        await resilience.call(DEP, far, layer="exchange", timeout=1, refresh=refresh)
+    assert far.calls == 2
+
+
+async def test_fallback_answers_when_the_policy_allows() -> None:
+    """A 500 (cached fallback) is answered by the fallback; a 400 (fix input) is raised."""
+    journal, events = _journal()
+    resilience = _resilience(journal=journal)
+    seen: list[BastionError] = []
+
+    async def cached(error: BastionError) -> str:
+        seen.append(error)
+        return "cached"
+
+    far = Far(*[_server_error(500) for _ in range(3)])
+    assert await resilience.call(DEP, far, layer="exchange", timeout=1, fallback=cached) == "cached"
+    assert [e.code for e in seen] == [ErrorCode.SERVER]
+    assert far.calls == 3  # 1 + the two retries a 500 allows
+    failed = [e.payload for e in events if e.kind is EventKind.CALL_FAILED]
+    assert failed[-1]["fallback"] is True
+    assert failed[-1]["attempts"] == 3
+
+    far = Far(ExchangeError("400", code=ErrorCode.BAD_REQUEST, http_status=400))
+    with pytest.raises(ExchangeError):
+        await resilience.call(DEP, far, layer="exchange", timeout=1, fallback=cached)
+    assert far.calls == 1
+    assert len(seen) == 1
+
+
+async def test_test_mode_makes_retries_instant() -> None:
+    """With set_testing(True) a retried call takes no clock time at all."""
+    set_testing(True)
+    clock = SimClock()
+    far = Far(_server_error(), _server_error())
+    assert await _resilience(clock).call(DEP, far, layer="exchange", timeout=1) == "pong"
+    assert clock.monotonic() == 0.0
