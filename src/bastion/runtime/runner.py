@@ -33,7 +33,7 @@ from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange, Order
 from bastion.exchange.deribit import DeribitClient
 from bastion.exchange.deribit_ws import DeribitWsSession
-from bastion.exchange.paper import FaultSpec
+from bastion.exchange.paper import FaultSpec, PaperExchangeApp
 from bastion.exchange.paper import create_app as create_paper_app
 from bastion.guard.halt import Halt
 from bastion.guard.risk import RiskLimits
@@ -112,7 +112,7 @@ def build_agent(settings: Settings) -> Agent:
     )
 
 
-def build_paper_app(settings: Settings, clock: Clock) -> Any:
+def build_paper_app(settings: Settings, clock: Clock) -> PaperExchangeApp:
     """The paper exchange configured by the ``paper_*`` settings (an ASGI app)."""
     try:
         faults = [FaultSpec.model_validate(f) for f in settings.paper_faults]
@@ -165,7 +165,9 @@ def build_exchange(
     clock: Clock,
     metrics: Metrics,
     halt_check: Callable[[], None],
+    *,
     resilience: Resilience | None = None,
+    paper: PaperExchangeApp | None = None,
 ) -> Exchange:
     """A Deribit client: over ASGI to an in-process paper exchange, or to the configured URL.
 
@@ -175,7 +177,7 @@ def build_exchange(
     url = settings.resolved_exchange_url
     transport: httpx.AsyncBaseTransport | None = None
     if not url:
-        transport = httpx.ASGITransport(app=build_paper_app(settings, clock))
+        transport = httpx.ASGITransport(app=paper or build_paper_app(settings, clock))
         url = PAPER_BASE_URL
     return DeribitClient(
         base_url=url,
@@ -269,8 +271,18 @@ class Runner:
             metrics=self.metrics,
         )
         self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
+        in_process = exchange is None and not settings.resolved_exchange_url
+        # The in-process paper exchange, kept so tests and drills can inject faults into it.
+        self.paper: PaperExchangeApp | None = (
+            build_paper_app(settings, self.clock) if in_process else None
+        )
         self.exchange = exchange or build_exchange(
-            settings, self.clock, self.metrics, self.halt.check, self.resilience
+            settings,
+            self.clock,
+            self.metrics,
+            self.halt.check,
+            resilience=self.resilience,
+            paper=self.paper,
         )
         self.halt.set_canceller(self.exchange.cancel_all)
         self.loop = Loop(
