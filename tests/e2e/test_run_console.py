@@ -118,6 +118,7 @@ def test_run_trade_kill_resume_and_stop(
         page.wait_for_selector("#state-badge.running")
         page.wait_for_selector(f"#open-orders td:text-is('{order['order_id']}')")
         assert page.locator("#halt-banner").is_hidden()
+        page.wait_for_selector("#breakers td.circuit.closed:text-is('closed')")
         page.screenshot(path=str(tmp_path / "console-running.png"))
 
         killed = _bastion("kill", "--reason", "e2e drill", env=env)

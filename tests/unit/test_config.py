@@ -109,3 +109,16 @@ def test_the_readme_table_is_the_generated_one() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert markdown_table() in readme, "regenerate it with `bastion config --markdown`"
     assert markdown_table().count("\n| `BASTION_") == len(Settings.model_fields)
+
+
+def test_cancel_on_disconnect_needs_the_websocket() -> None:
+    """COD exists only on a WebSocket session; asking for it alone is refused with the fix."""
+    with pytest.raises(ConfigError, match="exchange_websocket=true"):
+        load_settings(exchange_cancel_on_disconnect=True)
+
+
+def test_the_websocket_needs_an_exchange_url() -> None:
+    """The in-process paper exchange has no socket: a URL is required."""
+    with pytest.raises(ConfigError, match="needs an exchange URL"):
+        load_settings(exchange_websocket=True)
+    assert load_settings(exchange_websocket=True, exchange_url="http://127.0.0.1:8788")

@@ -144,3 +144,17 @@ async def test_kill_answers_halted_even_when_the_cancel_fails(tmp_path: Path) ->
     assert response.status_code == 200
     assert response.json()["halted"] is True
     assert halt.active()
+
+
+async def test_status_lists_the_circuit_breakers(halt: Halt) -> None:
+    """/api/status shows each dependency's breaker state for the console and operators."""
+    status = RuntimeStatus(run_id="r1", agent="a", currency="BTC", dry_run=False)
+    snapshot = [{"dependency": "deribit", "layer": "exchange", "state": "open", "retry_after": 9}]
+    app = create_app(
+        status=lambda: status, halt=halt, metrics=Metrics(), token=TOKEN, breakers=lambda: snapshot
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://console"
+    ) as client:
+        body = (await client.get("/api/status", headers=AUTH)).json()
+    assert body["breakers"] == snapshot

@@ -69,6 +69,14 @@
     rows($("open-orders").tBodies[0], s.open_orders, (o) => [
       o.order_id, o.instrument, o.direction, o.amount, o.price === null ? "market" : o.price, o.label,
     ]);
+    rows($("breakers").tBodies[0], s.breakers || [], (b) => [
+      b.dependency, b.layer, b.state.replace("_", "-"), b.failures,
+      b.retry_after === null ? "" : `${b.retry_after} s`,
+    ]);
+    for (const tr of $("breakers").tBodies[0].rows) {
+      const cell = tr.cells[2];
+      if (cell) cell.className = `circuit ${cell.textContent}`;
+    }
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   }
 
