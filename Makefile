@@ -31,6 +31,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_tick.py
 	$(BIN)/python benchmarks/time_to_first_order.py
+	$(BIN)/python benchmarks/call_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
