@@ -3,42 +3,23 @@
 from __future__ import annotations
 
 import itertools
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import ccxt
 import pytest
-import uvicorn
 from conformance_support import KEYS, LiveExchange, make_client
 
 from bastion.clock import WallClock
 from bastion.exchange.paper import create_app
+from loopback_server import serve_on_loopback
 
 
 @pytest.fixture(scope="session")
 def live_exchange() -> Iterator[LiveExchange]:
     """The paper exchange on 127.0.0.1:<free port> in a thread, pinned to KEYS, for the session."""
     app = create_app(clock=WallClock(), seed=7, allowed_credentials=KEYS)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            sock.close()
-            raise RuntimeError("uvicorn could not start the paper exchange")
-        time.sleep(0.005)
-    try:
-        yield LiveExchange(app=app, url=f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
+    with serve_on_loopback(app) as url:
+        yield LiveExchange(app=app, url=url)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.exchange.paper import PaperExchangeApp, create_app
 from bastion.exchange.paper.ws import websocket_state
 from bastion.resilience import Resilience
-from paper_ws_server import serve_paper
+from loopback_server import serve_on_loopback
 
 START = 1_800_000_000.0
 
@@ -24,7 +24,7 @@ START = 1_800_000_000.0
 def live() -> Iterator[tuple[PaperExchangeApp, str]]:
     """A paper exchange on loopback, HTTP and WebSocket on one port."""
     app = create_app(clock=SimClock(START), seed=5)
-    with serve_paper(app) as url:
+    with serve_on_loopback(app) as url:
         yield app, url
 
 

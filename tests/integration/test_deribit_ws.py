@@ -18,7 +18,7 @@ from bastion.errors import ErrorCode, ExchangeError, UsageError
 from bastion.exchange.deribit_ws import DeribitWsSession, websocket_url
 from bastion.exchange.paper import PaperExchangeApp, create_app
 from bastion.exchange.paper.ws import CANCEL_REASON, websocket_state
-from paper_ws_server import serve_paper
+from loopback_server import serve_on_loopback
 
 START = 1_767_225_600.0
 PERP = "BTC-PERPETUAL"
@@ -31,7 +31,7 @@ def live() -> Iterator[tuple[PaperExchangeApp, str]]:
     """A paper exchange pinned to PINNED on a frozen SimClock, served on loopback."""
     app = create_app(clock=SimClock(START), seed=3, allowed_credentials=PINNED)
     websocket_state(app).heartbeat_unit = 0.01  # interval 10 -> 0.1 s of wall time
-    with serve_paper(app) as url:
+    with serve_on_loopback(app) as url:
         yield app, url
 
 

@@ -37,6 +37,7 @@ from starlette.routing import Route, WebSocketRoute
 from bastion.clock import Clock
 from bastion.exchange.paper.auth import Authenticator
 from bastion.exchange.paper.control import FaultControl
+from bastion.exchange.paper.envelope import NO_ID, encode_envelope
 from bastion.exchange.paper.errors import (
     BAD_REQUEST,
     INTERNAL_SERVER_ERROR,
@@ -66,7 +67,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 32 * 1024
 _MAX_QUERY_FIELDS = 100
 _HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-_NO_ID: Any = object()
+_NO_ID = NO_ID
 
 
 class PaperExchangeApp(Starlette):
@@ -175,25 +176,10 @@ class PaperExchangeApp(Starlette):
     def _respond(
         self, us_in: int, rpc_id: Any, *, result: Any = None, error: RpcError | None = None
     ) -> Response:
-        us_out = self._us()
-        payload: dict[str, Any] = {"jsonrpc": "2.0"}
-        if rpc_id is not _NO_ID:
-            payload["id"] = rpc_id
-        if error is None:
-            payload["result"] = result
-        else:
-            payload["error"] = error.to_dict()
-        payload |= {"usIn": us_in, "usOut": us_out, "usDiff": us_out - us_in}
-        payload["testnet"] = self.testnet
+        content, error = encode_envelope(
+            us_in, self._us(), rpc_id, testnet=self.testnet, result=result, error=error
+        )
         status = 200 if error is None else http_status_for(error.code)
-        try:
-            content = orjson.dumps(payload)
-        except orjson.JSONEncodeError:
-            logger.exception("paper exchange: unserialisable response")
-            if error is not None and error.code == INTERNAL_SERVER_ERROR:
-                raise  # the fallback itself failed: let Starlette answer 500 once, not loop
-            reason = {"reason": "unserialisable response"}
-            return self._respond(us_in, _NO_ID, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
         return Response(content, status_code=status, media_type="application/json")
 
 

@@ -115,10 +115,15 @@ def implied_vol(
     if years <= 0.0:
         return None
     low, high = _MIN_VOL, _MAX_VOL
+    # A deep in-the-money option has no time value left to invert: its price equals the
+    # lowest-vol price up to rounding, so allow a rounding-sized tolerance at both ends.
+    tolerance = 1e-9 * spot
     if not (
         bs_price(spot=spot, strike=strike, years=years, vol=low, is_call=is_call, rate=rate)
+        - tolerance
         <= price
         <= bs_price(spot=spot, strike=strike, years=years, vol=high, is_call=is_call, rate=rate)
+        + tolerance
     ):
         return None
     for _ in range(80):

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
+from bastion.exchange.paper.envelope import NO_ID, encode_envelope
 from bastion.exchange.paper.errors import (
     AUTHORIZATION_REQUIRED,
     INTERNAL_SERVER_ERROR,
@@ -79,7 +80,7 @@ MIN_HEARTBEAT_SECONDS = 10
 HEARTBEAT_MISSED_CLOSE_CODE = 1008
 _MAX_FRAME_BYTES = 32 * 1024  # the HTTP body limit, for the same reason
 _SCOPES = ("connection", "account")
-_NO_ID: Any = object()
+_NO_ID = NO_ID
 # What sending on or closing a socket the peer has left raises (Starlette wraps OSError).
 _GONE = (WebSocketDisconnect, WebSocketDisconnected, OSError)
 
@@ -255,24 +256,10 @@ class _Connection:
     def _envelope(
         self, us_in: int, rpc_id: Any, *, result: Any = None, error: RpcError | None = None
     ) -> bytes:
-        us_out = self._us()
-        payload: dict[str, Any] = {"jsonrpc": "2.0"}
-        if rpc_id is not _NO_ID:
-            payload["id"] = rpc_id
-        if error is None:
-            payload["result"] = result
-        else:
-            payload["error"] = error.to_dict()
-        payload |= {"usIn": us_in, "usOut": us_out, "usDiff": us_out - us_in}
-        payload["testnet"] = self._app.testnet
-        try:
-            return orjson.dumps(payload)
-        except orjson.JSONEncodeError:
-            logger.exception("paper exchange: unserialisable WebSocket response")
-            if error is not None and error.code == INTERNAL_SERVER_ERROR:
-                raise  # the fallback itself failed: do not loop
-            reason = {"reason": "unserialisable response"}
-            return self._envelope(us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
+        content, _ = encode_envelope(
+            us_in, self._us(), rpc_id, testnet=self._app.testnet, result=result, error=error
+        )
+        return content
 
     # -- cancel-on-disconnect -------------------------------------------------------------
     def _enable(self, client_id: str, params: Params) -> str:

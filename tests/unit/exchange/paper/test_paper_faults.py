@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from paper_loopback import serve_on_loopback
 from paper_support import PERP, START, Rpc
 from pydantic import ValidationError
 
@@ -24,6 +23,7 @@ from bastion.exchange.paper import (
 )
 from bastion.exchange.paper.control import is_loopback
 from bastion.exchange.paper.fault_responses import MALFORMED_BODY
+from loopback_server import serve_on_loopback
 
 KINDS: dict[str, dict[str, Any]] = {
     "status": {"status": 503},
@@ -51,7 +51,7 @@ async def client(app: PaperExchangeApp) -> AsyncIterator[httpx.AsyncClient]:
 def served() -> Iterator[tuple[PaperExchangeApp, str]]:
     """A paper exchange on a WallClock, served by uvicorn on loopback; faults cleared at the end."""
     app = create_app(clock=WallClock(), seed=3)
-    with serve_on_loopback(app) as url:
+    with serve_on_loopback(app, log_level="critical") as url:
         try:
             yield app, url
         finally:

@@ -79,6 +79,16 @@ def test_implied_vol_reprices(vol: float, moneyness: float, is_call: bool) -> No
     assert again == pytest.approx(price, abs=1e-6 * spot)
 
 
+def test_implied_vol_of_an_option_with_no_time_value_left() -> None:
+    """A deep in-the-money call priced at intrinsic still inverts (found by hypothesis)."""
+    spot, strike = 90_000.0, 90_000.0 * 0.75
+    price = bs_price(spot=spot, strike=strike, years=0.1, vol=0.11623729538535611, is_call=True)
+    found = implied_vol(price, spot=spot, strike=strike, years=0.1, is_call=True)
+    assert found is not None
+    again = bs_price(spot=spot, strike=strike, years=0.1, vol=found, is_call=True)
+    assert again == pytest.approx(price, abs=1e-6 * spot)
+
+
 def test_implied_vol_recovers_an_at_the_money_vol() -> None:
     """Where vega is large the inversion recovers the volatility itself."""
     price = bs_price(spot=90_000, strike=90_000, years=0.1, vol=0.55, is_call=True)

@@ -18,7 +18,7 @@ from bastion.clock import SimClock
 from bastion.exchange.paper import PaperExchangeApp, create_app
 from bastion.exchange.paper.auth import signature
 from bastion.exchange.paper.ws import CANCEL_REASON, Disconnect, websocket_state
-from paper_ws_server import serve_paper
+from loopback_server import serve_on_loopback
 
 _LIVENESS_S = 5.0
 _accounts = itertools.count(1)
@@ -66,7 +66,7 @@ def live() -> Iterator[tuple[PaperExchangeApp, str]]:
     """A sandbox paper exchange on a frozen SimClock, served on loopback for this module."""
     app = create_app(clock=SimClock(START), seed=1)
     websocket_state(app).heartbeat_unit = 0.01  # interval 10 -> 0.1 s of wall time
-    with serve_paper(app) as url:
+    with serve_on_loopback(app) as url:
         yield app, url
 
 

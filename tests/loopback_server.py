@@ -1,4 +1,8 @@
-"""Serve an ASGI app with uvicorn on 127.0.0.1 in a thread (the conformance fixture, minimal)."""
+"""Serve an ASGI app (the paper exchange) with uvicorn on a free loopback port in a thread.
+
+Shared by every test that needs a real socket: ccxt conformance, WebSocket sessions, dropped
+connections. The server stops cleanly at the end of the block, as filterwarnings=error demands.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ from starlette.types import ASGIApp
 
 
 @contextmanager
-def serve_on_loopback(app: ASGIApp) -> Iterator[str]:
-    """Yield the base URL of ``app`` served on a free loopback port; stop the server on exit."""
+def serve_on_loopback(app: ASGIApp, *, log_level: str = "warning") -> Iterator[str]:
+    """Yield ``http://127.0.0.1:<port>`` while ``app`` is served there (HTTP and WebSocket)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, log_level=log_level, lifespan="off", access_log=False, ws="websockets-sansio"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
