@@ -160,7 +160,7 @@ class Resilience:
             fn,
             layer,
             timeout,
-            self.clock.monotonic() + max(timeout, budget),
+            self.clock.monotonic() + budget,  # the call never outlives its deadline
             circuit,
             sends_order,
             halt_check,

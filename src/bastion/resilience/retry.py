@@ -109,6 +109,10 @@ class RetrySettings:
     deadline: float = 60.0
     seed: int | None = None
     offset: float | None = None
+    min_attempt: float = 0.25
+    """Time an attempt needs after its wait: a retry that would start later than this before
+    the deadline gives up instead, keeping the last error (a NETWORK failure stays NETWORK
+    rather than becoming a zero-second TIMEOUT at the deadline)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +150,8 @@ class Retrier:
 
         Gives up when the policy allows no more retries, when an order may have been accepted,
         when a credential refresh is called for but there is no way to refresh, or when the
-        wait (at least ``Retry-After`` where the policy honours it) would not end before the
-        deadline (``remaining`` seconds away).
+        wait (at least ``Retry-After`` where the policy honours it) would not leave
+        ``min_attempt`` seconds before the deadline (``remaining`` seconds away).
         """
         if sends_order and not policy.proves_not_accepted:
             return None
@@ -172,7 +176,7 @@ class Retrier:
             wait = max(wait, error.retry_after)
         if _testing:
             wait = 0.0
-        if wait >= remaining:
+        if wait >= remaining - self.settings.min_attempt:
             return None
         return wait
 

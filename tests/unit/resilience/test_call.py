@@ -488,3 +488,22 @@ async def test_test_mode_makes_retries_instant() -> None:
     far = Far(_server_error(), _server_error())
     assert await _resilience(clock).call(DEP, far, layer="exchange", timeout=1) == "pong"
     assert clock.monotonic() == 0.0
+
+
+async def test_the_deadline_bounds_the_whole_call_even_below_the_attempt_timeout() -> None:
+    """A 1 s deadline with a 10 s attempt timeout: retries stop in time, the code stays NETWORK."""
+    clock = SimClock()
+    resilience = Resilience(clock=clock, breakers=False, retry=RetrySettings(deadline=1.0))
+    attempts = 0
+
+    async def refused() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ConnectError("connection refused")
+
+    started = clock.monotonic()
+    with pytest.raises(ExchangeError) as info:
+        await resilience.call("deribit public/get_time", refused, layer="exchange", timeout=10.0)
+    assert info.value.code is ErrorCode.NETWORK
+    assert clock.monotonic() - started <= 1.0
+    assert attempts >= 1
