@@ -29,8 +29,20 @@ from bastion.errors import BastionError, ConfigError
 from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Order
 from bastion.guard.halt import Halt
+from bastion.guard.health import HealthReport
+from bastion.guard.health_guard import HEALTH_FAIL_REASON
 from bastion.ops.smoke import SmokeReport, run_smoke
-from bastion.runtime.runner import Runner, RunSummary, build_exchange, build_paper_app
+from bastion.runtime.loop import Loop, LoopConfig
+from bastion.runtime.runner import (
+    Runner,
+    RunSummary,
+    build_agent,
+    build_exchange,
+    build_health_checker,
+    build_paper_app,
+    build_resilience,
+    risk_limits,
+)
 from bastion.store import Store
 from bastion.telemetry.logs import configure_logging
 from bastion.telemetry.metrics import Metrics
@@ -430,11 +442,88 @@ def resume(
     out.print(f"[bold green]Resumed[/]: cleared halt '{cleared.reason}' ({reason}).")
 
 
+# -- health ---------------------------------------------------------------------------------
+@app.command()
+def health(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON shape.")] = False,
+) -> None:
+    """Run every health check once and print them.
+
+    Exit codes (for cron and CI): 0 OK, 1 WARN, 2 FAIL (a configuration error is also 2).
+    """
+    settings = _settings(config)
+    configure_logging("ERROR", settings.secret_values())
+    with _exit_on_error():
+        ensure_data_dir(settings)
+    report = _run_async(lambda: _health(settings))
+    paused = _paused_by_health(settings)
+    if as_json:
+        data = {**report.to_dict(), "agent_paused_due_to_health": paused}
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _render_health(report, paused)
+    raise typer.Exit(report.overall_status.rank)
+
+
+async def _health(settings: Settings) -> HealthReport:
+    clock = WallClock()
+    metrics = Metrics()
+    # Calls give up (classified) inside the check timeout, so details say why, not just "slow".
+    deadline = settings.health_check_timeout_seconds * 0.8
+    resilience = build_resilience(settings, clock, metrics, deadline=deadline)
+    store = Store.open(settings.resolved_store_url)
+    exchange = build_exchange(settings, clock, metrics, lambda: None, resilience=resilience)
+    loop = Loop(
+        run_id="health",
+        agent=build_agent(settings),
+        exchange=exchange,
+        halt=Halt(flag_path=settings.kill_switch_path, clock=clock),
+        journal=Journal(),
+        clock=clock,
+        limits=risk_limits(settings),
+        config=LoopConfig(currency=settings.currency),
+    )
+    checker = build_health_checker(
+        settings, clock=clock, exchange=exchange, store=store, observe=loop.build_observation
+    )
+    try:
+        return await checker.run_and_cache_healthcheck()
+    finally:
+        await exchange.close()
+        store.close()
+
+
+def _paused_by_health(settings: Settings) -> bool:
+    state = Halt(flag_path=settings.kill_switch_path, clock=WallClock()).state()
+    return state is not None and state.reason == HEALTH_FAIL_REASON
+
+
+def _render_health(report: HealthReport, paused: bool) -> None:
+    colour = {"OK": "green", "WARN": "yellow", "FAIL": "red"}
+    table = Table(title=f"System Health — {report.run_at:%Y-%m-%d %H:%M:%S} UTC")
+    for column in ("check", "status", "detail", "ms"):
+        table.add_column(column)
+    for check in report.checks:
+        status = check.status.value
+        table.add_row(
+            check.name, f"[{colour[status]}]{status}[/]", check.detail, f"{check.latency_ms:.0f}"
+        )
+    out.print(table)
+    overall = report.overall_status.value
+    out.print(f"[bold {colour[overall]}]{overall}[/]: {report.summary}", highlight=False)
+    if paused:
+        out.print("Agent status: PAUSED by health guard (auto_kill_on_health_fail)")
+
+
 # -- smoke ----------------------------------------------------------------------------------
 @app.command()
 def smoke(
     config: ConfigOption = None,
     for_: Annotated[str, typer.Option("--for", help="Time box, e.g. 30s.")] = "30s",
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="End the dry run after N steps.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A bounded check of the configured exchange and agent; never sends an order.
@@ -445,7 +534,7 @@ def smoke(
     seconds = parse_duration(for_)
     settings = _settings(config)
     configure_logging("WARNING", settings.secret_values())
-    report = _run_async(lambda: run_smoke(settings, duration_seconds=seconds))
+    report = _run_async(lambda: run_smoke(settings, duration_seconds=seconds, max_steps=steps))
     if as_json:
         sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

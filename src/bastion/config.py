@@ -178,6 +178,31 @@ class Settings(BaseSettings):
         "(one can disagree while an order fills between two requests).",
     )
 
+    # -- system health ----------------------------------------------------------------------
+    health_check_on_startup: bool = Field(
+        True, description="Run every health check before the first step; FAIL aborts the run."
+    )
+    auto_kill_on_health_fail: bool = Field(
+        True,
+        description="While running, an OK/WARN -> FAIL health transition trips the halt "
+        "(reason health_fail).",
+    )
+    health_recheck_interval_seconds: float = Field(
+        300.0, gt=0, description="How often the running loop re-runs the lightweight checks."
+    )
+    health_check_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="Timeout of each health check; checks run concurrently."
+    )
+    health_history_retention: int = Field(
+        1000, ge=1, description="Health runs kept in the store for the history."
+    )
+    health_severity_overrides: dict[str, dict[str, Literal["OK", "WARN", "FAIL"]]] = Field(
+        default_factory=dict,
+        description='Per-check severity by failure code, e.g. {"exchange_public": '
+        '{"rate_limit": "FAIL"}}; default: network, forbidden, rate_limit and timeout are WARN '
+        "in paper and FAIL in testnet/live.",
+    )
+
     # -- risk caps v1 ---------------------------------------------------------------------
     risk_max_order_amount: float = Field(
         1.0,

@@ -51,12 +51,12 @@ async def runner_factory(
 ) -> AsyncIterator[Callable[..., Runner]]:
     made: list[Runner] = []
 
-    def make(agent: Agent | None = None, **overrides: Any) -> Runner:
+    def make(agent: Agent | None = None, *, console: bool = False, **overrides: Any) -> Runner:
         runner = Runner(
             settings_factory(**overrides),
             clock=SimClock(start=1_800_000_000),
             agent=agent,
-            console=False,
+            console=console,
         )
         made.append(runner)
         return runner

@@ -28,7 +28,7 @@ def _closed_port() -> int:
 
 def test_smoke_passes_on_the_paper_exchange_and_sends_nothing(cli: CliRunner) -> None:
     """All checks pass, the agent runs dry, exit 0, and no order reaches the exchange."""
-    result = cli.invoke(app, ["smoke", "--for", "1s", "--json"])
+    result = cli.invoke(app, ["smoke", "--for", "20s", "--steps", "2", "--json"])
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout)
     assert report["outcome"] == "PASS"
@@ -39,7 +39,7 @@ def test_smoke_passes_on_the_paper_exchange_and_sends_nothing(cli: CliRunner) ->
         "agent loop (dry run)",
     ]
     assert all(c["ok"] for c in report["checks"])
-    assert report["steps"] >= 1
+    assert report["steps"] == 2
     assert "no order was sent" in report["checks"][-1]["detail"]
 
 

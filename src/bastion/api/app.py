@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from bastion.api.health import HealthProvider, health_router
 from bastion.api.token import TokenGuard
 from bastion.guard.halt import Halt
 from bastion.runtime.status import RuntimeStatus
@@ -87,6 +88,8 @@ def create_app(
     refresh_seconds: float = 2.0,
     redactor: Redactor | None = None,
     breakers: BreakersProvider | None = None,
+    health: HealthProvider | None = None,
+    health_paused: Callable[[], bool] | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime."""
     app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -115,4 +118,7 @@ def create_app(
     static_dir = resources.files("bastion.api").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
     app.include_router(api_router(status, halt, redactor, breakers), dependencies=[Depends(guard)])
+    app.include_router(
+        health_router(health, health_paused, redactor), dependencies=[Depends(guard)]
+    )
     return app

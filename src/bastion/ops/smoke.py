@@ -135,6 +135,7 @@ async def run_smoke(
     settings: Settings,
     *,
     duration_seconds: float = 30.0,
+    max_steps: int | None = None,
     clock: Clock | None = None,
 ) -> SmokeReport:
     """Run the smoke within ``duration_seconds``; never raises for exchange conditions."""
@@ -150,7 +151,7 @@ async def run_smoke(
         async with asyncio.timeout(duration_seconds):
             await _preflight(report, runner.exchange, settings.currency)
             remaining = duration_seconds - (time.perf_counter() - started)
-            await _dry_run(report, runner, remaining * 0.9)
+            await _dry_run(report, runner, remaining * 0.9, max_steps)
     except TimeoutError:
         report.outcome = SmokeOutcome.SKIPPED
         report.offline_reason = (
@@ -166,7 +167,9 @@ async def run_smoke(
     return report
 
 
-async def _dry_run(report: SmokeReport, runner: Runner, seconds: float) -> None:
+async def _dry_run(
+    report: SmokeReport, runner: Runner, seconds: float, max_steps: int | None
+) -> None:
     failures: list[Event] = []
 
     def count_failures(event: Event) -> None:
@@ -174,7 +177,7 @@ async def _dry_run(report: SmokeReport, runner: Runner, seconds: float) -> None:
             failures.append(event)
 
     runner.journal.subscribe(count_failures)
-    summary = await runner.run(duration_seconds=max(0.0, seconds))
+    summary = await runner.run(duration_seconds=max(0.0, seconds), max_steps=max_steps)
     report.steps = summary.steps
     report.step_failures = len(failures)
     report.outcome = SmokeOutcome.WARN if failures else SmokeOutcome.PASS

@@ -3,6 +3,7 @@
 One step::
 
     halt active?        -> cancel what rests (once per halt), record, return
+    health re-check     -> lightweight checks when due; OK/WARN -> FAIL trips the halt
     observe()           -> one exchange snapshot (every call through resilience.call)
     agent.decide()      -> under the step timeout: a hung step is abandoned, the loop goes on
     risk.review()       -> pure; rejections carry the cap and the observed value
@@ -32,6 +33,7 @@ from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange, Instrument, Order, OrderRequest, Ticker
 from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
+from bastion.guard.health_guard import HealthGuard
 from bastion.guard.risk import RiskLimits, Verdict, review
 from bastion.runtime.agent import Agent, Context, Decision, Observation, OrderIntent
 from bastion.runtime.status import RuntimeStatus
@@ -105,8 +107,10 @@ class Loop:
         limits: RiskLimits,
         config: LoopConfig,
         metrics: Metrics | None = None,
+        health: HealthGuard | None = None,
     ) -> None:
         self.run_id = run_id
+        self.health = health
         self.agent = agent
         self.exchange = exchange
         self.halt = halt
@@ -232,6 +236,10 @@ class Loop:
             self.journal.emit(EventKind.TRADING_RESUMED, {"step": n})
             self.book.reset()  # resuming accepts the positions as they stand
         self._set_status(state="running", halt=None)
+        if self.health is not None:
+            await self.health.maybe_recheck()
+            if self.halt.active():
+                return StepOutcome(n, "halted", detail="halted by the health guard")
         try:
             async with asyncio.timeout(self.config.step_timeout_seconds):
                 obs = await self.observe()
@@ -330,8 +338,8 @@ class Loop:
         return True
 
     # -- observing ----------------------------------------------------------------------
-    async def observe(self) -> Observation:
-        """One snapshot of account and market; also reconciles orders that left the book."""
+    async def build_observation(self) -> Observation:
+        """One snapshot of account and market, with no side effect (the health check uses it)."""
         ex, cur = self.exchange, self.config.currency
         now_ms = await ex.get_time()
         instruments = await self._current_instruments(now_ms)
@@ -339,20 +347,25 @@ class Loop:
         account = await ex.get_account_summary(cur)
         positions = tuple(await ex.get_positions(cur))
         open_orders = tuple(await ex.get_open_orders(cur))
-        await self._reconcile(open_orders)
         names = self.agent.watchlist(list(instruments.values()), index_price, now_ms)
         names = list(dict.fromkeys([*names, *(p.instrument_name for p in positions)]))
-        tickers = await self._tickers(names)
-        obs = Observation(
+        return Observation(
             time_ms=now_ms,
             currency=cur,
             index_price=index_price,
             account=account,
             positions=positions,
             open_orders=open_orders,
-            tickers=tickers,
+            tickers=await self._tickers(names),
             instruments=instruments,
         )
+
+    async def observe(self) -> Observation:
+        """The step's snapshot: reconciles orders that left the book, checks drift, records."""
+        obs = await self.build_observation()
+        cur, account = self.config.currency, obs.account
+        index_price, positions, open_orders = obs.index_price, obs.positions, obs.open_orders
+        await self._reconcile(open_orders)
         await self._check_drift(obs)
         self.metrics.equity.labels(currency=cur).set(account.equity)
         self._set_status(

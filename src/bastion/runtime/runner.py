@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +36,8 @@ from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.exchange.paper import FaultSpec, PaperExchangeApp
 from bastion.exchange.paper import create_app as create_paper_app
 from bastion.guard.halt import Halt
+from bastion.guard.health import HealthChecker, builtin_checks
+from bastion.guard.health_guard import HealthGuard
 from bastion.guard.risk import RiskLimits
 from bastion.resilience import Resilience, RetrySettings
 from bastion.runtime.agent import Agent
@@ -50,6 +52,7 @@ __all__ = [
     "Runner",
     "build_agent",
     "build_exchange",
+    "build_health_checker",
     "build_paper_app",
     "build_resilience",
     "risk_limits",
@@ -194,6 +197,35 @@ def build_exchange(
     )
 
 
+def build_health_checker(
+    settings: Settings,
+    *,
+    clock: Clock,
+    exchange: Exchange,
+    store: Store,
+    observe: Callable[[], Awaitable[object]] | None = None,
+) -> HealthChecker:
+    """The health checks of this deployment: the built-in ones, severities by mode."""
+    checker = HealthChecker(
+        clock=clock,
+        environment=settings.mode,
+        check_timeout=settings.health_check_timeout_seconds,
+        severity_overrides=settings.health_severity_overrides,
+        store=store,
+        retention=settings.health_history_retention,
+        redact=Redactor(settings.secret_values()).redact_text,
+    )
+    builtin_checks(
+        checker,
+        settings=settings,
+        exchange=exchange,
+        store=store,
+        data_dir=settings.data_dir,
+        observe=observe,
+    )
+    return checker
+
+
 def _websocket(settings: Settings, url: str) -> DeribitWsSession | None:
     if not settings.exchange_websocket:
         return None
@@ -306,6 +338,21 @@ class Runner:
             ),
             metrics=self.metrics,
         )
+        self.health = build_health_checker(
+            settings,
+            clock=self.clock,
+            exchange=self.exchange,
+            store=self.store,
+            observe=self.loop.build_observation,
+        )
+        self.guard = HealthGuard(
+            checker=self.health,
+            halt=self.halt,
+            clock=self.clock,
+            recheck_interval=settings.health_recheck_interval_seconds,
+            auto_kill=settings.auto_kill_on_health_fail,
+        )
+        self.loop.health = self.guard
         self._console_enabled = console
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -356,6 +403,8 @@ class Runner:
             refresh_seconds=s.console_refresh_seconds,
             redactor=self._redactor,
             breakers=self._breakers,
+            health=self.health,
+            health_paused=lambda: self.guard.paused,
         )
         sock = _bind(s.console_host, s.console_port)
         host, port = sock.getsockname()[:2]
@@ -403,6 +452,8 @@ class Runner:
         )
         status = "failed"
         try:
+            if s.health_check_on_startup:
+                await self.guard.startup()  # FAIL raises HealthAborted: no step is run
             await self.loop.run(
                 max_steps=max_steps or s.max_steps,
                 duration_seconds=duration_seconds,

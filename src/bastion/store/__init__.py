@@ -1,8 +1,8 @@
 """Durable state on SQLite (embedded) or PostgreSQL (fleet), through SQLAlchemy Core.
 
-Open it with :meth:`Store.open`; use ``store.runs``, ``store.events`` and ``store.halts``. Each
-aggregate lives in its own module and returns frozen records, never database rows, so callers
-cannot tell (and need not care) which backend is behind.
+Open it with :meth:`Store.open`; use ``store.runs``, ``store.events``, ``store.halts`` and
+``store.health``. Each aggregate lives in its own module and returns frozen records, never
+database rows, so callers cannot tell (and need not care) which backend is behind.
 
 Schema and migrations
 ---------------------
@@ -22,6 +22,7 @@ once released.
 
 from bastion.store.events import EventRecord, EventStore
 from bastion.store.halts import HaltRecord, HaltStore
+from bastion.store.health import HealthRecord, HealthStore
 from bastion.store.runs import RunRecord, RunStatus, RunStore
 from bastion.store.store import Store
 
@@ -30,6 +31,8 @@ __all__ = [
     "EventStore",
     "HaltRecord",
     "HaltStore",
+    "HealthRecord",
+    "HealthStore",
     "RunRecord",
     "RunStatus",
     "RunStore",

@@ -11,6 +11,7 @@ from bastion.errors import BastionError, ErrorCode
 from bastion.store.engine import create_engine, parse_url
 from bastion.store.events import EventStore
 from bastion.store.halts import HaltStore
+from bastion.store.health import HealthStore
 from bastion.store.migrate import upgrade
 from bastion.store.runs import RunStore
 
@@ -18,7 +19,7 @@ __all__ = ["Store"]
 
 
 class Store:
-    """Bastion's durable state: ``runs``, ``events`` and ``halts`` over one engine.
+    """Bastion's durable state: ``runs``, ``events``, ``halts`` and ``health`` over one engine.
 
     Build it with :meth:`open`, which also brings the schema up to date. It is safe to share
     between threads, and several processes may open the same database at once.
@@ -30,6 +31,7 @@ class Store:
         self.runs = RunStore(engine)
         self.events = EventStore(engine)
         self.halts = HaltStore(engine)
+        self.health = HealthStore(engine)
 
     @classmethod
     def open(cls, url: str) -> Store:

@@ -1,4 +1,5 @@
-// Bastion console: polls /api/status with the token from the page URL and renders it.
+// Bastion console: tabs, and the Overview tab, which polls /api/status with the token from the
+// page URL. Shares its helpers with the other tabs' scripts as window.Bastion.
 (() => {
   "use strict";
   const params = new URLSearchParams(window.location.search);
@@ -20,7 +21,10 @@
       $("auth-error").hidden = false;
       throw new Error("unauthorised");
     }
-    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(typeof body.detail === "string" ? body.detail : `${path}: HTTP ${response.status}`);
+    }
     return response.json();
   }
 
@@ -97,6 +101,58 @@
     const reason = window.prompt("Why is it safe to resume?", "");
     if (reason) await api("/api/resume", { method: "POST", body: JSON.stringify({ reason }) });
     refresh();
+  });
+
+  // Tabs: the URL hash names the open one (#overview, #system-health), so a link or a reload
+  // opens the same tab; arrow keys, Home and End move between tabs as WAI-ARIA describes.
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const tabListeners = [];
+  const tabNames = tabs.map((tab) => tab.dataset.tab);
+  const hashTab = () => {
+    const name = window.location.hash.slice(1);
+    return tabNames.includes(name) ? name : tabNames[0];
+  };
+  let currentTab = "";
+
+  function showTab(name) {
+    currentTab = name;
+    for (const tab of tabs) {
+      const selected = tab.dataset.tab === name;
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+      $(tab.getAttribute("aria-controls")).hidden = !selected;
+    }
+    for (const listener of tabListeners) listener(name);
+  }
+
+  for (const tab of tabs) {
+    tab.addEventListener("click", () => {
+      window.location.hash = tab.dataset.tab;
+    });
+    tab.addEventListener("keydown", (event) => {
+      const at = tabs.indexOf(tab);
+      const to = {
+        ArrowRight: (at + 1) % tabs.length,
+        ArrowLeft: (at - 1 + tabs.length) % tabs.length,
+        Home: 0,
+        End: tabs.length - 1,
+      }[event.key];
+      if (to === undefined) return;
+      event.preventDefault();
+      tabs[to].focus();
+      window.location.hash = tabs[to].dataset.tab;
+    });
+  }
+  window.addEventListener("hashchange", () => showTab(hashTab()));
+  showTab(hashTab());
+
+  window.Bastion = Object.freeze({
+    $,
+    api,
+    rows,
+    refreshMs,
+    currentTab: () => currentTab,
+    onTabChange: (listener) => tabListeners.push(listener),
   });
 
   refresh();

@@ -1,0 +1,95 @@
+"""The runtime health guard: do not start, or keep trading, while System Health is FAIL.
+
+Start-up runs every check: FAIL aborts before the first step (nothing is traded, the run is
+recorded as failed), WARN starts with a warning. While running, the loop asks the guard at the
+top of each step; every ``recheck_interval`` seconds of the injected clock it re-runs the
+*lightweight* checks, and an OK/WARN → FAIL transition trips the one halt path with reason
+``health_fail`` when ``auto_kill`` is on. The guard itself never sends an order; it only stops.
+
+``paused`` (``agent_paused_due_to_health`` in the API) is derived from the halt flag, so it is
+the same in every process that looks and clears itself when a person resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bastion.clock import Clock
+from bastion.errors import BastionError, ErrorCode
+from bastion.guard.halt import Halt
+from bastion.guard.health import HealthChecker, HealthReport, HealthStatus
+
+__all__ = ["HEALTH_FAIL_REASON", "HealthAborted", "HealthGuard"]
+
+_log = logging.getLogger(__name__)
+
+HEALTH_FAIL_REASON = "health_fail"
+
+
+class HealthAborted(BastionError):
+    """Start-up found System Health FAIL; the run did not start."""
+
+    default_code = ErrorCode.HALTED
+
+
+class HealthGuard:
+    """Start-up gate and runtime re-checks around a :class:`HealthChecker`."""
+
+    def __init__(
+        self,
+        *,
+        checker: HealthChecker,
+        halt: Halt,
+        clock: Clock,
+        recheck_interval: float = 300.0,
+        auto_kill: bool = True,
+    ) -> None:
+        self.checker = checker
+        self._halt = halt
+        self._clock = clock
+        self._interval = recheck_interval
+        self._auto_kill = auto_kill
+        self._last_status: HealthStatus | None = None
+        self._last_at: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        """True while the active halt is the health guard's own."""
+        state = self._halt.state()
+        return state is not None and state.reason == HEALTH_FAIL_REASON
+
+    async def startup(self) -> HealthReport:
+        """Run every check; raise :class:`HealthAborted` on FAIL, warn on WARN."""
+        report = await self.checker.run_and_cache_healthcheck()
+        self._remember(report)
+        if report.overall_status is HealthStatus.FAIL:
+            _log.error("AGENT ABORTED – System Health FAIL: %s", report.summary)
+            raise HealthAborted(
+                f"AGENT ABORTED – System Health FAIL: {report.summary}",
+                observed=report.summary,
+            )
+        if report.overall_status is HealthStatus.WARN:
+            _log.warning("Starting agent with WARN health status: %s", report.summary)
+        return report
+
+    async def maybe_recheck(self) -> HealthReport | None:
+        """Re-run the lightweight checks when due; trip the halt on OK/WARN -> FAIL."""
+        now = self._clock.monotonic()
+        if self._last_at is not None and now - self._last_at < self._interval:
+            return None
+        previous = self._last_status
+        report = await self.checker.run_and_cache_healthcheck(lightweight_only=True)
+        self._remember(report)
+        failed_now = report.overall_status is HealthStatus.FAIL
+        if failed_now and previous is not HealthStatus.FAIL and self._auto_kill:
+            _log.error("AGENT STOPPED – System Health FAIL during runtime. %s", report.summary)
+            await self._halt.trip(
+                HEALTH_FAIL_REASON,
+                who="health guard (auto_kill_on_health_fail)",
+                detail={"summary": report.summary, "report": report.to_dict()},
+            )
+        return report
+
+    def _remember(self, report: HealthReport) -> None:
+        self._last_status = report.overall_status
+        self._last_at = self._clock.monotonic()
