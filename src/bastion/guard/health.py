@@ -20,7 +20,7 @@ Every run updates the cache the runtime guard and the console read
 (:meth:`HealthChecker.get_cached_health_status`) and, given a store, is recorded there and
 pruned to ``retention`` runs, so history survives restarts. The built-in checks (config,
 exchange, LLM, state builder, store, disk, clock skew) live in
-:mod:`bastion.guard.health_checks`; :func:`builtin_checks` registers them.
+:mod:`bastion.guard.health_checks`; its ``builtin_checks`` registers them.
 """
 
 from __future__ import annotations
@@ -34,15 +34,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, UsageError, code_for_exception
 
 if TYPE_CHECKING:
-    from bastion.config import Settings
-    from bastion.exchange.base import Exchange
     from bastion.store import Store
     from bastion.store.health import HealthRecord
 
@@ -55,7 +52,6 @@ __all__ = [
     "HealthChecker",
     "HealthReport",
     "HealthStatus",
-    "builtin_checks",
     "describe_error",
     "severity_for",
     "summarize",
@@ -539,33 +535,3 @@ class HealthChecker:
         assert self._store is not None
         self._store.health.record(report)
         self._store.health.prune(self.retention)
-
-
-def builtin_checks(
-    checker: HealthChecker,
-    *,
-    settings: Settings,
-    exchange: Exchange,
-    store: Store,
-    data_dir: Path,
-    observe: Callable[[], Awaitable[object]] | None = None,
-    disk_warn_bytes: int = 1 << 30,
-    disk_fail_bytes: int = 100 << 20,
-    skew_warn_seconds: float = 1.0,
-    skew_fail_seconds: float = 5.0,
-) -> None:
-    """Register the built-in checks on ``checker``; see :mod:`bastion.guard.health_checks`."""
-    from bastion.guard.health_checks import register_builtin_checks  # noqa: PLC0415  it imports us
-
-    register_builtin_checks(
-        checker,
-        settings=settings,
-        exchange=exchange,
-        store=store,
-        data_dir=data_dir,
-        observe=observe,
-        disk_warn_bytes=disk_warn_bytes,
-        disk_fail_bytes=disk_fail_bytes,
-        skew_warn_seconds=skew_warn_seconds,
-        skew_fail_seconds=skew_fail_seconds,
-    )

@@ -42,7 +42,7 @@ from bastion.guard.health import (
 )
 from bastion.store import Store
 
-__all__ = ["config_problems", "register_builtin_checks"]
+__all__ = ["builtin_checks", "config_problems"]
 
 PAPER_CLIENT_ID = "bastion-paper"
 PAPER_CLIENT_SECRET = "paper-secret"  # noqa: S105  the paper placeholder, refused in live
@@ -202,7 +202,7 @@ class _Builtin:
         return CheckResult("clock_skew", HealthStatus.OK, detail)
 
 
-def register_builtin_checks(
+def builtin_checks(
     checker: HealthChecker,
     *,
     settings: Settings,

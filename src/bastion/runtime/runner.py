@@ -36,7 +36,8 @@ from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.exchange.paper import FaultSpec, PaperExchangeApp
 from bastion.exchange.paper import create_app as create_paper_app
 from bastion.guard.halt import Halt
-from bastion.guard.health import HealthChecker, builtin_checks
+from bastion.guard.health import HealthChecker
+from bastion.guard.health_checks import builtin_checks
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.risk import RiskLimits
 from bastion.resilience import Resilience, RetrySettings

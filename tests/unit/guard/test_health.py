@@ -26,12 +26,11 @@ from bastion.guard.health import (
     HealthChecker,
     HealthReport,
     HealthStatus,
-    builtin_checks,
     describe_error,
     summarize,
     worst,
 )
-from bastion.guard.health_checks import config_problems
+from bastion.guard.health_checks import builtin_checks, config_problems
 from bastion.resilience import Resilience, set_testing
 from bastion.store import Store
 
