@@ -90,7 +90,11 @@ def _report(status: str, at: datetime) -> Report:
         details=(
             Check("config", "OK", "secrets present, limits sane, models pinned", 0.4),
             Check("exchange_public", status, public, 182.0),
-            Check("llm", "FAIL" if status == "FAIL" else "OK", "keys configured", 0.2),
+            Check(
+                "llm",
+                *(("FAIL", "LLM keys missing") if status == "FAIL" else ("OK", "keys set")),
+                0.2,
+            ),
             Check("store", "OK", "wrote and read back", 3.1),
         ),
     )

@@ -1,8 +1,8 @@
 """Durable state on SQLite (embedded) or PostgreSQL (fleet), through SQLAlchemy Core.
 
-Open it with :meth:`Store.open`; use ``store.runs``, ``store.events``, ``store.halts`` and
-``store.health``. Each aggregate lives in its own module and returns frozen records, never
-database rows, so callers cannot tell (and need not care) which backend is behind.
+Open it with :meth:`Store.open`; use ``store.runs``, ``store.events``, ``store.halts``,
+``store.health`` and ``store.budget``. Each aggregate lives in its own module and returns frozen
+records, never database rows, so callers cannot tell (and need not care) which backend is behind.
 
 Schema and migrations
 ---------------------
@@ -20,6 +20,7 @@ update ``schema.py`` to match; a test fails while the two disagree. Revisions ar
 once released.
 """
 
+from bastion.store.budget import BudgetStore
 from bastion.store.events import EventRecord, EventStore
 from bastion.store.halts import HaltRecord, HaltStore
 from bastion.store.health import HealthRecord, HealthStore
@@ -27,6 +28,7 @@ from bastion.store.runs import RunRecord, RunStatus, RunStore
 from bastion.store.store import Store
 
 __all__ = [
+    "BudgetStore",
     "EventRecord",
     "EventStore",
     "HaltRecord",

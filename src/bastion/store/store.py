@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bastion.errors import BastionError, ErrorCode
+from bastion.store.budget import BudgetStore
 from bastion.store.engine import create_engine, parse_url
 from bastion.store.events import EventStore
 from bastion.store.halts import HaltStore
@@ -19,7 +20,7 @@ __all__ = ["Store"]
 
 
 class Store:
-    """Bastion's durable state: ``runs``, ``events``, ``halts`` and ``health`` over one engine.
+    """Bastion's durable state: ``runs``, ``events``, ``halts``, ``health``, ``budget``; one engine.
 
     Build it with :meth:`open`, which also brings the schema up to date. It is safe to share
     between threads, and several processes may open the same database at once.
@@ -32,6 +33,7 @@ class Store:
         self.events = EventStore(engine)
         self.halts = HaltStore(engine)
         self.health = HealthStore(engine)
+        self.budget = BudgetStore(engine)
 
     @classmethod
     def open(cls, url: str) -> Store:

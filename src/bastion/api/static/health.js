@@ -15,7 +15,10 @@
     const text = new Date(iso).toISOString();
     return `${text.slice(0, 10)} ${text.slice(11, seconds ? 19 : 16)} UTC`;
   };
-  const latency = (ms) => (ms === null || ms === undefined ? "–" : `${Math.round(ms)} ms`);
+  const latency = (ms) => {
+    if (ms === null || ms === undefined) return "–";
+    return `${ms < 10 ? Number(ms).toFixed(1) : Math.round(ms)} ms`;
+  };
 
   function renderStatus(h) {
     $("system-health-error").hidden = true;

@@ -1,0 +1,561 @@
+"""Token and USD budgets, admitted before an LLM call is made and settled after it.
+
+Every call is priced first and :meth:`Budget.reserve` holds its estimate against each scope that
+applies to it, in one store transaction, all or nothing:
+
+* **request**: the most one call may cost (checked here, no state);
+* **daily** and **monthly** for the agent, in UTC days and months of the injected clock;
+* **envelope** for a workflow (or, without one, a run);
+* **fleet daily**: every agent on the database together.
+
+The store does the admission with one conditional ``UPDATE`` per scope row (see
+:mod:`bastion.store.budget`), so budgets hold across tasks, processes and machines. The caller
+then :meth:`Reservation.commit` s the actual cost (recorded in the ledger with tokens in and
+out, model, run, operation and phase) or :meth:`Reservation.release` s the hold. A process that
+dies holding a reservation leaves it to expire after ``reservation_ttl_seconds``; expired holds
+are reclaimed at a later reserve, and always before a refusal is reported.
+
+A refusal raises :class:`BudgetExhausted` stating the limit and the observed value. At
+``alert_ratio`` of a limit ``on_alert`` fires, once per scope per UTC day across every process
+(the store keeps the mark). Exhausting a daily or fleet budget, or any USD cap, calls
+``on_exhausted(reason)`` once per scope per day; the runtime wires it to
+``halt.trip("cost_cap")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal
+
+from bastion.clock import Clock
+from bastion.errors import BastionError, ErrorCode, UsageError
+from bastion.store import Store
+from bastion.store.budget import BudgetClaim, LedgerEntry, UsageRow
+
+__all__ = [
+    "Budget",
+    "BudgetAlert",
+    "BudgetExhausted",
+    "BudgetLimits",
+    "Cost",
+    "Reservation",
+    "format_amount",
+]
+
+Unit = Literal["tokens", "usd"]
+Callback = Callable[[Any], Awaitable[object] | object]
+
+_MICROS = 1_000_000
+_FLEET = "fleet"
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a call costs, or is estimated to cost: tokens and US dollars."""
+
+    tokens: int
+    usd: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0 or self.usd < 0:
+            raise UsageError(f"a cost cannot be negative, got {self.tokens} tokens, ${self.usd}")
+
+    @property
+    def usd_micros(self) -> int:
+        """The USD amount in millionths of a dollar, the unit the store compares exactly."""
+        return round(self.usd * _MICROS)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimits:
+    """Every budget limit, in tokens and USD separately; ``None`` means unlimited."""
+
+    request_tokens: int | None = None
+    request_usd: float | None = None
+    daily_tokens: int | None = None
+    daily_usd: float | None = None
+    monthly_tokens: int | None = None
+    monthly_usd: float | None = None
+    envelope_tokens: int | None = None
+    envelope_usd: float | None = None
+    fleet_daily_tokens: int | None = None
+    fleet_daily_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlert:
+    """Sent to ``on_alert``: a scope crossed ``ratio`` of its limit."""
+
+    scope: str
+    period: str
+    label: str
+    unit: Unit
+    used: float
+    limit: float
+    ratio: float
+
+
+class BudgetExhausted(BastionError):
+    """A call was refused because a budget cannot cover it; nothing was sent.
+
+    ``limit`` and ``observed`` are the scope's limit and what was used (or used and held) when
+    the call was refused; ``need`` is the call's estimate, all in ``unit``.
+    """
+
+    default_code = ErrorCode.BUDGET_EXHAUSTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: float,
+        observed: float,
+        scope: str,
+        unit: Unit,
+        need: float,
+        remaining: float,
+        exhausted: bool = False,
+    ) -> None:
+        super().__init__(message, limit=limit, observed=observed, dependency="budget")
+        self.scope = scope
+        self.unit = unit
+        self.need = need
+        self.remaining = remaining
+        self.exhausted = exhausted
+        """True when the limit is used up, not merely too small for this call."""
+
+
+def format_amount(unit: Unit, amount: float) -> str:
+    """``512,340`` for tokens, ``$1.25`` for USD (more digits below a cent)."""
+    if unit == "tokens":
+        return f"{int(amount):,}"
+    if 0 < abs(amount) < 0.01:
+        return f"${amount:,.6f}".rstrip("0")
+    return f"${amount:,.2f}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    label: str
+    claim: BudgetClaim
+    halts: bool
+
+
+class Reservation:
+    """A hold on budget for one call: :meth:`commit` what it cost or :meth:`release` it.
+
+    Usable as ``async with``: leaving the block without committing releases the hold.
+    """
+
+    def __init__(
+        self,
+        budget: Budget,
+        reservation_id: str,
+        estimate: Cost,
+        scopes: tuple[_Scope, ...],
+        *,
+        run_id: str | None,
+        workflow: str | None,
+        model: str,
+        operation: str | None,
+        phase: str | None,
+    ) -> None:
+        self.id = reservation_id
+        self.estimate = estimate
+        self.run_id = run_id
+        self.workflow = workflow
+        self.model = model
+        self.operation = operation
+        self.phase = phase
+        self._budget = budget
+        self._scopes = scopes
+        self._settled = False
+
+    @property
+    def settled(self) -> bool:
+        """True once committed or released."""
+        return self._settled
+
+    async def commit(
+        self,
+        actual: Cost,
+        *,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        model: str | None = None,
+    ) -> None:
+        """Record what the call actually cost and give back the rest of the hold.
+
+        The actual cost is recorded even above the estimate: it was spent. Alerts and
+        exhaustion are checked against the new totals.
+        """
+        self._settle()
+        await self._budget._commit(
+            self, actual, tokens_in=tokens_in, tokens_out=tokens_out, model=model
+        )
+
+    async def release(self) -> None:
+        """Give the whole hold back: the call was not made."""
+        self._settle()
+        await asyncio.to_thread(self._budget._store.budget.release, self.id)
+
+    def _settle(self) -> None:
+        if self._settled:
+            raise UsageError(f"reservation {self.id} was already committed or released")
+        self._settled = True
+
+    async def __aenter__(self) -> Reservation:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._settled:
+            await self.release()
+
+
+class Budget:
+    """Admit, settle and report LLM spend for one agent against :class:`BudgetLimits`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock,
+        agent: str,
+        limits: BudgetLimits,
+        alert_ratio: float = 0.75,
+        on_alert: Callback | None = None,
+        on_exhausted: Callback | None = None,
+        reservation_ttl_seconds: float = 600.0,
+    ) -> None:
+        """``reservation_ttl_seconds`` must outlast the slowest call (LLM timeout is 120 s)."""
+        if not 0 < alert_ratio <= 1:
+            raise UsageError(f"alert_ratio must be in (0, 1], got {alert_ratio}")
+        if reservation_ttl_seconds <= 0:
+            raise UsageError(f"reservation_ttl_seconds must be > 0, got {reservation_ttl_seconds}")
+        self._store = store
+        self._clock = clock
+        self.agent = agent
+        self.limits = limits
+        self.alert_ratio = alert_ratio
+        self._on_alert = on_alert
+        self._on_exhausted = on_exhausted
+        self._ttl = timedelta(seconds=reservation_ttl_seconds)
+        self._next_reclaim: datetime | None = None
+
+    async def reserve(
+        self,
+        estimate: Cost,
+        *,
+        run_id: str | None = None,
+        workflow: str | None = None,
+        model: str = "",
+        operation: str | None = None,
+        phase: str | None = None,
+    ) -> Reservation:
+        """Hold ``estimate`` on every scope, or raise :class:`BudgetExhausted` holding nothing."""
+        self._check_request(estimate)
+        now = self._clock.now()
+        scopes = self._scopes(now, run_id=run_id, workflow=workflow)
+        reservation_id = uuid.uuid4().hex
+        if self._next_reclaim is None or now >= self._next_reclaim:
+            await self._reclaim(now)
+        shortfall = await self._hold(reservation_id, scopes, estimate, now)
+        if shortfall is not None and await self._reclaim(now):
+            shortfall = await self._hold(reservation_id, scopes, estimate, now)
+        if shortfall is not None:
+            scope, usage = shortfall
+            error = _refusal(scope, usage, estimate)
+            if error.exhausted and (scope.halts or error.unit == "usd"):
+                await self._exhausted(scope, error.unit, error.message, now)
+            raise error
+        return Reservation(
+            self,
+            reservation_id,
+            estimate,
+            tuple(scopes),
+            run_id=run_id,
+            workflow=workflow,
+            model=model,
+            operation=operation,
+            phase=phase,
+        )
+
+    async def reclaim(self) -> int:
+        """Give back every expired hold now; returns how many there were."""
+        return await self._reclaim(self._clock.now())
+
+    def usage_today(self) -> dict[str, Any]:
+        """Today's figures for the API and CLI (blocking: call it off the event loop)."""
+        now = self._clock.now()
+        day_start = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
+        tomorrow = day_start + timedelta(days=1)
+        day = _day(now)
+        mine, fleet = self._store.budget.usage([(_agent(self.agent), day), (_FLEET, day)])
+        models = self._store.budget.by_model(self.agent, day_start, tomorrow)
+        limits = self.limits
+        tokens_remaining = _remaining(limits.daily_tokens, mine.tokens_used, mine.tokens_reserved)
+        usd_remaining = _remaining(
+            _micros(limits.daily_usd), mine.usd_used, mine.usd_reserved, scale=_MICROS
+        )
+        fleet_left = [
+            _remaining(limits.fleet_daily_tokens, fleet.tokens_used, fleet.tokens_reserved),
+            _remaining(_micros(limits.fleet_daily_usd), fleet.usd_used, fleet.usd_reserved),
+        ]
+        left = [tokens_remaining, usd_remaining, *fleet_left]
+        return {
+            "daily_budget": limits.daily_tokens,
+            "daily_usd_budget": limits.daily_usd,
+            "tokens_used_today": mine.tokens_used,
+            "tokens_remaining": tokens_remaining,
+            "usd_used_today": mine.usd_used / _MICROS,
+            "usd_remaining": usd_remaining,
+            "budget_available": all(value is None or value > 0 for value in left),
+            "reset_date": tomorrow.date().isoformat(),
+            "invocations_today": sum(m.invocations for m in models),
+            "by_model": {
+                m.model: {"invocations": m.invocations, "tokens": m.tokens, "usd": m.usd / _MICROS}
+                for m in models
+            },
+        }
+
+    def _check_request(self, estimate: Cost) -> None:
+        checks: tuple[tuple[Unit, float | None, float], ...] = (
+            ("tokens", self.limits.request_tokens, estimate.tokens),
+            ("usd", self.limits.request_usd, estimate.usd),
+        )
+        for unit, limit, need in checks:
+            if limit is not None and need > limit:
+                raise BudgetExhausted(
+                    f"Insufficient per-request budget ({format_amount(unit, limit)} allowed, "
+                    f"need {format_amount(unit, need)})",
+                    limit=limit,
+                    observed=need,
+                    scope="request",
+                    unit=unit,
+                    need=need,
+                    remaining=limit,
+                )
+
+    def _scopes(self, now: datetime, *, run_id: str | None, workflow: str | None) -> list[_Scope]:
+        limits = self.limits
+        day, month = _day(now), f"month:{now:%Y-%m}"
+        scopes = [
+            _Scope(
+                "Daily",
+                BudgetClaim(
+                    _agent(self.agent), day, limits.daily_tokens, _micros(limits.daily_usd)
+                ),
+                halts=True,
+            ),
+            _Scope(
+                "Monthly",
+                BudgetClaim(
+                    _agent(self.agent), month, limits.monthly_tokens, _micros(limits.monthly_usd)
+                ),
+                halts=False,
+            ),
+            _Scope(
+                "Fleet daily",
+                BudgetClaim(
+                    _FLEET, day, limits.fleet_daily_tokens, _micros(limits.fleet_daily_usd)
+                ),
+                halts=True,
+            ),
+        ]
+        envelope = f"workflow:{workflow}" if workflow else f"run:{run_id}" if run_id else None
+        if envelope is not None:
+            label = "Workflow" if workflow else "Run"
+            claim = BudgetClaim(
+                envelope, "all", limits.envelope_tokens, _micros(limits.envelope_usd)
+            )
+            scopes.append(_Scope(label, claim, halts=False))
+        return scopes
+
+    async def _hold(
+        self, reservation_id: str, scopes: list[_Scope], estimate: Cost, now: datetime
+    ) -> tuple[_Scope, UsageRow] | None:
+        shortfall = await asyncio.to_thread(
+            self._store.budget.reserve,
+            reservation_id,
+            agent=self.agent,
+            claims=[s.claim for s in scopes],
+            tokens=estimate.tokens,
+            usd=estimate.usd_micros,
+            at=now,
+            expires_at=now + self._ttl,
+        )
+        if shortfall is None:
+            return None
+        scope = next(s for s in scopes if s.claim == shortfall.claim)
+        return scope, shortfall.usage
+
+    async def _reclaim(self, now: datetime) -> int:
+        self._next_reclaim = now + self._ttl / 4
+        return await asyncio.to_thread(self._store.budget.reclaim, now)
+
+    async def _commit(
+        self,
+        reservation: Reservation,
+        actual: Cost,
+        *,
+        tokens_in: int,
+        tokens_out: int,
+        model: str | None,
+    ) -> None:
+        scopes = reservation._scopes
+        now = self._clock.now()
+        entry = LedgerEntry(
+            at=now,
+            agent=self.agent,
+            model=model or reservation.model,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            tokens=actual.tokens,
+            usd=actual.usd_micros,
+            run_id=reservation.run_id,
+            workflow=reservation.workflow,
+            operation=reservation.operation,
+            phase=reservation.phase,
+        )
+        rows = await asyncio.to_thread(
+            self._store.budget.settle,
+            reservation.id,
+            scopes=[(s.claim.scope, s.claim.period) for s in scopes],
+            entry=entry,
+        )
+        by_key = {(row.scope, row.period): row for row in rows}
+        for scope in scopes:
+            row = by_key[(scope.claim.scope, scope.claim.period)]
+            figures: tuple[tuple[Unit, int | None, int], ...] = (
+                ("tokens", scope.claim.tokens_limit, row.tokens_used),
+                ("usd", scope.claim.usd_limit, row.usd_used),
+            )
+            for unit, limit, used in figures:
+                if limit is not None:
+                    await self._check_thresholds(scope, unit, limit, used, now)
+
+    async def _check_thresholds(
+        self, scope: _Scope, unit: Unit, limit: int, used: int, now: datetime
+    ) -> None:
+        scale = _MICROS if unit == "usd" else 1
+        if used >= self.alert_ratio * limit and await self._mark(scope, f"alert:{unit}", now):
+            alert = BudgetAlert(
+                scope=scope.claim.scope,
+                period=scope.claim.period,
+                label=scope.label,
+                unit=unit,
+                used=used / scale,
+                limit=limit / scale,
+                ratio=self.alert_ratio,
+            )
+            await _call(self._on_alert, alert)
+        if used >= limit and (scope.halts or unit == "usd"):
+            reason = (
+                f"{scope.label} budget exhausted ({format_amount(unit, used / scale)} of "
+                f"{format_amount(unit, limit / scale)}{' tokens' if unit == 'tokens' else ''} "
+                "used)"
+            )
+            await self._exhausted(scope, unit, reason, now)
+
+    async def _exhausted(self, scope: _Scope, unit: Unit, reason: str, now: datetime) -> None:
+        if await self._mark(scope, f"exhausted:{unit}", now):
+            await _call(self._on_exhausted, reason)
+
+    async def _mark(self, scope: _Scope, kind: str, now: datetime) -> bool:
+        return await asyncio.to_thread(
+            self._store.budget.mark,
+            scope.claim.scope,
+            scope.claim.period,
+            now.date().isoformat(),
+            kind,
+            now,
+        )
+
+
+def _refusal(scope: _Scope, usage: UsageRow, estimate: Cost) -> BudgetExhausted:
+    """The refusal for ``estimate`` on ``scope`` given its row: exhausted or insufficient."""
+    claim = scope.claim
+    tokens_short = (
+        claim.tokens_limit is not None
+        and usage.tokens_used + usage.tokens_reserved + estimate.tokens > claim.tokens_limit
+    )
+    unit: Unit
+    if tokens_short or claim.usd_limit is None:
+        unit, scale = "tokens", 1
+        limit, used, held, need = (
+            claim.tokens_limit or 0,
+            usage.tokens_used,
+            usage.tokens_reserved,
+            estimate.tokens,
+        )
+    else:
+        unit, scale = "usd", _MICROS
+        limit, used, held, need = (
+            claim.usd_limit,
+            usage.usd_used,
+            usage.usd_reserved,
+            estimate.usd_micros,
+        )
+    remaining = max(0, limit - used - held)
+    noun = " tokens" if unit == "tokens" else ""
+    if used >= limit:
+        message = (
+            f"{scope.label} budget exhausted ({format_amount(unit, used / scale)} of "
+            f"{format_amount(unit, limit / scale)}{noun} used)"
+        )
+        observed = used
+    else:
+        which = "" if scope.label == "Daily" else f"{scope.label.lower()} "
+        message = (
+            f"Insufficient {which}budget ({format_amount(unit, remaining / scale)} remaining, "
+            f"need {format_amount(unit, need / scale)})"
+        )
+        observed = used + held
+    return BudgetExhausted(
+        message,
+        limit=limit / scale if unit == "usd" else limit,
+        observed=observed / scale if unit == "usd" else observed,
+        scope=f"{claim.scope}/{claim.period}",
+        unit=unit,
+        need=need / scale if unit == "usd" else need,
+        remaining=remaining / scale if unit == "usd" else remaining,
+        exhausted=used >= limit,
+    )
+
+
+async def _call(callback: Callback | None, argument: object) -> None:
+    if callback is None:
+        return
+    result = callback(argument)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _agent(agent: str) -> str:
+    return f"agent:{agent}"
+
+
+def _day(now: datetime) -> str:
+    return f"day:{now:%Y-%m-%d}"
+
+
+def _micros(usd: float | None) -> int | None:
+    return None if usd is None else round(usd * _MICROS)
+
+
+def _remaining(limit: int | None, used: int, held: int, *, scale: int = 1) -> float | None:
+    if limit is None:
+        return None
+    left = max(0, limit - used - held)
+    return left / scale if scale != 1 else left
