@@ -37,6 +37,7 @@ from bastion.runtime.runner import (
     Runner,
     RunSummary,
     build_agent,
+    build_budget,
     build_exchange,
     build_health_checker,
     build_paper_app,
@@ -277,6 +278,8 @@ def _status(settings: Settings) -> dict[str, Any]:
         return data
     with store:
         last = store.runs.latest()
+        if data.get("budget") is None:
+            data["budget"] = _budget_usage(settings, store)
     data["last_run"] = (
         None
         if last is None
@@ -288,6 +291,23 @@ def _status(settings: Settings) -> dict[str, Any]:
         }
     )
     return data
+
+
+def _budget_usage(settings: Settings, store: Store) -> dict[str, Any]:
+    agent = build_agent(settings).name
+    return build_budget(settings, store, WallClock(), agent).usage_today()
+
+
+def _used_today_line(budget: dict[str, Any]) -> str:
+    """`Used today: 12,345 tokens (2.5%)` with a bar, or without a limit just the count."""
+    used = int(budget["tokens_used_today"])
+    limit = budget.get("daily_budget")
+    if not limit:
+        return f"Used today: {used:,} tokens (no daily limit)"
+    share = used / limit
+    filled = min(20, round(share * 20))
+    bar = "█" * filled + "░" * (20 - filled)
+    return f"Used today: {used:,} tokens ({share:.1%}) {bar} of {limit:,}"
 
 
 def _try_store(settings: Settings) -> Store | None:
@@ -337,6 +357,8 @@ def _render_status(data: dict[str, Any]) -> None:
     elif data.get("last_run"):
         r = data["last_run"]
         out.print(f"Last run {r['run_id']}: {r['status']} after {r['steps']} steps")
+    if data.get("budget"):
+        out.print(_used_today_line(data["budget"]), highlight=False)
     for title, rows, cols in (
         ("Positions", data.get("positions", []), ("instrument", "size", "mark_price")),
         (
@@ -440,6 +462,38 @@ def resume(
         out.print("The kill switch was not active; nothing to resume.")
         return
     out.print(f"[bold green]Resumed[/]: cleared halt '{cleared.reason}' ({reason}).")
+
+
+# -- budget ---------------------------------------------------------------------------------
+@app.command()
+def budget(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Today's LLM token and USD spend against the budgets, by model."""
+    settings = _settings(config)
+    with _exit_on_error():
+        ensure_data_dir(settings)
+        with Store.open(settings.resolved_store_url) as store:
+            usage = _budget_usage(settings, store)
+    if as_json:
+        sys.stdout.write(orjson.dumps(usage, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out.print(_used_today_line(usage), highlight=False)
+    usd_limit = usage.get("daily_usd_budget")
+    usd = f"${usage['usd_used_today']:,.2f}" + (f" of ${usd_limit:,.2f}" if usd_limit else "")
+    out.print(f"USD today: {usd}; invocations: {usage['invocations_today']}")
+    out.print(
+        f"Budget available: {'yes' if usage['budget_available'] else 'NO'}; "
+        f"resets {usage['reset_date']} 00:00 UTC"
+    )
+    if usage["by_model"]:
+        table = Table(title="By model")
+        for column in ("model", "invocations", "tokens", "usd"):
+            table.add_column(column)
+        for model, row in sorted(usage["by_model"].items()):
+            table.add_row(model, str(row["invocations"]), f"{row['tokens']:,}", f"{row['usd']:.4f}")
+        out.print(table)
 
 
 # -- health ---------------------------------------------------------------------------------

@@ -203,6 +203,47 @@ class Settings(BaseSettings):
         "in paper and FAIL in testnet/live.",
     )
 
+    # -- LLM cost guardrails ------------------------------------------------------------------
+    daily_token_budget: int | None = Field(
+        500_000, ge=1, description="Tokens the agent may spend per UTC day; empty: unlimited."
+    )
+    daily_usd_budget: float | None = Field(
+        None, gt=0, description="USD the agent may spend per UTC day; empty: unlimited."
+    )
+    monthly_token_budget: int | None = Field(
+        None, ge=1, description="Tokens per UTC calendar month; empty: unlimited."
+    )
+    monthly_usd_budget: float | None = Field(
+        None, gt=0, description="USD per UTC calendar month; empty: unlimited."
+    )
+    request_token_budget: int | None = Field(
+        None, ge=1, description="Most tokens one LLM call may be admitted for; empty: unlimited."
+    )
+    request_usd_budget: float | None = Field(
+        None, gt=0, description="Most USD one LLM call may cost; empty: unlimited."
+    )
+    run_token_budget: int | None = Field(
+        None, ge=1, description="Token envelope of one run or workflow; empty: unlimited."
+    )
+    run_usd_budget: float | None = Field(
+        None, gt=0, description="USD envelope of one run or workflow; empty: unlimited."
+    )
+    fleet_daily_token_budget: int | None = Field(
+        None, ge=1, description="Tokens all agents sharing the store may spend per UTC day."
+    )
+    fleet_daily_usd_budget: float | None = Field(
+        None, gt=0, description="USD all agents sharing the store may spend per UTC day."
+    )
+    budget_alert_ratio: float = Field(
+        0.75, gt=0, le=1, description="Alert once per scope per day at this share of a limit."
+    )
+    budget_reservation_ttl_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="An admitted but unsettled reservation is reclaimed after this long; it "
+        "must outlast the slowest LLM call.",
+    )
+
     # -- risk caps v1 ---------------------------------------------------------------------
     risk_max_order_amount: float = Field(
         1.0,

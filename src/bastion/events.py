@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"
     STEP_TIMEOUT = "step_timeout"
+    BUDGET_ALERT = "budget_alert"
     HALT_TRIPPED = "halt_tripped"
     HALT_ENFORCED = "halt_enforced"
     HALT_RESUMED = "halt_resumed"

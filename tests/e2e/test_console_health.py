@@ -83,6 +83,7 @@ def _report(status: str, at: datetime) -> Report:
         "WARN": "RATE_LIMIT (10028), retry after 2 s",
         "FAIL": "Deribit public API FORBIDDEN (HTTP 403)",
     }[status]
+    llm = "FAIL" if status == "FAIL" else "OK"
     return Report(
         last_run_at=at,
         overall_status=status,
@@ -90,11 +91,7 @@ def _report(status: str, at: datetime) -> Report:
         details=(
             Check("config", "OK", "secrets present, limits sane, models pinned", 0.4),
             Check("exchange_public", status, public, 182.0),
-            Check(
-                "llm",
-                *(("FAIL", "LLM keys missing") if status == "FAIL" else ("OK", "keys set")),
-                0.2,
-            ),
+            Check("llm", llm, "LLM keys missing" if llm == "FAIL" else "keys set", 0.2),
             Check("store", "OK", "wrote and read back", 3.1),
         ),
     )
@@ -143,9 +140,8 @@ def _expect_status(page: Page, status: str, minute: int) -> None:
 def test_system_health_tab(tmp_path: Path) -> None:
     """Last run, coloured badge, summary and paused notice; Run and polling update them."""
     health = FakeHealth()
-    for status in ("OK", "WARN", "OK", "FAIL", "OK"):
-        health.next_status = status
-        health.runs.append(_report(status, T0 + timedelta(minutes=len(health.runs))))
+    for scripted in ("OK", "WARN", "OK", "FAIL", "OK"):
+        health.runs.append(_report(scripted, T0 + timedelta(minutes=len(health.runs))))
     status = RuntimeStatus(run_id="r1", agent="demo 1.0.0", currency="BTC", dry_run=True)
     halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=SimClock(), metrics=Metrics())
     app = create_app(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +30,7 @@ __all__ = ["api_router", "create_app"]
 
 StatusProvider = Callable[[], RuntimeStatus]
 BreakersProvider = Callable[[], list[dict[str, Any]]]
+BudgetProvider = Callable[[], dict[str, Any]]
 
 
 class HaltRequest(BaseModel):
@@ -48,6 +49,7 @@ def api_router(
     halt: Halt,
     redactor: Redactor | None = None,
     breakers: BreakersProvider | None = None,
+    budget: BudgetProvider | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api")
     scrub = redactor or Redactor(())
@@ -56,6 +58,7 @@ def api_router(
     def get_status() -> dict[str, Any]:
         data: dict[str, Any] = scrub.redact(status().to_dict())
         data["breakers"] = scrub.redact(breakers()) if breakers else []
+        data["budget"] = budget() if budget else None
         state = halt.state()
         data["halted"] = state is not None
         data["halt_reason"] = state.reason if state else None
@@ -63,6 +66,12 @@ def api_router(
         if state is not None and data["state"] == "running":
             data["state"] = "halted"
         return data
+
+    @router.get("/budget")
+    def get_budget() -> dict[str, Any]:
+        if budget is None:
+            raise HTTPException(503, detail="no budget is configured for this runtime")
+        return budget()
 
     @router.post("/kill")
     async def kill(body: HaltRequest | None = None) -> dict[str, Any]:
@@ -90,6 +99,7 @@ def create_app(
     breakers: BreakersProvider | None = None,
     health: HealthProvider | None = None,
     health_paused: Callable[[], bool] | None = None,
+    budget: BudgetProvider | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime."""
     app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -117,7 +127,9 @@ def create_app(
 
     static_dir = resources.files("bastion.api").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
-    app.include_router(api_router(status, halt, redactor, breakers), dependencies=[Depends(guard)])
+    app.include_router(
+        api_router(status, halt, redactor, breakers, budget), dependencies=[Depends(guard)]
+    )
     app.include_router(
         health_router(health, health_paused, redactor), dependencies=[Depends(guard)]
     )

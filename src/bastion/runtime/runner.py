@@ -13,7 +13,7 @@ import contextlib
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,6 +35,7 @@ from bastion.exchange.deribit import DeribitClient
 from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.exchange.paper import FaultSpec, PaperExchangeApp
 from bastion.exchange.paper import create_app as create_paper_app
+from bastion.guard.budget import Budget, BudgetAlert, BudgetLimits
 from bastion.guard.halt import Halt
 from bastion.guard.health import HealthChecker
 from bastion.guard.health_checks import builtin_checks
@@ -51,7 +52,9 @@ from bastion.trace.redact import Redactor
 __all__ = [
     "RunSummary",
     "Runner",
+    "budget_limits",
     "build_agent",
+    "build_budget",
     "build_exchange",
     "build_health_checker",
     "build_paper_app",
@@ -97,6 +100,44 @@ def risk_limits(settings: Settings) -> RiskLimits:
         max_order_notional_usd=settings.risk_max_order_notional_usd,
         max_position=settings.risk_max_position,
         allowed_instruments=tuple(settings.risk_allowed_instruments),
+    )
+
+
+def budget_limits(settings: Settings) -> BudgetLimits:
+    """The budget limits the ``*_budget`` settings describe."""
+    return BudgetLimits(
+        request_tokens=settings.request_token_budget,
+        request_usd=settings.request_usd_budget,
+        daily_tokens=settings.daily_token_budget,
+        daily_usd=settings.daily_usd_budget,
+        monthly_tokens=settings.monthly_token_budget,
+        monthly_usd=settings.monthly_usd_budget,
+        envelope_tokens=settings.run_token_budget,
+        envelope_usd=settings.run_usd_budget,
+        fleet_daily_tokens=settings.fleet_daily_token_budget,
+        fleet_daily_usd=settings.fleet_daily_usd_budget,
+    )
+
+
+def build_budget(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    agent: str,
+    *,
+    on_alert: Callable[[Any], Any] | None = None,
+    on_exhausted: Callable[[str], Any] | None = None,
+) -> Budget:
+    """The agent's token and USD budget on the shared store."""
+    return Budget(
+        store,
+        clock=clock,
+        agent=agent,
+        limits=budget_limits(settings),
+        alert_ratio=settings.budget_alert_ratio,
+        on_alert=on_alert,
+        on_exhausted=on_exhausted,
+        reservation_ttl_seconds=settings.budget_reservation_ttl_seconds,
     )
 
 
@@ -354,6 +395,14 @@ class Runner:
             auto_kill=settings.auto_kill_on_health_fail,
         )
         self.loop.health = self.guard
+        self.budget = build_budget(
+            settings,
+            self.store,
+            self.clock,
+            self.agent.name,
+            on_alert=self._budget_alert,
+            on_exhausted=self._cost_cap,
+        )
         self._console_enabled = console
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -406,6 +455,7 @@ class Runner:
             breakers=self._breakers,
             health=self.health,
             health_paused=lambda: self.guard.paused,
+            budget=self.budget.usage_today,
         )
         sock = _bind(s.console_host, s.console_port)
         host, port = sock.getsockname()[:2]
@@ -414,6 +464,13 @@ class Runner:
         self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         shown = f"[{host}]" if ":" in host else host
         self.console_url = f"http://{shown}:{port}/?token={token}"
+
+    async def _cost_cap(self, reason: str) -> None:
+        """A daily or USD budget is used up: the one halt path, reason cost_cap."""
+        await self.halt.trip("cost_cap", who="budget", detail={"reason": reason})
+
+    def _budget_alert(self, alert: BudgetAlert) -> None:
+        self.journal.emit(EventKind.BUDGET_ALERT, asdict(alert))
 
     def _breakers(self) -> list[dict[str, Any]]:
         registry = self.resilience.breakers

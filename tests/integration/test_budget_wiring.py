@@ -1,0 +1,79 @@
+"""The budget inside a runtime: cost cap halts through the one path; CLI and API show spend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from bastion.agents.scripted import ScriptedAgent
+from bastion.cli import app
+from bastion.clock import WallClock
+from bastion.config import load_settings
+from bastion.guard.budget import BudgetExhausted, Cost
+from bastion.runtime.agent import Decision
+from bastion.runtime.runner import Runner, build_budget
+from bastion.store import Store
+
+RunnerFactory = Callable[..., Runner]
+
+
+async def test_using_up_the_daily_budget_trips_the_cost_cap_halt(
+    runner_factory: RunnerFactory,
+) -> None:
+    """Daily tokens spent: halt('cost_cap') with the reason; the next call is refused."""
+    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()), daily_token_budget=1_000)
+    reservation = await runner.budget.reserve(Cost(900), model="gpt-test")
+    await reservation.commit(Cost(1_000), tokens_in=800, tokens_out=200, model="gpt-test")
+    state = runner.halt.state()
+    assert state is not None
+    assert state.reason == "cost_cap"
+    with pytest.raises(BudgetExhausted, match=r"Daily budget exhausted \(1,000 of 1,000 tokens"):
+        await runner.budget.reserve(Cost(10), model="gpt-test")
+
+
+async def test_the_console_serves_the_budget(runner_factory: RunnerFactory) -> None:
+    """GET /api/budget and /api/status carry today's figures."""
+    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()), console=True)
+    await runner.__aenter__()
+    reservation = await runner.budget.reserve(Cost(100), model="gpt-test")
+    await reservation.commit(Cost(120), tokens_in=100, tokens_out=20, model="gpt-test")
+    assert runner.console_url is not None
+    base, token = runner.console_url.split("/?token=")
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        budget = (await client.get("/api/budget")).json()
+        status = (await client.get("/api/status")).json()
+    assert (budget["daily_budget"], budget["tokens_used_today"]) == (500_000, 120)
+    assert budget["tokens_remaining"] == 500_000 - 120
+    assert budget["by_model"]["gpt-test"]["invocations"] == 1
+    assert status["budget"]["tokens_used_today"] == 120
+
+
+def test_cli_status_and_budget_show_the_spend(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`bastion status` prints Used today with the share; `bastion budget --json` the detail."""
+    monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BASTION_DAILY_TOKEN_BUDGET", "500000")
+    settings = load_settings()
+    (tmp_path / "data").mkdir()
+    with Store.open(settings.resolved_store_url) as store:
+        budget = build_budget(settings, store, WallClock(), "options_seller")
+
+        async def spend() -> None:
+            reservation = await budget.reserve(Cost(12_000), model="gpt-test")
+            await reservation.commit(Cost(12_345), tokens_in=12_000, tokens_out=345)
+
+        asyncio.run(spend())
+    cli = CliRunner()
+    status = cli.invoke(app, ["status"])
+    assert "Used today: 12,345 tokens (2.5%)" in status.output
+    detail = orjson.loads(cli.invoke(app, ["budget", "--json"]).stdout)
+    assert (detail["tokens_used_today"], detail["invocations_today"]) == (12_345, 1)
