@@ -119,6 +119,7 @@ def test_run_trade_kill_resume_and_stop(
         page.wait_for_selector(f"#open-orders td:text-is('{order['order_id']}')")
         assert page.locator("#halt-banner").is_hidden()
         page.wait_for_selector("#breakers td.circuit.closed:text-is('closed')")
+        page.wait_for_selector("#budget-used:text-is('0 / 500,000')")
         page.screenshot(path=str(tmp_path / "console-running.png"))
 
         killed = _bastion("kill", "--reason", "e2e drill", env=env)

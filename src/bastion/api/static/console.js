@@ -52,6 +52,23 @@
     );
   }
 
+  function renderBudget(b) {
+    if (!b) return;
+    const used = Number(b.tokens_used_today);
+    const limit = b.daily_budget ? Number(b.daily_budget) : null;
+    const share = limit ? Math.min(1, used / limit) : 0;
+    $("budget-used").textContent = limit
+      ? `${used.toLocaleString("en-US")} / ${limit.toLocaleString("en-US")}`
+      : used.toLocaleString("en-US");
+    const bar = $("budget-bar");
+    bar.style.width = `${(share * 100).toFixed(1)}%`;
+    bar.className = share >= 1 ? "full" : share >= 0.75 ? "high" : "";
+    bar.parentElement.setAttribute("aria-valuenow", (share * 100).toFixed(1));
+    $("budget-detail").textContent =
+      `tokens · $${Number(b.usd_used_today).toFixed(2)} · ${b.invocations_today} calls` +
+      (b.budget_available ? "" : " · EXHAUSTED");
+  }
+
   function render(s) {
     $("auth-error").hidden = true;
     $("agent").textContent = `${s.agent} · run ${s.run_id}${s.dry_run ? " · dry run" : ""}`;
@@ -67,6 +84,7 @@
     $("balance").textContent = `balance ${fmt(s.balance)} ${s.currency}`;
     $("index-price").textContent = usd(s.index_price);
     $("orders").textContent = `${s.orders_sent} / ${s.orders_filled}`;
+    renderBudget(s.budget);
     rows($("positions").tBodies[0], s.positions, (p) => [
       p.instrument, p.size, fmt(p.average_price), fmt(p.mark_price), fmt(p.floating_profit_loss, 6),
     ]);
