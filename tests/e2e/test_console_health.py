@@ -7,7 +7,6 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -15,6 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from bastion.api.app import create_app
 from bastion.clock import SimClock
 from bastion.guard.halt import Halt
+from bastion.guard.health import CachedHealthStatus, CheckResult, HealthReport, HealthStatus
 from bastion.runtime.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 from loopback_server import serve_on_loopback
@@ -44,55 +44,27 @@ SUMMARIES = {
 }
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str
-    detail: str
-    latency_ms: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "detail": self.detail,
-            "code": None if self.status == "OK" else self.status.lower(),
-            "latency_ms": self.latency_ms,
-        }
+def _check(name: str, status: str, detail: str, latency_ms: float) -> CheckResult:
+    code = None if status == "OK" else status.lower()
+    return CheckResult(name, HealthStatus(status), detail, code, latency_ms)
 
 
-@dataclass(frozen=True)
-class Report:
-    last_run_at: datetime
-    overall_status: str
-    summary: str
-    details: tuple[Check, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "last_run_at": self.last_run_at.isoformat(),
-            "overall_status": self.overall_status,
-            "summary": self.summary,
-            "checks": [c.to_dict() for c in self.details],
-        }
-
-
-def _report(status: str, at: datetime) -> Report:
+def _report(status: str, at: datetime) -> HealthReport:
     public = {
         "OK": "index 97,312.50 USD",
         "WARN": "RATE_LIMIT (10028), retry after 2 s",
         "FAIL": "Deribit public API FORBIDDEN (HTTP 403)",
     }[status]
     llm = "FAIL" if status == "FAIL" else "OK"
-    return Report(
-        last_run_at=at,
-        overall_status=status,
+    return HealthReport(
+        run_at=at,
+        overall_status=HealthStatus(status),
         summary=SUMMARIES[status],
-        details=(
-            Check("config", "OK", "secrets present, limits sane, models pinned", 0.4),
-            Check("exchange_public", status, public, 182.0),
-            Check("llm", llm, "LLM keys missing" if llm == "FAIL" else "keys set", 0.2),
-            Check("store", "OK", "wrote and read back", 3.1),
+        checks=(
+            _check("config", "OK", "secrets present, limits sane, models pinned", 0.4),
+            _check("exchange_public", status, public, 182.0),
+            _check("llm", llm, "LLM keys missing" if llm == "FAIL" else "keys set", 0.2),
+            _check("store", "OK", "wrote and read back", 3.1),
         ),
     )
 
@@ -103,17 +75,17 @@ class FakeHealth:
 
     next_status: str = "OK"
     paused: bool = False
-    runs: list[Report] = field(default_factory=list)
+    runs: list[HealthReport] = field(default_factory=list)
 
-    async def run_and_cache_healthcheck(self, *, lightweight_only: bool = False) -> Report:
+    async def run_and_cache_healthcheck(self, *, lightweight_only: bool = False) -> HealthReport:
         report = _report(self.next_status, T0 + timedelta(minutes=len(self.runs)))
         self.runs.append(report)
         return report
 
-    def get_cached_health_status(self) -> Report:
-        return self.runs[-1]
+    def get_cached_health_status(self) -> CachedHealthStatus:
+        return CachedHealthStatus.from_report(self.runs[-1])
 
-    def history(self, limit: int = 50) -> list[Report]:
+    def history(self, limit: int = 50) -> list[HealthReport]:
         return list(reversed(self.runs))[:limit]
 
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from bastion.api.app import create_app
 from bastion.api.health import HealthProvider, health_router
 from bastion.clock import SimClock
 from bastion.guard.halt import Halt
+from bastion.guard.health import CachedHealthStatus, CheckResult, HealthReport, HealthStatus
 from bastion.runtime.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.redact import REDACTED, Redactor
@@ -28,73 +28,31 @@ SECRET = "deribit-client-secret-123"
 T0 = datetime(2026, 11, 21, 10, 31, 5, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str
-    detail: str
-    code: str | None = None
-    latency_ms: float = 1.5
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            "latency_ms": self.latency_ms,
-        }
-
-
-@dataclass(frozen=True)
-class Report:
-    last_run_at: datetime
-    overall_status: str
-    summary: str
-    checks: tuple[Check, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "last_run_at": self.last_run_at.isoformat(),
-            "overall_status": self.overall_status,
-            "summary": self.summary,
-            "checks": [c.to_dict() for c in self.checks],
-        }
-
-
-@dataclass(frozen=True)
-class Cached:
-    overall_status: str | None = None
-    last_run_at: datetime | None = None
-    details: tuple[Check, ...] = ()
-    summary: str | None = None
-
-
 @dataclass
 class FakeHealth:
     """A scripted health checker: each run returns the next status in ``script``."""
 
     script: list[str] = field(default_factory=lambda: ["OK", "WARN", "FAIL"])
     delay: float = 0.0
-    runs: list[Report] = field(default_factory=list)
+    runs: list[HealthReport] = field(default_factory=list)
     running: int = 0
     most_running: int = 0
     history_limits: list[int] = field(default_factory=list)
 
-    async def run_and_cache_healthcheck(self, *, lightweight_only: bool = False) -> Report:
+    async def run_and_cache_healthcheck(self, *, lightweight_only: bool = False) -> HealthReport:
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
             await asyncio.sleep(self.delay)
             status = self.script[len(self.runs) % len(self.script)]
             detail = "ok" if status == "OK" else f"NETWORK: timeout after 5 s ({SECRET})"
-            report = Report(
-                last_run_at=T0 + timedelta(minutes=len(self.runs)),
-                overall_status=status,
+            report = HealthReport(
+                run_at=T0 + timedelta(minutes=len(self.runs)),
+                overall_status=HealthStatus(status),
                 summary=f"Deribit public {status}",
                 checks=(
-                    Check("config", "OK", "secrets present"),
-                    Check("exchange_public", status, detail, code="network"),
+                    CheckResult("config", HealthStatus.OK, "secrets present", latency_ms=1.5),
+                    CheckResult("exchange_public", HealthStatus(status), detail, "network", 1.5),
                 ),
             )
             self.runs.append(report)
@@ -102,13 +60,12 @@ class FakeHealth:
         finally:
             self.running -= 1
 
-    def get_cached_health_status(self) -> Cached:
+    def get_cached_health_status(self) -> CachedHealthStatus:
         if not self.runs:
-            return Cached()
-        last = self.runs[-1]
-        return Cached(last.overall_status, last.last_run_at, last.checks, last.summary)
+            return CachedHealthStatus()
+        return CachedHealthStatus.from_report(self.runs[-1])
 
-    def history(self, limit: int = 50) -> list[Report]:
+    def history(self, limit: int = 50) -> list[HealthReport]:
         self.history_limits.append(limit)
         return list(reversed(self.runs))[:limit]
 
@@ -318,7 +275,7 @@ async def test_a_healthcheck_that_raises_is_a_503_with_a_reason(
 ) -> None:
     """A checker that breaks answers 503 with the (redacted) error, never a bare 500."""
 
-    async def broken(*, lightweight_only: bool = False) -> Report:
+    async def broken(*, lightweight_only: bool = False) -> HealthReport:
         raise RuntimeError(f"store unreachable with {SECRET}")
 
     fake.run_and_cache_healthcheck = broken  # type: ignore[method-assign]
