@@ -1,8 +1,9 @@
 """Durable state on SQLite (embedded) or PostgreSQL (fleet), through SQLAlchemy Core.
 
 Open it with :meth:`Store.open`; use ``store.runs``, ``store.events``, ``store.halts``,
-``store.health`` and ``store.budget``. Each aggregate lives in its own module and returns frozen
-records, never database rows, so callers cannot tell (and need not care) which backend is behind.
+``store.health``, ``store.budget`` and ``store.approvals``. Each aggregate lives in its own module
+and returns frozen records, never database rows, so callers cannot tell (and need not care) which
+backend is behind.
 
 Schema and migrations
 ---------------------
@@ -20,6 +21,7 @@ update ``schema.py`` to match; a test fails while the two disagree. Revisions ar
 once released.
 """
 
+from bastion.store.approvals import ApprovalRecord, ApprovalsStore
 from bastion.store.budget import BudgetStore
 from bastion.store.events import EventRecord, EventStore
 from bastion.store.halts import HaltRecord, HaltStore
@@ -28,6 +30,8 @@ from bastion.store.runs import RunRecord, RunStatus, RunStore
 from bastion.store.store import Store
 
 __all__ = [
+    "ApprovalRecord",
+    "ApprovalsStore",
     "BudgetStore",
     "EventRecord",
     "EventStore",

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bastion.errors import BastionError, ErrorCode
+from bastion.store.approvals import ApprovalsStore
 from bastion.store.budget import BudgetStore
 from bastion.store.engine import create_engine, parse_url
 from bastion.store.events import EventStore
@@ -20,7 +21,9 @@ __all__ = ["Store"]
 
 
 class Store:
-    """Bastion's durable state: ``runs``, ``events``, ``halts``, ``health``, ``budget``; one engine.
+    """Bastion's durable state, one object per aggregate over one engine.
+
+    The aggregates are ``runs``, ``events``, ``halts``, ``health``, ``budget`` and ``approvals``.
 
     Build it with :meth:`open`, which also brings the schema up to date. It is safe to share
     between threads, and several processes may open the same database at once.
@@ -34,6 +37,7 @@ class Store:
         self.halts = HaltStore(engine)
         self.health = HealthStore(engine)
         self.budget = BudgetStore(engine)
+        self.approvals = ApprovalsStore(engine)
 
     @classmethod
     def open(cls, url: str) -> Store:
