@@ -416,7 +416,7 @@ def classify(
     elif exc is not None and http_status is None:
         code = code_for_exception(type(exc))
         if isinstance(exc, TimeoutError) and timeout is not None:
-            default_detail = f"after {timeout:g} s"
+            default_detail = f"after {timeout:.3g} s"
         else:
             default_detail = f"({type(exc).__name__})"
     elif http_status is not None:

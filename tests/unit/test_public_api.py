@@ -36,6 +36,7 @@ def test_only_adapters_import_httpx() -> None:
     allowed = {
         "exchange/deribit.py",  # the Deribit adapter
         "exchange/paper/fault_responses.py",  # a dropped connection is httpx's own error
+        "llm/fake_server.py",  # the same, for the fake LLM server
         "runtime/runner.py",  # wires the in-process transport
         "cli.py",  # asks the local console for status
     }
@@ -45,3 +46,11 @@ def test_only_adapters_import_httpx() -> None:
         if "httpx" in _imports(p) and str(p.relative_to(SRC)) not in allowed
     )
     assert offenders == []
+
+
+def test_only_the_llm_adapters_import_the_provider_sdks() -> None:
+    """An SDK call outside its adapter would skip the budget, the breaker and the ledger."""
+    owners = {"openai": {"llm/openai.py"}, "anthropic": {"llm/anthropic.py"}}
+    for sdk, allowed in owners.items():
+        importers = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if sdk in _imports(p)}
+        assert importers == allowed, sdk

@@ -1,0 +1,61 @@
+"""How the official provider SDKs' exceptions become coded :class:`~bastion.errors.LLMError` s.
+
+The ``openai`` and ``anthropic`` SDKs share one generated exception hierarchy (timeout,
+connection, status, response validation). Each adapter hands its SDK's classes to
+:func:`classify_sdk_error` so the mapping lives in one place and matches the exchange's:
+a status error is classified by its HTTP status and ``Retry-After`` header through
+:func:`bastion.errors.classify`, a timeout reads ``llm openai/gpt-4o: TIMEOUT after 120 s``.
+
+The SDKs' own retries are always off (``max_retries=0``): retrying is the choke point's job,
+with the policy table, the breaker and the deadline; two retry loops would multiply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bastion.errors import ErrorCode, LLMError, classify, error_message
+
+__all__ = ["SdkErrors", "classify_sdk_error", "invalid_response"]
+
+
+@dataclass(frozen=True, slots=True)
+class SdkErrors:
+    """One SDK's exception classes, most specific first where they nest."""
+
+    timeout: type[BaseException]
+    connection: type[BaseException]
+    status: type[BaseException]
+    validation: type[BaseException]
+
+
+def classify_sdk_error(
+    exc: BaseException, errors: SdkErrors, *, dependency: str, timeout: float
+) -> LLMError:
+    """The coded error for an SDK exception raised by one request."""
+    if isinstance(exc, errors.timeout):  # a subclass of the connection error: test it first
+        error = classify(TimeoutError(), dependency=dependency, timeout=timeout)
+    elif isinstance(exc, errors.connection):
+        error = classify(ConnectionError(), dependency=dependency, detail=f"({type(exc).__name__})")
+    elif isinstance(exc, errors.status):
+        error = classify(exc, dependency=dependency)
+    elif isinstance(exc, errors.validation):
+        return invalid_response(dependency, "body does not match the API schema")
+    else:
+        error = classify(exc, dependency=dependency)
+    return LLMError(
+        error.message,
+        code=error.code,
+        dependency=dependency,
+        http_status=error.http_status,
+        retry_after=error.retry_after,
+    )
+
+
+def invalid_response(dependency: str, why: str) -> LLMError:
+    """A reply the provider's API does not document: no choices, no JSON, no usage."""
+    return LLMError(
+        error_message(dependency, ErrorCode.INVALID_RESPONSE, f"({why})"),
+        code=ErrorCode.INVALID_RESPONSE,
+        dependency=dependency,
+    )
