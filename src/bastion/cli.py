@@ -20,6 +20,7 @@ import httpx
 import orjson
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -31,6 +32,8 @@ from bastion.exchange.base import Order
 from bastion.guard.halt import Halt
 from bastion.guard.health import HealthReport
 from bastion.guard.health_guard import HEALTH_FAIL_REASON
+from bastion.llm.fake_server import LLMFault
+from bastion.llm.fake_server import serve as serve_fake_llm
 from bastion.ops.smoke import SmokeReport, run_smoke
 from bastion.runtime.loop import Loop, LoopConfig
 from bastion.runtime.runner import (
@@ -58,6 +61,8 @@ app = typer.Typer(
 )
 exchange_app = typer.Typer(help="The Deribit-compatible paper exchange.", no_args_is_help=True)
 app.add_typer(exchange_app, name="exchange")
+llm_app = typer.Typer(help="Language-model tools.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 
 out = Console(soft_wrap=True)  # URLs and paths must stay copy-pasteable
 err = Console(stderr=True, soft_wrap=True)
@@ -496,6 +501,84 @@ def budget(
         out.print(table)
 
 
+# -- approvals ------------------------------------------------------------------------------
+approvals_app = typer.Typer(
+    help="Questions waiting for a person (LLM escalations); list, approve or reject them.",
+    invoke_without_command=True,
+)
+app.add_typer(approvals_app, name="approvals")
+
+
+@approvals_app.callback()
+def approvals_list(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every entry, decided ones too, newest first.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the pending entries (with --all, the decided ones too)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(config)
+    with _exit_on_error():
+        ensure_data_dir(settings)
+        with Store.open(settings.resolved_store_url) as store:
+            store.approvals.expire(WallClock().now())
+            records = store.approvals.list(status=None if show_all else "pending", limit=100)
+    if as_json:
+        rows = [r.to_dict() for r in records]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    if not records:
+        out.print("No approvals pending." if not show_all else "No approvals recorded.")
+        return
+    table = Table(title="Approvals" if show_all else "Pending approvals")
+    for column in ("id", "kind", "status", "asked at", "agent", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        table.add_row(
+            r.id, r.kind, r.status.value, f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.agent, r.reason
+        )
+    out.print(table)
+
+
+def _decide(config: Path | None, approval_id: str, *, approve: bool, note: str | None) -> None:
+    settings = _settings(config)
+    with _exit_on_error():
+        ensure_data_dir(settings)
+        with Store.open(settings.resolved_store_url) as store:
+            record = store.approvals.decide(
+                approval_id,
+                approve=approve,
+                who=getpass.getuser(),
+                note=note,
+                at=WallClock().now(),
+            )
+    out.print(f"Approval {record.id} {record.status.value} by {record.decided_by}.")
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The entry's id (bastion approvals).")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Approve a pending entry."""
+    _decide(config, approval_id, approve=True, note=note)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[str, typer.Argument(help="The entry's id (bastion approvals).")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Reject a pending entry."""
+    _decide(config, approval_id, approve=False, note=note)
+
+
 # -- health ---------------------------------------------------------------------------------
 @app.command()
 def health(
@@ -645,6 +728,63 @@ def exchange_serve(
     paper = build_paper_app(settings.model_copy(update={"paper_seed": seed}), WallClock())
     out.print(f"Paper exchange (seed {seed}) on http://{host}:{port}/api/v2 — Ctrl-C to stop.")
     uvicorn.run(paper, host=host, port=port, log_level="warning")
+
+
+# -- llm fake-server -----------------------------------------------------------------------
+@llm_app.command("fake-server")
+def llm_fake_server(  # noqa: PLR0917  typer maps each option to a parameter
+    port: Annotated[int, typer.Option("--port", help="Port on loopback.")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    reply: Annotated[
+        list[str] | None,
+        typer.Option("--reply", help="A scripted reply, used in order (repeat the option)."),
+    ] = None,
+    default_reply: Annotated[
+        str, typer.Option("--default-reply", help="The reply once the script is used up.")
+    ] = "OK",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help='A fault as JSON, e.g. \'{"kind": "status", "status": 429, "retry_after": 3}\' '
+            "(kinds: status, delay, hang, malformed, truncated, drop).",
+        ),
+    ] = None,
+    latency: Annotated[
+        float, typer.Option("--latency", min=0, help="Seconds added to every answer.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of probabilistic faults.")] = 0,
+) -> None:
+    """Serve a fake OpenAI-compatible LLM (chat completions at /v1) for tests and demos."""
+    try:
+        faults = [LLMFault.model_validate(orjson.loads(text)) for text in fault or ()]
+    except orjson.JSONDecodeError as exc:
+        err.print(f"[bold red]--fault is not JSON ({exc}). Fix: quote one JSON object.[/]")
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'fault'}: {e['msg']}" for e in exc.errors()
+        )
+        err.print(f"[bold red]--fault: {problems}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(
+        f"Fake LLM on http://{host}:{port}/v1 (BASTION_LLM_BASE_URL) — faults and script at "
+        f"/_fake — Ctrl-C to stop."
+    )
+    try:
+        serve_fake_llm(
+            host,
+            port,
+            log_level="warning",
+            replies=list(reply or ()),
+            default_reply=default_reply,
+            faults=faults,
+            latency_seconds=latency,
+            seed=seed,
+        )
+    except ConfigError as exc:
+        err.print(f"[bold red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:
