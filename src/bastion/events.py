@@ -27,6 +27,7 @@ class EventKind(StrEnum):
 
     RUN_STARTED = "run_started"
     RUN_FINISHED = "run_finished"
+    RUN_REFUSED = "run_refused"
     OBSERVATION = "observation"
     DECISION = "decision"
     RISK_VERDICT = "risk_verdict"
@@ -47,6 +48,10 @@ class EventKind(StrEnum):
     CALL_RETRIED = "call_retried"
     CALL_FAILED = "call_failed"
     BREAKER_STATE_CHANGED = "breaker_state_changed"
+    LLM_CALL = "llm_call"
+    LLM_FALLBACK = "llm_fallback"
+    LLM_ESCALATED = "llm_escalated"
+    APPROVAL_REQUESTED = "approval_requested"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, UsageError
 from bastion.store import Store
 from bastion.store.budget import BudgetClaim, LedgerEntry, UsageRow
+from bastion.telemetry.metrics import Metrics
 
 __all__ = [
     "Budget",
@@ -237,8 +238,12 @@ class Budget:
         on_alert: Callback | None = None,
         on_exhausted: Callback | None = None,
         reservation_ttl_seconds: float = 600.0,
+        metrics: Metrics | None = None,
     ) -> None:
-        """``reservation_ttl_seconds`` must outlast the slowest call (LLM timeout is 120 s)."""
+        """``reservation_ttl_seconds`` must outlast the slowest call (LLM timeout is 120 s).
+
+        With ``metrics``, every settlement sets ``bastion_budget_remaining`` for its scopes.
+        """
         if not 0 < alert_ratio <= 1:
             raise UsageError(f"alert_ratio must be in (0, 1], got {alert_ratio}")
         if reservation_ttl_seconds <= 0:
@@ -251,6 +256,7 @@ class Budget:
         self._on_alert = on_alert
         self._on_exhausted = on_exhausted
         self._ttl = timedelta(seconds=reservation_ttl_seconds)
+        self._metrics = metrics
         self._next_reclaim: datetime | None = None
 
     async def reserve(
@@ -437,6 +443,7 @@ class Budget:
         by_key = {(row.scope, row.period): row for row in rows}
         for scope in scopes:
             row = by_key[(scope.claim.scope, scope.claim.period)]
+            self._report_remaining(scope, row)
             figures: tuple[tuple[Unit, int | None, int], ...] = (
                 ("tokens", scope.claim.tokens_limit, row.tokens_used),
                 ("usd", scope.claim.usd_limit, row.usd_used),
@@ -444,6 +451,18 @@ class Budget:
             for unit, limit, used in figures:
                 if limit is not None:
                     await self._check_thresholds(scope, unit, limit, used, now)
+
+    def _report_remaining(self, scope: _Scope, row: UsageRow) -> None:
+        if self._metrics is None:
+            return
+        name = scope.label.lower().replace(" ", "_")
+        claim = scope.claim
+        if claim.tokens_limit is not None:
+            left = _remaining(claim.tokens_limit, row.tokens_used, row.tokens_reserved)
+            self._metrics.budget_remaining.labels(scope=name, unit="tokens").set(left or 0)
+        if claim.usd_limit is not None:
+            left = _remaining(claim.usd_limit, row.usd_used, row.usd_reserved, scale=_MICROS)
+            self._metrics.budget_remaining.labels(scope=name, unit="usd").set(left or 0)
 
     async def _check_thresholds(
         self, scope: _Scope, unit: Unit, limit: int, used: int, now: datetime

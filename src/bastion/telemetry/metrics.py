@@ -14,6 +14,7 @@ __all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+_LLM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 _CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -64,6 +65,36 @@ class Metrics:
             "bastion_breaker_state",
             "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.",
             ["dependency", "layer"],
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "bastion_llm_tokens",
+            "LLM tokens billed, by the model that answered and type (input, output).",
+            ["model", "type"],
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "bastion_llm_cost_usd", "USD spent on LLM calls, by model.", ["model"], registry=r
+        )
+        self.llm_latency = Histogram(
+            "bastion_llm_latency_seconds",
+            "Wall time of answered LLM requests, by model.",
+            ["model"],
+            buckets=_LLM_BUCKETS,
+            registry=r,
+        )
+        self.llm_answers = Counter(
+            "bastion_llm_answers",
+            "LLM questions by the fallback tier that answered: primary, fallback, cache or "
+            "escalated.",
+            ["tier"],
+            registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "bastion_budget_remaining",
+            "Budget left by scope (daily, monthly, fleet_daily, run, workflow) and unit "
+            "(tokens, usd); absent for unlimited scopes.",
+            ["scope", "unit"],
             registry=r,
         )
         self.equity = Gauge(

@@ -1,0 +1,370 @@
+"""The fallback chain an agent calls as ``ctx.llm``: budget first, then models, cache, a person.
+
+One question runs down the chain until something answers::
+
+    frontier model → smaller model(s) → last good answer (TTL) → human escalation
+
+Each model call is
+
+1. **priced and admitted**: input tokens are estimated from the messages, output tokens are
+   the ``max_tokens`` asked for, both priced with the :class:`~bastion.llm.pricing.PriceBook`;
+   :meth:`Budget.reserve <bastion.guard.budget.Budget.reserve>` holds that estimate or raises
+   :class:`~bastion.guard.budget.BudgetExhausted`, and then nothing is sent to any model. A
+   budget refusal ends the question: it is not a model failure to fall back from.
+2. **guarded**: :meth:`Resilience.call <bastion.resilience.call.Resilience.call>` with layer
+   ``llm`` and one breaker per provider/model, so a frontier model that keeps failing stops
+   being asked while the smaller one still is;
+3. **settled**: the provider's token counts are priced and committed to the ledger with the
+   model that actually answered. A failed call is released, except a timeout: the provider may
+   have billed the prompt, so its estimated input is committed.
+
+Every answer is recorded (``llm_call`` trace line with the text, metrics by model) and the
+model that answered is compared with the pinned one: a silent swap is logged and flagged in
+the trace. When every model fails, the last good answer to the same ``input_class`` stands in
+if it is younger than the cache TTL; otherwise an approvals-queue entry asks a person, and the
+agent gets :class:`~bastion.llm.base.Escalated` rather than an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from bastion.clock import Clock
+from bastion.errors import BastionError, ErrorCode
+from bastion.events import EventKind, Journal
+from bastion.guard.budget import Budget, BudgetExhausted, Cost, Reservation
+from bastion.llm.base import (
+    LLM,
+    Completion,
+    Escalated,
+    JsonSchema,
+    Message,
+    Tier,
+    Tool,
+    Usage,
+    estimate_input_tokens,
+)
+from bastion.llm.pricing import PriceBook, snapshot_base
+from bastion.resilience.call import Resilience
+from bastion.telemetry.metrics import Metrics
+
+__all__ = ["FallbackChain", "Route"]
+
+_log = logging.getLogger(__name__)
+_TRACE_TEXT_CHARS = 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One link of the chain: a provider adapter and the exact model id to ask it for."""
+
+    llm: LLM
+    model: str
+
+    @property
+    def dependency(self) -> str:
+        """The name its calls, breaker and metrics carry: ``llm openai/gpt-4o-2024-08-06``."""
+        return f"llm {self.llm.provider}/{self.model}"
+
+
+class EscalationQueue(Protocol):
+    """Where a question no model could answer goes: the approvals queue."""
+
+    async def request(
+        self,
+        kind: str,
+        subject: Mapping[str, Any],
+        reason: str,
+        *,
+        run_id: str | None = None,
+        ttl_seconds: float | None = None,
+    ) -> Any: ...
+
+
+@dataclass(slots=True)
+class _Question:
+    messages: Sequence[Message]
+    input_class: str
+    tools: Sequence[Tool] | None
+    response_format: JsonSchema | None
+    max_tokens: int
+    phase: str | None
+
+
+class FallbackChain:
+    """Budget-admitted, breaker-guarded completions with fallbacks (the ``GuardedLLM``)."""
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        *,
+        resilience: Resilience,
+        prices: PriceBook,
+        clock: Clock,
+        budget: Budget | None = None,
+        escalations: EscalationQueue | None = None,
+        timeout: float = 120.0,
+        deadline: float | None = None,
+        max_tokens: int = 1024,
+        cache_ttl: float = 900.0,
+        escalation_ttl: float | None = None,
+        metrics: Metrics | None = None,
+        journal: Journal | None = None,
+        run_id: str | None = None,
+        workflow: str | None = None,
+    ) -> None:
+        """``deadline`` bounds one model's call with its retries (default: ``timeout``)."""
+        self.routes = tuple(routes)
+        self.resilience = resilience
+        self.prices = prices
+        self.clock = clock
+        self.budget = budget
+        self.escalations = escalations
+        self.timeout = timeout
+        self.deadline = deadline or timeout
+        self.max_tokens = max_tokens
+        self.cache_ttl = cache_ttl
+        self.escalation_ttl = escalation_ttl
+        self.metrics = metrics
+        self.journal = journal
+        self.run_id = run_id
+        self.workflow = workflow
+        self._cache: dict[str, tuple[float, Completion]] = {}
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        input_class: str,
+        tools: Sequence[Tool] | None = None,
+        response_format: JsonSchema | None = None,
+        max_tokens: int | None = None,
+        phase: str | None = None,
+    ) -> Completion | Escalated:
+        """The first answer down the chain; raises only :class:`BudgetExhausted`."""
+        question = _Question(
+            messages, input_class, tools, response_format, max_tokens or self.max_tokens, phase
+        )
+        failures: list[BastionError] = []
+        for index, route in enumerate(self.routes):
+            try:
+                completion = await self._ask(route, question)
+            except BudgetExhausted:
+                raise
+            except BastionError as error:
+                failures.append(error)
+                self._fell_back(route, error, index)
+                continue
+            tier: Tier = "primary" if index == 0 else "fallback"
+            answer = replace(completion, tier=tier)
+            self._answered(route, question, answer)
+            if self.cache_ttl > 0:
+                self._cache[input_class] = (self.clock.monotonic(), answer)
+            return answer
+        cached = self._cached(question)
+        if cached is not None:
+            return cached
+        return await self._escalate(question, failures)
+
+    async def aclose(self) -> None:
+        """Close every adapter once."""
+        for llm in {id(route.llm): route.llm for route in self.routes}.values():
+            await llm.aclose()
+
+    # -- one model -------------------------------------------------------------------------
+    async def _ask(self, route: Route, question: _Question) -> Completion:
+        estimate_in = estimate_input_tokens(question.messages, extra=_extra(question))
+        estimate = Cost(
+            estimate_in + question.max_tokens,
+            self.prices.cost_usd(route.model, estimate_in, question.max_tokens),
+        )
+        reservation = await self._reserve(route, question, estimate)
+        try:
+            completion = await self.resilience.call(
+                route.dependency,
+                lambda: route.llm.complete(
+                    question.messages,
+                    model=route.model,
+                    tools=question.tools,
+                    response_format=question.response_format,
+                    max_tokens=question.max_tokens,
+                    timeout=self.timeout,
+                ),
+                layer="llm",
+                timeout=self.timeout,
+                deadline=self.deadline,
+            )
+        except BastionError as error:
+            if reservation is not None:
+                await self._settle_failure(reservation, error, route, estimate_in)
+            raise
+        except BaseException:
+            if reservation is not None:
+                await reservation.release()  # cancelled or a bug: the hold goes back
+            raise
+        model = completion.model or route.model
+        usage = completion.usage
+        usd = self.prices.cost_usd(model, usage.input_tokens, usage.output_tokens)
+        if reservation is not None:
+            await reservation.commit(
+                Cost(usage.total, usd),
+                tokens_in=usage.input_tokens,
+                tokens_out=usage.output_tokens,
+                model=model,
+            )
+        return replace(completion, model=model, usd=usd)
+
+    async def _reserve(
+        self, route: Route, question: _Question, estimate: Cost
+    ) -> Reservation | None:
+        if self.budget is None:
+            return None
+        return await self.budget.reserve(
+            estimate,
+            run_id=self.run_id,
+            workflow=self.workflow,
+            model=route.model,
+            operation=question.input_class,
+            phase=question.phase,
+        )
+
+    async def _settle_failure(
+        self, reservation: Reservation, error: BastionError, route: Route, estimate_in: int
+    ) -> None:
+        if error.code is not ErrorCode.TIMEOUT:
+            await reservation.release()
+            return
+        usd = self.prices.cost_usd(route.model, estimate_in, 0)
+        await reservation.commit(Cost(estimate_in, usd), tokens_in=estimate_in, model=route.model)
+
+    # -- what happened ---------------------------------------------------------------------
+    def _answered(self, route: Route, question: _Question, answer: Completion) -> None:
+        swapped = answer.model != route.model and snapshot_base(answer.model) != route.model
+        if swapped:
+            _log.warning(
+                "%s answered as model %r, not the pinned %r",
+                route.dependency,
+                answer.model,
+                route.model,
+            )
+        metrics = self.metrics
+        if metrics is not None:
+            usage = answer.usage
+            metrics.llm_tokens.labels(model=answer.model, type="input").inc(usage.input_tokens)
+            metrics.llm_tokens.labels(model=answer.model, type="output").inc(usage.output_tokens)
+            metrics.llm_cost.labels(model=answer.model).inc(answer.usd)
+            metrics.llm_latency.labels(model=answer.model).observe(answer.latency)
+            metrics.llm_answers.labels(tier=answer.tier).inc()
+        self._emit(
+            EventKind.LLM_CALL,
+            {
+                **_call_record(answer, question),
+                "requested_model": route.model,
+                "model_swapped": swapped,
+            },
+        )
+
+    def _fell_back(self, route: Route, error: BastionError, index: int) -> None:
+        following = self.routes[index + 1].dependency if index + 1 < len(self.routes) else None
+        self._emit(
+            EventKind.LLM_FALLBACK,
+            {
+                "from": route.dependency,
+                "to": following or "cache or a person",
+                "error": error.to_dict(),
+            },
+        )
+
+    def _cached(self, question: _Question) -> Completion | None:
+        entry = self._cache.get(question.input_class)
+        if entry is None:
+            return None
+        at, answer = entry
+        age = self.clock.monotonic() - at
+        if age > self.cache_ttl:
+            return None
+        cached = replace(answer, tier="cache", usage=Usage(0, 0), usd=0.0, latency=0.0)
+        if self.metrics is not None:
+            self.metrics.llm_answers.labels(tier="cache").inc()
+        self._emit(
+            EventKind.LLM_CALL,
+            {**_call_record(cached, question), "cache_age_s": round(age, 3)},
+        )
+        return cached
+
+    async def _escalate(self, question: _Question, failures: list[BastionError]) -> Escalated:
+        last = failures[-1] if failures else None
+        reason = (
+            f"no model answered {question.input_class} and no cached answer is fresh; last "
+            f"error: {last.message}"
+            if last is not None
+            else f"no model is configured for {question.input_class}"
+        )
+        code = last.code.value if last is not None else ErrorCode.CONFIG.value
+        approval_id = ""
+        if self.escalations is not None:
+            record = await self.escalations.request(
+                "llm_escalation",
+                {
+                    "input_class": question.input_class,
+                    "phase": question.phase,
+                    "models": [route.dependency for route in self.routes],
+                    "errors": [error.to_dict() for error in failures],
+                },
+                reason,
+                run_id=self.run_id,
+                ttl_seconds=self.escalation_ttl,
+            )
+            approval_id = str(record.id)
+        if self.metrics is not None:
+            self.metrics.llm_answers.labels(tier="escalated").inc()
+        self._emit(
+            EventKind.LLM_ESCALATED,
+            {
+                "input_class": question.input_class,
+                "approval_id": approval_id,
+                "reason": reason,
+                "code": code,
+            },
+        )
+        return Escalated(approval_id=approval_id, reason=reason, code=code)
+
+    def _emit(self, kind: EventKind, payload: dict[str, Any]) -> None:
+        if self.journal is not None:
+            self.journal.emit(kind, payload)
+
+
+def _extra(question: _Question) -> str:
+    """The schema and tool definitions also cost input tokens."""
+    parts: list[Any] = []
+    if question.response_format is not None:
+        parts.append(dict(question.response_format.schema))
+    parts.extend(
+        {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+        for t in question.tools or ()
+    )
+    return json.dumps(parts) if parts else ""
+
+
+def _call_record(answer: Completion, question: _Question) -> dict[str, Any]:
+    """One ``llm_call`` trace line: enough to audit the call and to replay its answer."""
+    return {
+        "provider": answer.provider,
+        "model": answer.model,
+        "tier": answer.tier,
+        "input_class": question.input_class,
+        "phase": question.phase,
+        "tokens_in": answer.usage.input_tokens,
+        "tokens_out": answer.usage.output_tokens,
+        "usd": answer.usd,
+        "latency_s": round(answer.latency, 6),
+        "finish_reason": answer.finish_reason,
+        "text": answer.text[:_TRACE_TEXT_CHARS],
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in answer.tool_calls
+        ],
+    }
