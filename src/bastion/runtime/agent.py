@@ -22,6 +22,7 @@ from bastion.exchange.base import (
     Position,
     Ticker,
 )
+from bastion.llm.base import GuardedLLM
 
 __all__ = ["Agent", "Context", "Decision", "Observation", "OrderIntent"]
 
@@ -73,6 +74,8 @@ class Context:
     step: int
     clock: Clock
     dry_run: bool
+    llm: GuardedLLM | None = None
+    """The runtime's budget-admitted, breaker-guarded fallback chain; None without an LLM."""
 
 
 @runtime_checkable

@@ -35,6 +35,7 @@ from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.risk import RiskLimits, Verdict, review
+from bastion.llm.base import GuardedLLM
 from bastion.runtime.agent import Agent, Context, Decision, Observation, OrderIntent
 from bastion.runtime.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
@@ -108,9 +109,12 @@ class Loop:
         config: LoopConfig,
         metrics: Metrics | None = None,
         health: HealthGuard | None = None,
+        llm: GuardedLLM | None = None,
     ) -> None:
+        """``llm`` is lent to the agent every step as ``ctx.llm``."""
         self.run_id = run_id
         self.health = health
+        self.llm = llm
         self.agent = agent
         self.exchange = exchange
         self.halt = halt
@@ -463,7 +467,13 @@ class Loop:
 
     # -- helpers ------------------------------------------------------------------------
     def _context(self, n: int) -> Context:
-        return Context(run_id=self.run_id, step=n, clock=self.clock, dry_run=self.config.dry_run)
+        return Context(
+            run_id=self.run_id,
+            step=n,
+            clock=self.clock,
+            dry_run=self.config.dry_run,
+            llm=self.llm,
+        )
 
     def _record_decision(self, n: int, decision: Decision) -> None:
         self.journal.emit(
