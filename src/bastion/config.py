@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, NonNegativeFloat, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -203,6 +203,71 @@ class Settings(BaseSettings):
         "in paper and FAIL in testnet/live.",
     )
 
+    # -- LLM --------------------------------------------------------------------------------
+    agent: Literal["options_seller", "llm_options_seller"] = Field(
+        "options_seller",
+        description="Reference agent `bastion run` starts: options_seller (rules, no LLM) or "
+        "llm_options_seller (asks the LLM; needs llm_provider and llm_model).",
+    )
+    llm_provider: Literal["none", "openai", "anthropic"] = Field(
+        "none",
+        description="none, openai (any OpenAI-compatible server: OpenAI, vLLM, Ollama, "
+        "llama.cpp, `bastion llm fake-server`) or anthropic.",
+    )
+    llm_base_url: str = Field(
+        "",
+        description="Base URL of the LLM API; empty: the provider's own (the fake server: "
+        "http://127.0.0.1:8765/v1).",
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, description="API key of the LLM provider. Never logged, traced or served."
+    )
+    llm_model: str = Field(
+        "",
+        description="Exact model id the chain asks first, pinned (e.g. gpt-4o-2024-08-06); the "
+        "model that answered is recorded with every call.",
+    )
+    llm_fallback_models: list[str] = Field(
+        default_factory=list,
+        description="Smaller models of the same provider tried in order when the first fails.",
+    )
+    llm_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=600,
+        description="Timeout of one LLM request; a timeout is classified and the chain falls back.",
+    )
+    llm_deadline_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="Overall deadline of one model's call in the chain, retries and waits "
+        "included.",
+    )
+    llm_max_tokens: int = Field(
+        1024, ge=1, le=200_000, description="Most output tokens one LLM call may produce."
+    )
+    llm_cache_ttl_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="How long the last good answer for the same question may stand in when "
+        "every model fails; 0 turns the cache off.",
+    )
+    llm_prices: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]] = Field(
+        default_factory=dict,
+        description="USD per million input and output tokens by model, over the built-in "
+        'table, e.g. {"my-model": [0.5, 1.5]}.',
+    )
+    llm_default_price: tuple[NonNegativeFloat, NonNegativeFloat] = Field(
+        (15.0, 75.0),
+        description="USD per million input and output tokens of a model with no price (the "
+        "health check WARNs when one is used).",
+    )
+    llm_escalation_ttl_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A human escalation left undecided this long expires.",
+    )
+
     # -- LLM cost guardrails ------------------------------------------------------------------
     daily_token_budget: int | None = Field(
         500_000, ge=1, description="Tokens the agent may spend per UTC day; empty: unlimited."
@@ -316,12 +381,46 @@ class Settings(BaseSettings):
                 "exchange_websocket needs an exchange URL (testnet, live, or "
                 "BASTION_EXCHANGE_URL pointing at `bastion exchange serve`)"
             )
+        self._check_llm()
         if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(
                 f"mode={self.mode} needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID "
                 "and BASTION_EXCHANGE_CLIENT_SECRET"
             )
         return self
+
+    def _check_llm(self) -> None:
+        if self.agent == "llm_options_seller" and self.llm_provider == "none":
+            raise ValueError(
+                "agent=llm_options_seller needs an LLM: set BASTION_LLM_PROVIDER and "
+                "BASTION_LLM_MODEL"
+            )
+        if self.llm_provider == "none":
+            return
+        if not self.llm_model.strip():
+            raise ValueError(
+                f"llm_provider={self.llm_provider} needs the exact model id: set "
+                "BASTION_LLM_MODEL (e.g. gpt-4o-2024-08-06)"
+            )
+        if self.llm_api_key is None and (self.llm_provider == "anthropic" or not self.llm_base_url):
+            raise ValueError(
+                f"llm_provider={self.llm_provider} needs BASTION_LLM_API_KEY (only a self-hosted "
+                "OpenAI-compatible server at BASTION_LLM_BASE_URL may go without one)"
+            )
+        if self.agent == "llm_options_seller" and self.step_timeout_seconds <= (
+            self.llm_timeout_seconds
+        ):
+            raise ValueError(
+                f"step_timeout_seconds ({self.step_timeout_seconds:g}) must exceed "
+                f"llm_timeout_seconds ({self.llm_timeout_seconds:g}), or the step timeout cuts "
+                "every slow LLM call short: raise BASTION_STEP_TIMEOUT_SECONDS or lower "
+                "BASTION_LLM_TIMEOUT_SECONDS"
+            )
+
+    @property
+    def llm_models(self) -> list[str]:
+        """The fallback chain's models in order: the pinned one, then the smaller ones."""
+        return [self.llm_model, *self.llm_fallback_models] if self.llm_model else []
 
     # -- derived --------------------------------------------------------------------------
     @property
@@ -348,6 +447,8 @@ class Settings(BaseSettings):
         values = [self.exchange_client_secret.get_secret_value()]
         if self.console_token is not None:
             values.append(self.console_token.get_secret_value())
+        if self.llm_api_key is not None:
+            values.append(self.llm_api_key.get_secret_value())
         values.extend(s.get_secret_value() for s in self.paper_allowed_credentials.values())
         if self.store_url and "@" in self.store_url:
             credentials = self.store_url.split("://", 1)[-1].split("@", 1)[0]

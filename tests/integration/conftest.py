@@ -51,11 +51,12 @@ async def runner_factory(
 ) -> AsyncIterator[Callable[..., Runner]]:
     made: list[Runner] = []
 
-    def make(agent: Agent | None = None, *, console: bool = False, **overrides: Any) -> Runner:
+    def make(agent_: Agent | None = None, /, *, console: bool = False, **overrides: Any) -> Runner:
+        """``agent_`` replaces the one settings name; ``agent=`` is the setting itself."""
         runner = Runner(
             settings_factory(**overrides),
             clock=SimClock(start=1_800_000_000),
-            agent=agent,
+            agent=agent_,
             console=console,
         )
         made.append(runner)

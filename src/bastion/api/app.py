@@ -19,8 +19,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from bastion.api.approvals import approvals_router
 from bastion.api.health import HealthProvider, health_router
 from bastion.api.token import TokenGuard
+from bastion.guard.approvals import Approvals
 from bastion.guard.halt import Halt
 from bastion.runtime.status import RuntimeStatus
 from bastion.telemetry.metrics import CONTENT_TYPE, Metrics
@@ -100,6 +102,7 @@ def create_app(
     health: HealthProvider | None = None,
     health_paused: Callable[[], bool] | None = None,
     budget: BudgetProvider | None = None,
+    approvals: Approvals | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime."""
     app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -133,4 +136,5 @@ def create_app(
     app.include_router(
         health_router(health, health_paused, redactor), dependencies=[Depends(guard)]
     )
+    app.include_router(approvals_router(approvals, redactor), dependencies=[Depends(guard)])
     return app

@@ -7,8 +7,10 @@ check               lightweight  what it proves
                                  pinned (no LLM is configured yet: OK, "no LLM configured")
 ``exchange_public`` yes          the venue answers: ``get_time`` and the currency's index
 ``exchange_private`` no          our keys authenticate and the account summary reads
-``llm``             yes          an LLM key or endpoint is configured (none can be yet: WARN
-                                 "LLM keys missing" in testnet/live, OK in paper/dev/test)
+``llm``             yes          the provider and pinned models are set and every model has a
+                                 price (an unknown one is WARN: its cost is a guess); without
+                                 an LLM: WARN "LLM keys missing" in testnet/live, OK in paper.
+                                 It sends no request: a ping would spend tokens.
 ``state_builder``   no           an Observation can be built (the injected ``observe``)
 ``store``           yes          the store takes a write and reads it back (one probe row)
 ``disk``            yes          free space in the data directory (WARN / FAIL thresholds)
@@ -40,6 +42,7 @@ from bastion.guard.health import (
     HealthStatus,
     describe_error,
 )
+from bastion.llm.pricing import PriceBook
 from bastion.store import Store
 
 __all__ = ["builtin_checks", "config_problems"]
@@ -107,8 +110,10 @@ class _Builtin:
         disk_fail_bytes: int,
         skew_warn_seconds: float,
         skew_fail_seconds: float,
+        prices: PriceBook | None,
     ) -> None:
         self.clock: Clock = checker.clock
+        self.prices = prices
         self.settings = settings
         self.currency = settings.currency
         self.exchange = exchange
@@ -125,7 +130,12 @@ class _Builtin:
         if problems:
             return CheckResult("config", HealthStatus.FAIL, "; ".join(problems), "config")
         keys = "paper credentials" if self.settings.mode == "paper" else "exchange keys present"
-        return HealthStatus.OK, f"{keys}; limits sane; no LLM configured"
+        llm = (
+            f"LLM {self.settings.llm_provider} pinned to {self.settings.llm_model}"
+            if self.settings.llm_provider != "none"
+            else "no LLM configured"
+        )
+        return HealthStatus.OK, f"{keys}; limits sane; {llm}"
 
     async def exchange_public(self) -> tuple[HealthStatus, str]:
         await self.exchange.get_time()
@@ -137,9 +147,29 @@ class _Builtin:
         return HealthStatus.OK, f"authenticated; equity {account.equity:g} {self.currency}"
 
     async def llm(self) -> CheckResult | tuple[HealthStatus, str]:
-        if self.settings.mode in ("testnet", "live"):
-            return CheckResult("llm", HealthStatus.WARN, "LLM keys missing", "llm_keys_missing")
-        return HealthStatus.OK, "no LLM configured"
+        settings = self.settings
+        if settings.llm_provider == "none":
+            if settings.mode in ("testnet", "live"):
+                return CheckResult("llm", HealthStatus.WARN, "LLM keys missing", "llm_keys_missing")
+            return HealthStatus.OK, "no LLM configured"
+        models = settings.llm_models
+        prices = self.prices
+        unpriced = sorted(
+            {m for m in models if prices is None or prices.resolve(m) is None}
+            | (prices.unknown_models if prices is not None else frozenset())
+        )
+        if unpriced:
+            default_in, default_out = settings.llm_default_price
+            return CheckResult(
+                "llm",
+                HealthStatus.WARN,
+                f"no price for {', '.join(unpriced)}: costed at the default ${default_in:g} / "
+                f"${default_out:g} per million tokens; set BASTION_LLM_PRICES",
+                "llm_price_unknown",
+            )
+        extra = len(models) - 1
+        chain = f" (+{extra} fallback{'s' if extra > 1 else ''})" if extra else ""
+        return HealthStatus.OK, f"{settings.llm_provider} {models[0]}{chain}; every model priced"
 
     async def _fetch_observation_inputs(self) -> object:
         return await asyncio.gather(
@@ -214,13 +244,15 @@ def builtin_checks(
     disk_fail_bytes: int = 100 << 20,
     skew_warn_seconds: float = 1.0,
     skew_fail_seconds: float = 5.0,
+    prices: PriceBook | None = None,
 ) -> None:
     """Register ``config``, ``exchange_public``, ``exchange_private``, ``llm``,
     ``state_builder``, ``store``, ``disk`` and ``clock_skew``.
 
-    ``observe`` builds one Observation without side effects (``Loop.build_observation``);
-    without it the state builder fetches what an observation is made of (instruments,
-    positions, open orders).
+    ``prices`` is the runtime's price book: the ``llm`` check WARNs on every model it had to
+    price at the default, pinned or seen answering. ``observe`` builds one Observation
+    without side effects (``Loop.build_observation``); without it the state builder fetches
+    what an observation is made of (instruments, positions, open orders).
     """
     checks = _Builtin(
         checker,
@@ -233,6 +265,7 @@ def builtin_checks(
         disk_fail_bytes=disk_fail_bytes,
         skew_warn_seconds=skew_warn_seconds,
         skew_fail_seconds=skew_fail_seconds,
+        prices=prices,
     )
     venue = f"{exchange.name[:1].upper()}{exchange.name[1:]}"
     checker.register("config", checks.config, title="Config")

@@ -23,6 +23,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from bastion.agents.llm_seller import LLMOptionsSeller, LLMSellerParams
 from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.api.app import create_app as create_console_app
 from bastion.api.token import ensure_console_token
@@ -35,12 +36,18 @@ from bastion.exchange.deribit import DeribitClient
 from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.exchange.paper import FaultSpec, PaperExchangeApp
 from bastion.exchange.paper import create_app as create_paper_app
-from bastion.guard.budget import Budget, BudgetAlert, BudgetLimits
+from bastion.guard.approvals import ApprovalRecord, Approvals
+from bastion.guard.budget import Budget, BudgetAlert, BudgetExhausted, BudgetLimits
 from bastion.guard.halt import Halt
 from bastion.guard.health import HealthChecker
 from bastion.guard.health_checks import builtin_checks
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.risk import RiskLimits
+from bastion.llm.anthropic import AnthropicChat
+from bastion.llm.base import LLM
+from bastion.llm.chain import FallbackChain, Route
+from bastion.llm.openai import OpenAIChat
+from bastion.llm.pricing import Price, PriceBook
 from bastion.resilience import Resilience, RetrySettings
 from bastion.runtime.agent import Agent
 from bastion.runtime.loop import Loop, LoopConfig
@@ -57,7 +64,9 @@ __all__ = [
     "build_budget",
     "build_exchange",
     "build_health_checker",
+    "build_llm_routes",
     "build_paper_app",
+    "build_price_book",
     "build_resilience",
     "risk_limits",
 ]
@@ -68,6 +77,7 @@ _STORED_KINDS = frozenset(EventKind) - {
     EventKind.DECISION,
     EventKind.RISK_VERDICT,
     EventKind.STEP_COMPLETED,
+    EventKind.LLM_CALL,  # the ledger keeps every call's figures; the trace keeps its text
 }
 # Events after which the trace is fsynced: the end of each step and anything about a halt.
 _FLUSH_KINDS = frozenset(
@@ -127,11 +137,13 @@ def build_budget(
     *,
     on_alert: Callable[[Any], Any] | None = None,
     on_exhausted: Callable[[str], Any] | None = None,
+    metrics: Metrics | None = None,
 ) -> Budget:
     """The agent's token and USD budget on the shared store."""
     return Budget(
         store,
         clock=clock,
+        metrics=metrics,
         agent=agent,
         limits=budget_limits(settings),
         alert_ratio=settings.budget_alert_ratio,
@@ -142,19 +154,43 @@ def build_budget(
 
 
 def build_agent(settings: Settings) -> Agent:
-    """The reference options seller with its ``seller_*`` settings."""
-    return OptionsSeller(
-        SellerParams(
-            currency=settings.currency,
-            target_delta=settings.seller_target_delta,
-            min_days=settings.seller_min_days,
-            max_days=settings.seller_max_days,
-            order_amount=settings.seller_order_amount,
-            max_shorts=settings.seller_max_shorts,
-            buyback_delta=settings.seller_buyback_delta,
-            buyback_days=settings.seller_buyback_days,
-        )
+    """The reference agent ``agent`` names, with its ``seller_*`` settings."""
+    params = SellerParams(
+        currency=settings.currency,
+        target_delta=settings.seller_target_delta,
+        min_days=settings.seller_min_days,
+        max_days=settings.seller_max_days,
+        order_amount=settings.seller_order_amount,
+        max_shorts=settings.seller_max_shorts,
+        buyback_delta=settings.seller_buyback_delta,
+        buyback_days=settings.seller_buyback_days,
     )
+    if settings.agent == "llm_options_seller":
+        return LLMOptionsSeller(
+            LLMSellerParams(seller=params, max_tokens=min(400, settings.llm_max_tokens))
+        )
+    return OptionsSeller(params)
+
+
+def build_price_book(settings: Settings) -> PriceBook:
+    """The built-in price table under ``llm_prices``, ``llm_default_price`` for the rest."""
+    return PriceBook(
+        {model: Price.of(*price) for model, price in settings.llm_prices.items()},
+        default=Price.of(*settings.llm_default_price),
+    )
+
+
+def build_llm_routes(settings: Settings) -> list[Route]:
+    """The fallback chain's links: one adapter for the provider, one route per model."""
+    if settings.llm_provider == "none":
+        return []
+    adapter: LLM
+    if settings.llm_provider == "anthropic":
+        assert settings.llm_api_key is not None  # Settings refuses anthropic without a key
+        adapter = AnthropicChat(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
+    else:
+        adapter = OpenAIChat(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
+    return [Route(adapter, model) for model in settings.llm_models]
 
 
 def build_paper_app(settings: Settings, clock: Clock) -> PaperExchangeApp:
@@ -246,6 +282,7 @@ def build_health_checker(
     exchange: Exchange,
     store: Store,
     observe: Callable[[], Awaitable[object]] | None = None,
+    prices: PriceBook | None = None,
 ) -> HealthChecker:
     """The health checks of this deployment: the built-in ones, severities by mode."""
     checker = HealthChecker(
@@ -264,6 +301,7 @@ def build_health_checker(
         store=store,
         data_dir=settings.data_dir,
         observe=observe,
+        prices=prices or build_price_book(settings),
     )
     return checker
 
@@ -322,7 +360,9 @@ class Runner:
         agent: Agent | None = None,
         exchange: Exchange | None = None,
         console: bool = True,
+        llm_routes: list[Route] | None = None,
     ) -> None:
+        """``llm_routes`` replaces the adapters the ``llm_*`` settings describe (tests)."""
         self.settings = settings
         self.clock = clock or WallClock()
         self.agent = agent or build_agent(settings)
@@ -345,6 +385,7 @@ class Runner:
             metrics=self.metrics,
         )
         self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
+        self.prices = build_price_book(settings)
         in_process = exchange is None and not settings.resolved_exchange_url
         # The in-process paper exchange, kept so tests and drills can inject faults into it.
         self.paper: PaperExchangeApp | None = (
@@ -386,6 +427,7 @@ class Runner:
             exchange=self.exchange,
             store=self.store,
             observe=self.loop.build_observation,
+            prices=self.prices,
         )
         self.guard = HealthGuard(
             checker=self.health,
@@ -402,7 +444,30 @@ class Runner:
             self.agent.name,
             on_alert=self._budget_alert,
             on_exhausted=self._cost_cap,
+            metrics=self.metrics,
         )
+        self.approvals = Approvals(
+            self.store, clock=self.clock, agent=self.agent.name, on_request=self._approval_asked
+        )
+        self.llm: FallbackChain | None = None
+        if settings.llm_provider != "none":
+            self.llm = FallbackChain(
+                llm_routes if llm_routes is not None else build_llm_routes(settings),
+                resilience=self.resilience,
+                prices=self.prices,
+                clock=self.clock,
+                budget=self.budget,
+                escalations=self.approvals,
+                timeout=settings.llm_timeout_seconds,
+                deadline=settings.llm_deadline_seconds,
+                max_tokens=settings.llm_max_tokens,
+                cache_ttl=settings.llm_cache_ttl_seconds,
+                escalation_ttl=settings.llm_escalation_ttl_seconds,
+                metrics=self.metrics,
+                journal=self.journal,
+                run_id=self.run_id,
+            )
+        self.loop.llm = self.llm
         self._console_enabled = console
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -456,6 +521,7 @@ class Runner:
             health=self.health,
             health_paused=lambda: self.guard.paused,
             budget=self.budget.usage_today,
+            approvals=self.approvals,
         )
         sock = _bind(s.console_host, s.console_port)
         host, port = sock.getsockname()[:2]
@@ -468,6 +534,12 @@ class Runner:
     async def _cost_cap(self, reason: str) -> None:
         """A daily or USD budget is used up: the one halt path, reason cost_cap."""
         await self.halt.trip("cost_cap", who="budget", detail={"reason": reason})
+
+    def _approval_asked(self, record: ApprovalRecord) -> None:
+        self.journal.emit(
+            EventKind.APPROVAL_REQUESTED,
+            {"approval_id": record.id, "kind": record.kind, "reason": record.reason},
+        )
 
     def _budget_alert(self, alert: BudgetAlert) -> None:
         self.journal.emit(EventKind.BUDGET_ALERT, asdict(alert))
@@ -510,6 +582,8 @@ class Runner:
         )
         status = "failed"
         try:
+            if self.llm is not None:
+                await self._refuse_without_budget()
             if s.health_check_on_startup:
                 await self.guard.startup()  # FAIL raises HealthAborted: no step is run
             await self.loop.run(
@@ -532,6 +606,33 @@ class Runner:
             self.journal.emit(EventKind.RUN_FINISHED, {"status": status, "steps": steps})
         return RunSummary(self.run_id, status, steps, self.trace.path, await self.resting())
 
+    async def _refuse_without_budget(self) -> None:
+        """An agent that needs the LLM does not start a run its budget cannot pay for."""
+        usage = await asyncio.to_thread(self.budget.usage_today)
+        if usage["budget_available"]:
+            return
+        used, limit = usage["tokens_used_today"], usage["daily_budget"]
+        if limit is not None and used >= limit:
+            figures = f"{used:,} of {limit:,} tokens used today"
+        else:
+            figures = f"${usage['usd_used_today']:,.2f} used today"
+        message = (
+            f"Run refused: budget_exhausted ({figures}; resets {usage['reset_date']} 00:00 UTC). "
+            "Fix: wait for the reset or raise BASTION_DAILY_TOKEN_BUDGET / "
+            "BASTION_DAILY_USD_BUDGET."
+        )
+        self.journal.emit(EventKind.RUN_REFUSED, {"reason": "budget_exhausted", **usage})
+        raise BudgetExhausted(
+            message,
+            limit=limit,
+            observed=used,
+            scope=f"agent:{self.agent.name}",
+            unit="tokens",
+            need=0,
+            remaining=usage["tokens_remaining"] or 0,
+            exhausted=True,
+        )
+
     async def resting(self) -> tuple[Order, ...]:
         """Orders still on the book, to tell the operator what a stop left behind."""
         with contextlib.suppress(BastionError):
@@ -548,6 +649,8 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._server_task
         await self.exchange.close()
+        if self.llm is not None:
+            await self.llm.aclose()
         self.trace.close()
         self.store.close()
 

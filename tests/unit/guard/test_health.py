@@ -31,6 +31,7 @@ from bastion.guard.health import (
     worst,
 )
 from bastion.guard.health_checks import builtin_checks, config_problems
+from bastion.llm.pricing import PriceBook
 from bastion.resilience import Resilience, set_testing
 from bastion.store import Store
 
@@ -134,7 +135,13 @@ class Rig:
     tmp_path: Path
 
     def full(
-        self, environment: str, *, clock: SimClock | None = None, **kwargs: Any
+        self,
+        environment: str,
+        *,
+        clock: SimClock | None = None,
+        llm: dict[str, Any] | None = None,
+        prices: PriceBook | None = None,
+        **kwargs: Any,
     ) -> HealthChecker:
         """The built-in checks, disk thresholds pinned so the box's free space does not decide
         the outcome unless a test sets them."""
@@ -152,10 +159,11 @@ class Rig:
         )
         builtin_checks(
             made,
-            settings=Settings(data_dir=data_dir, mode=mode, **keys),
+            settings=Settings(data_dir=data_dir, mode=mode, **keys, **(llm or {})),
             exchange=self.client,
             store=self.store,
             data_dir=data_dir,
+            prices=prices,
             **limits,
         )
         return made
@@ -542,6 +550,44 @@ async def test_live_without_llm_keys_warns(rig: Rig) -> None:
     report = await rig.full("live").run()
     assert report.overall_status is WARN
     assert report.summary == "LLM WARN (LLM keys missing); 7 other checks OK"
+
+
+LLM = {"llm_provider": "openai", "llm_base_url": "http://127.0.0.1:8765/v1"}
+
+
+async def test_llm_names_the_pinned_model_and_its_fallbacks(rig: Rig) -> None:
+    """Every model priced: OK with the provider, the pinned id and the chain's length."""
+    settings = {**LLM, "llm_model": "gpt-4o-2024-08-06", "llm_fallback_models": ["gpt-4o-mini"]}
+    report = await rig.full("paper", llm=settings, prices=PriceBook()).run()
+    llm = report.check("llm")
+    assert llm is not None
+    assert llm.status is OK
+    assert llm.detail == "openai gpt-4o-2024-08-06 (+1 fallback); every model priced"
+
+
+async def test_llm_warns_when_a_model_has_no_price(rig: Rig) -> None:
+    """A pinned model without a price is costed at the default: WARN, naming the fix."""
+    prices = PriceBook()
+    report = await rig.full(
+        "paper", llm={**LLM, "llm_model": "my-local-model"}, prices=prices
+    ).run()
+    llm = report.check("llm")
+    assert llm is not None
+    assert llm.status is WARN
+    assert llm.detail.startswith("no price for my-local-model: costed at the default $15 / $75")
+    assert "BASTION_LLM_PRICES" in llm.detail
+
+
+async def test_llm_warns_on_a_model_seen_answering_without_a_price(rig: Rig) -> None:
+    """A provider answering with an unpriced model (a silent swap) turns the check WARN."""
+    prices = PriceBook()
+    checker = rig.full("paper", llm={**LLM, "llm_model": "gpt-4o"}, prices=prices)
+    assert (await checker.run()).overall_status is OK
+    prices.cost_usd("gpt-9-preview", 10, 10)
+    llm = (await checker.run()).check("llm")
+    assert llm is not None
+    assert llm.status is WARN
+    assert "gpt-9-preview" in llm.detail
 
 
 def test_config_problems_in_live_and_in_limits(tmp_path: Path) -> None:
