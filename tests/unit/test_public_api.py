@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import bastion
@@ -54,3 +56,12 @@ def test_only_the_llm_adapters_import_the_provider_sdks() -> None:
     for sdk, allowed in owners.items():
         importers = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if sdk in _imports(p)}
         assert importers == allowed, sdk
+
+
+def test_the_cli_starts_without_importing_the_provider_sdks() -> None:
+    """The SDKs take seconds to import; a run without an LLM (and its first order) never pays."""
+    probe = "import sys, bastion.cli; print(sorted({'openai', 'anthropic'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -14,7 +14,10 @@ reply is not an intent the review could judge.
 
 What comes back from the chain decides what happens, and nothing here raises for a bad answer:
 
-* a valid reply becomes at most one limit order (``hold`` is none);
+* a valid reply becomes at most one limit order (``hold`` is none), its price moved onto the
+  instrument's tick in the direction that never gives value away;
+* an answer from the chain's cache (every model down) is acted on only if it reduces a
+  position: it was made for an earlier market;
 * an invalid reply gets exactly one repair turn naming the error; a second invalid reply is a
   no-op whose rationale carries the error;
 * :class:`~bastion.llm.base.Escalated` (no model could answer; a person was asked) is a no-op
@@ -389,6 +392,19 @@ def _escalated(answer: Escalated) -> Decision:
     )
 
 
+def _on_tick(price: float, instrument: Instrument | None, action: str) -> float:
+    """The model's price on the instrument's tick, rounded away from giving value away.
+
+    Models rarely respect tick sizes and the exchange rejects an off-tick price, so a sale is
+    rounded up and a purchase down: never a worse price than the model asked for.
+    """
+    if instrument is None or instrument.tick_size <= 0:
+        return price
+    ticks = price / instrument.tick_size
+    steps = math.ceil(ticks - 1e-9) if action == "sell" else math.floor(ticks + 1e-9)
+    return round(steps * instrument.tick_size, 10)
+
+
 def _decision(reply: TradeReply, obs: Observation) -> Decision:
     """A validated reply as a decision; ``reduce_only`` when the order only shrinks a position."""
     reason = sanitize(reply.rationale, max_chars=_REASON_CHARS).text
@@ -406,7 +422,7 @@ def _decision(reply: TradeReply, obs: Observation) -> Decision:
         direction=reply.action,
         amount=reply.amount,
         order_type="limit",
-        price=reply.limit_price,
+        price=_on_tick(reply.limit_price, obs.instruments.get(reply.instrument), reply.action),
         reduce_only=reduces,
         reason=reason,
     )

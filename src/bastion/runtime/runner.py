@@ -43,10 +43,8 @@ from bastion.guard.health import HealthChecker
 from bastion.guard.health_checks import builtin_checks
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.risk import RiskLimits
-from bastion.llm.anthropic import AnthropicChat
 from bastion.llm.base import LLM
 from bastion.llm.chain import FallbackChain, Route
-from bastion.llm.openai import OpenAIChat
 from bastion.llm.pricing import Price, PriceBook
 from bastion.resilience import Resilience, RetrySettings
 from bastion.runtime.agent import Agent
@@ -181,14 +179,23 @@ def build_price_book(settings: Settings) -> PriceBook:
 
 
 def build_llm_routes(settings: Settings) -> list[Route]:
-    """The fallback chain's links: one adapter for the provider, one route per model."""
+    """The fallback chain's links: one adapter for the provider, one route per model.
+
+    The SDKs are imported here, not at the top: together they take 1.5-2.5 s to import, which
+    every ``bastion`` command would pay (and ``bastion run`` before its first order) whether or
+    not an LLM is configured.
+    """
     if settings.llm_provider == "none":
         return []
     adapter: LLM
     if settings.llm_provider == "anthropic":
+        from bastion.llm.anthropic import AnthropicChat  # noqa: PLC0415  see the docstring
+
         assert settings.llm_api_key is not None  # Settings refuses anthropic without a key
         adapter = AnthropicChat(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
     else:
+        from bastion.llm.openai import OpenAIChat  # noqa: PLC0415  see the docstring
+
         adapter = OpenAIChat(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
     return [Route(adapter, model) for model in settings.llm_models]
 

@@ -185,6 +185,20 @@ async def test_a_valid_sell_becomes_one_limit_intent() -> None:
     assert [m.role for m in call.messages] == ["system", "user"]
 
 
+@pytest.mark.parametrize(
+    ("action", "asked", "sent"),
+    [("sell", 0.012345, 0.0124), ("buy", 0.012345, 0.0123), ("sell", 0.0125, 0.0125)],
+)
+async def test_a_price_off_the_tick_is_rounded_never_to_a_worse_price(
+    action: str, asked: float, sent: float
+) -> None:
+    """The exchange rejects off-tick prices: sales round up, purchases down (tick 0.0001)."""
+    position = (Position(CALL, "option", -0.2, 0.01, 0.01),)
+    decision, _ = await _decide(_reply(action, limit_price=asked), obs=_obs(positions=position))
+    [intent] = decision.intents
+    assert intent.price == sent
+
+
 async def test_hold_sends_nothing() -> None:
     """A hold is a decision with no intents and the model's rationale."""
     decision, _ = await _decide(_reply("hold", None, None, None, "vol is too low"))
