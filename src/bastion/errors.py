@@ -65,6 +65,7 @@ class ErrorCode(StrEnum):
     RATE_LIMIT = "rate_limit"
     BAD_REQUEST = "bad_request"
     NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     BUDGET_EXHAUSTED = "budget_exhausted"
     CIRCUIT_OPEN = "circuit_open"
@@ -188,6 +189,7 @@ _HINTS: dict[ErrorCode, str] = {
     ErrorCode.FORBIDDEN: "the API refused this IP or key",
     ErrorCode.RATE_LIMIT: "slow down; retry after backoff",
     ErrorCode.BAD_REQUEST: "fix the request; do not retry",
+    ErrorCode.CONFLICT: "someone changed it first; re-read it, do not retry",
     ErrorCode.NOT_FOUND: "check the name or id",
     ErrorCode.INSUFFICIENT_FUNDS: "reduce the size or add funds",
     ErrorCode.BUDGET_EXHAUSTED: "top up the budget or halt",
@@ -261,7 +263,7 @@ _HTTP_STATUSES: dict[int, ErrorCode] = {
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
     408: ErrorCode.TIMEOUT,
-    409: ErrorCode.BAD_REQUEST,
+    409: ErrorCode.CONFLICT,
     422: ErrorCode.BAD_REQUEST,
     429: ErrorCode.RATE_LIMIT,
     500: ErrorCode.SERVER,

@@ -83,12 +83,14 @@ def test_secrets_never_appear_in_public_dict_or_repr() -> None:
     s = load_settings(
         exchange_client_secret="s3cr3t-value",
         store_url="postgresql+psycopg://bastion:pg-pass-123@db/bastion",
+        llm_provider="openai",
+        llm_model="gpt-4o",
+        llm_api_key="sk-llm-key-456",
     )
     shown = repr(s) + str(s.public_dict())
-    assert "s3cr3t-value" not in shown
-    assert "pg-pass-123" not in shown
-    assert "s3cr3t-value" in s.secret_values()
-    assert "pg-pass-123" in s.secret_values()
+    for secret in ("s3cr3t-value", "pg-pass-123", "sk-llm-key-456"):
+        assert secret not in shown
+        assert secret in s.secret_values()
 
 
 def test_config_hash_changes_with_a_setting_and_not_with_a_secret() -> None:
@@ -122,3 +124,39 @@ def test_the_websocket_needs_an_exchange_url() -> None:
     with pytest.raises(ConfigError, match="needs an exchange URL"):
         load_settings(exchange_websocket=True)
     assert load_settings(exchange_websocket=True, exchange_url="http://127.0.0.1:8788")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"agent": "llm_options_seller"}, "BASTION_LLM_PROVIDER"),
+        ({"llm_provider": "openai"}, "BASTION_LLM_MODEL"),
+        ({"llm_provider": "anthropic", "llm_model": "claude-haiku-4-5"}, "BASTION_LLM_API_KEY"),
+        ({"llm_provider": "openai", "llm_model": "gpt-4o"}, "BASTION_LLM_API_KEY"),
+        (
+            {
+                "agent": "llm_options_seller",
+                "llm_provider": "openai",
+                "llm_model": "m",
+                "llm_base_url": "http://127.0.0.1:8765/v1",
+            },
+            "BASTION_STEP_TIMEOUT_SECONDS",
+        ),
+        ({"llm_prices": {"m": [1, -2]}}, "BASTION_LLM_PRICES"),
+        ({"llm_timeout_seconds": 0}, "BASTION_LLM_TIMEOUT_SECONDS"),
+    ],
+)
+def test_llm_settings_that_cannot_work_fail_at_start_naming_the_fix(
+    overrides: dict[str, object], named: str
+) -> None:
+    """An LLM agent without a provider, a provider without a pinned model or key, a step
+    timeout that would cut every LLM call short: refused at start with the variable to set."""
+    with pytest.raises(ConfigError, match=named):
+        load_settings(**overrides)
+
+
+def test_a_self_hosted_openai_compatible_server_needs_no_key() -> None:
+    s = load_settings(
+        llm_provider="openai", llm_model="llama3", llm_base_url="http://127.0.0.1:11434/v1"
+    )
+    assert s.llm_models == ["llama3"]

@@ -97,7 +97,7 @@ def test_exceptions_classify_to_codes(exc: Exception, code: ErrorCode) -> None:
         (403, ErrorCode.FORBIDDEN),
         (404, ErrorCode.NOT_FOUND),
         (408, ErrorCode.TIMEOUT),
-        (409, ErrorCode.BAD_REQUEST),
+        (409, ErrorCode.CONFLICT),
         (410, ErrorCode.BAD_REQUEST),
         (422, ErrorCode.BAD_REQUEST),
         (429, ErrorCode.RATE_LIMIT),

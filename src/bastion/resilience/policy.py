@@ -92,6 +92,7 @@ POLICIES: dict[ErrorCode, Policy] = {
     ),
     ErrorCode.BAD_REQUEST: _refusal(Action.FIX_INPUT),
     ErrorCode.NOT_FOUND: _refusal(Action.REPORT),
+    ErrorCode.CONFLICT: _refusal(Action.REPORT),
     ErrorCode.INSUFFICIENT_FUNDS: _refusal(Action.FIX_INPUT),
     ErrorCode.BUDGET_EXHAUSTED: _refusal(Action.HALT),
     ErrorCode.CIRCUIT_OPEN: _refusal(Action.ALTERNATIVE),

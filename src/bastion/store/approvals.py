@@ -141,9 +141,7 @@ class ApprovalAlreadyDecided(BastionError):
     The usual cause is two people deciding at once: the first one won and nothing is left to do.
     """
 
-    # There is no conflict code yet; like HTTP 409 in the status table, it reads as a request
-    # that must not be retried.
-    default_code = ErrorCode.BAD_REQUEST
+    default_code = ErrorCode.CONFLICT
 
     def __init__(self, record: ApprovalRecord) -> None:
         if record.status is ApprovalStatus.EXPIRED:

@@ -129,7 +129,7 @@ def test_second_decision_is_refused_and_names_the_winner(store: Store) -> None:
         "nothing to do"
     )
     assert caught.value.record.decided_by == "alice"
-    assert caught.value.code is ErrorCode.BAD_REQUEST
+    assert caught.value.code is ErrorCode.CONFLICT
     assert caught.value.observed == "approved"
     stored = store.approvals.get(record.id)
     assert stored is not None
