@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_tick.py
 	$(BIN)/python benchmarks/time_to_first_order.py
 	$(BIN)/python benchmarks/call_overhead.py
+	$(BIN)/python benchmarks/budget.py
+	$(BIN)/python benchmarks/llm_chain.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -32,8 +32,8 @@ from bastion.exchange.base import Order
 from bastion.guard.halt import Halt
 from bastion.guard.health import HealthReport
 from bastion.guard.health_guard import HEALTH_FAIL_REASON
-from bastion.llm.fake_server import LLMFault
-from bastion.llm.fake_server import serve as serve_fake_llm
+from bastion.llm.fake import LLMFault
+from bastion.llm.fake import serve as serve_fake_llm
 from bastion.ops.smoke import SmokeReport, run_smoke
 from bastion.runtime.loop import Loop, LoopConfig
 from bastion.runtime.runner import (
@@ -534,14 +534,16 @@ def approvals_list(
     if not records:
         out.print("No approvals pending." if not show_all else "No approvals recorded.")
         return
-    table = Table(title="Approvals" if show_all else "Pending approvals")
-    for column in ("id", "kind", "status", "asked at", "agent", "reason"):
-        table.add_column(column, overflow="fold")
+    title = "approvals" if show_all else "pending approvals"
+    out.print(f"{len(records)} {title}, newest first:")
     for r in records:
-        table.add_row(
-            r.id, r.kind, r.status.value, f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.agent, r.reason
+        run = f", run {r.run_id}" if r.run_id else ""
+        out.print(
+            f"[bold]{r.id}[/]  {r.kind}  {r.status.value}  asked "
+            f"{r.created_at:%Y-%m-%d %H:%M:%S} UTC by {r.agent}{run}",
+            highlight=False,
         )
-    out.print(table)
+        out.print(f"    {r.reason}", highlight=False, soft_wrap=True)
 
 
 def _decide(config: Path | None, approval_id: str, *, approve: bool, note: str | None) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from bastion.agents.llm_seller import LLMOptionsSeller, market_summary
 from bastion.guard.budget import BudgetExhausted, Cost
-from bastion.llm.fake_server import FakeLLMServer
+from bastion.llm.fake import FakeLLMServer
 from bastion.runtime.runner import Runner
 from loopback_server import serve_on_loopback
 

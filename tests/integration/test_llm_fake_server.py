@@ -20,7 +20,7 @@ from bastion.guard.approvals import Approvals
 from bastion.guard.budget import Budget, BudgetExhausted, BudgetLimits
 from bastion.llm.base import Completion, Escalated, JsonSchema, Message, Tool
 from bastion.llm.chain import FallbackChain, Route
-from bastion.llm.fake_server import FakeLLMServer
+from bastion.llm.fake import FakeLLMServer
 from bastion.llm.openai import OpenAIChat
 from bastion.llm.pricing import PriceBook
 from bastion.resilience import Resilience, RetrySettings

@@ -38,7 +38,7 @@ def test_only_adapters_import_httpx() -> None:
     allowed = {
         "exchange/deribit.py",  # the Deribit adapter
         "exchange/paper/fault_responses.py",  # a dropped connection is httpx's own error
-        "llm/fake_server.py",  # the same, for the fake LLM server
+        "llm/fake/fault_responses.py",  # the same, for the fake LLM server
         "runtime/runner.py",  # wires the in-process transport
         "cli.py",  # asks the local console for status
     }

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from openai.types.chat import ChatCompletionMessageParam
 
 from bastion.errors import ConfigError, ErrorCode
-from bastion.llm.fake_server import (
+from bastion.llm.fake import (
     DroppedConnection,
     FakeLLMServer,
     count_tokens,

@@ -1,0 +1,169 @@
+"""The fake LLM server's loopback-only control surface: arm faults, script replies, read the log.
+
+Routes (plain JSON, not OpenAI's envelope):
+
+- ``GET /_fake/faults``; ``POST /_fake/faults`` with a JSON list of faults replaces them (400
+  with a ``reason`` naming the field when invalid); ``DELETE /_fake/faults`` clears them and
+  releases hanging requests;
+- ``GET /_fake/replies``; ``POST /_fake/replies`` with a list of replies, or an object with
+  ``replies``, ``replies_by_model`` and ``default_reply``, replaces the script;
+- ``GET /_fake/requests`` (count, per-model counts, one record per request);
+  ``DELETE /_fake/requests`` starts counting from zero.
+
+Only loopback clients are served (IPv4-mapped loopback included); anyone else gets 403, so a
+fake bound to the network still cannot be re-armed from it. It mirrors the paper exchange's
+:mod:`bastion.exchange.paper.control`.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion.llm.fake.envelope import json_response
+from bastion.llm.fake.faults import FaultTable, LLMFault
+from bastion.llm.fake.hangs import Hangs
+from bastion.llm.fake.log import RequestLog
+from bastion.llm.fake.script import Script, ScriptedReply
+
+__all__ = ["CONTROL_PREFIX", "FakeControl", "is_loopback"]
+
+CONTROL_PREFIX = "/_fake"
+
+_Handler = Callable[[Request], Awaitable[Response]]
+
+_FAULT_LIST = TypeAdapter(list[LLMFault])
+
+
+class _ReplyScript(BaseModel):
+    """The body of ``POST /_fake/replies`` in its object form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replies: list[str | ScriptedReply] = []
+    replies_by_model: dict[str, list[str | ScriptedReply]] = {}
+    default_reply: str | None = None
+
+
+class FakeControl:
+    """Serves the control routes over one fake server's faults, script, log and hangs."""
+
+    def __init__(self, faults: FaultTable, script: Script, log: RequestLog, hangs: Hangs) -> None:
+        self._faults = faults
+        self._script = script
+        self._log = log
+        self._hangs = hangs
+
+    @property
+    def routes(self) -> list[tuple[str, str, _Handler]]:
+        """``(path, method, handler)`` for each route, every handler refusing remote clients."""
+        control: list[tuple[str, str, _Handler]] = [
+            ("/faults", "GET", self._get_faults),
+            ("/faults", "POST", self._post_faults),
+            ("/faults", "DELETE", self._delete_faults),
+            ("/replies", "GET", self._get_replies),
+            ("/replies", "POST", self._post_replies),
+            ("/requests", "GET", self._get_requests),
+            ("/requests", "DELETE", self._delete_requests),
+        ]
+        return [
+            (CONTROL_PREFIX + path, method, _loopback_only(handler))
+            for path, method, handler in control
+        ]
+
+    def clear_faults(self) -> int:
+        """Disarm every fault and release hanging requests; returns how many were armed."""
+        cleared = self._faults.clear()
+        self._hangs.release()
+        return cleared
+
+    async def _get_faults(self, request: Request) -> Response:
+        return json_response(200, {"faults": self._faults.snapshot()})
+
+    async def _post_faults(self, request: Request) -> Response:
+        data = await _read_json(request)
+        if isinstance(data, Response):
+            return data
+        try:
+            specs = _FAULT_LIST.validate_python(data)
+        except ValidationError as exc:
+            return _control_error(400, "invalid fault", _reason(exc))
+        self._faults.replace(specs)
+        return json_response(200, {"faults": self._faults.snapshot()})
+
+    async def _delete_faults(self, request: Request) -> Response:
+        return json_response(200, {"cleared": self.clear_faults()})
+
+    async def _get_replies(self, request: Request) -> Response:
+        return json_response(200, self._script.snapshot())
+
+    async def _post_replies(self, request: Request) -> Response:
+        data = await _read_json(request)
+        if isinstance(data, Response):
+            return data
+        try:
+            script = _ReplyScript.model_validate(
+                {"replies": data} if isinstance(data, list) else data
+            )
+        except ValidationError as exc:
+            return _control_error(400, "invalid replies", _reason(exc))
+        self._script.replace(script.replies, script.replies_by_model, script.default_reply)
+        return json_response(200, self._script.snapshot())
+
+    async def _get_requests(self, request: Request) -> Response:
+        return json_response(200, self._log.snapshot())
+
+    async def _delete_requests(self, request: Request) -> Response:
+        self._log.reset()
+        return json_response(200, self._log.snapshot())
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is a loopback IP address (IPv4-mapped IPv6 included)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _loopback_only(handler: _Handler) -> _Handler:
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        host = request.client.host if request.client is not None else None
+        if not is_loopback(host):
+            reason = "the fake LLM server's control routes answer loopback clients only"
+            return _control_error(403, "forbidden", reason)
+        return await handler(request)
+
+    return guarded
+
+
+async def _read_json(request: Request) -> Any:
+    """The JSON body, or a 400 answer saying it is not JSON."""
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return _control_error(400, "bad request", "the body is not valid JSON")
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _control_error(status: int, error: str, reason: str) -> Response:
+    return json_response(status, {"error": error, "reason": reason})
