@@ -484,6 +484,7 @@ def budget(
     if as_json:
         sys.stdout.write(orjson.dumps(usage, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
+    out.print(f"Agent {usage['agent']} (budgets are per agent; BASTION_AGENT picks it)")
     out.print(_used_today_line(usage), highlight=False)
     usd_limit = usage.get("daily_usd_budget")
     usd = f"${usage['usd_used_today']:,.2f}" + (f" of ${usd_limit:,.2f}" if usd_limit else "")

@@ -320,6 +320,7 @@ class Budget:
         ]
         left = [tokens_remaining, usd_remaining, *fleet_left]
         return {
+            "agent": self.agent,
             "daily_budget": limits.daily_tokens,
             "daily_usd_budget": limits.daily_usd,
             "tokens_used_today": mine.tokens_used,

@@ -16,7 +16,16 @@ __all__ = ["RedactingFilter", "configure_logging"]
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that log one line per request or per migration step at INFO.
-_CHATTY = ("httpx", "httpcore", "alembic", "uvicorn.access")
+_CHATTY = (
+    "httpx",
+    "httpcore",
+    "httpx2",
+    "httpcore2",
+    "openai",
+    "anthropic",
+    "alembic",
+    "uvicorn.access",
+)
 
 
 class RedactingFilter(logging.Filter):
