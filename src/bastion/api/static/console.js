@@ -23,7 +23,9 @@
     }
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
-      throw new Error(typeof body.detail === "string" ? body.detail : `${path}: HTTP ${response.status}`);
+      const error = new Error(typeof body.detail === "string" ? body.detail : `${path}: HTTP ${response.status}`);
+      error.status = response.status;
+      throw error;
     }
     return response.json();
   }
@@ -121,8 +123,8 @@
     refresh();
   });
 
-  // Tabs: the URL hash names the open one (#overview, #system-health), so a link or a reload
-  // opens the same tab; arrow keys, Home and End move between tabs as WAI-ARIA describes.
+  // Tabs: the URL hash names the open one (#overview, #system-health, #approvals), so a link or a
+  // reload opens the same tab; arrow keys, Home and End move between tabs as WAI-ARIA describes.
   const tabs = [...document.querySelectorAll('[role="tab"]')];
   const tabListeners = [];
   const tabNames = tabs.map((tab) => tab.dataset.tab);
