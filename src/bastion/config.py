@@ -407,6 +407,19 @@ class Settings(BaseSettings):
                 f"llm_provider={self.llm_provider} needs BASTION_LLM_API_KEY (only a self-hosted "
                 "OpenAI-compatible server at BASTION_LLM_BASE_URL may go without one)"
             )
+        if self.llm_deadline_seconds < self.llm_timeout_seconds:
+            raise ValueError(
+                f"llm_deadline_seconds ({self.llm_deadline_seconds:g}) is below "
+                f"llm_timeout_seconds ({self.llm_timeout_seconds:g}): the deadline would cut "
+                "the first request short; raise BASTION_LLM_DEADLINE_SECONDS"
+            )
+        if self.budget_reservation_ttl_seconds <= self.llm_deadline_seconds:
+            raise ValueError(
+                f"budget_reservation_ttl_seconds ({self.budget_reservation_ttl_seconds:g}) must "
+                f"exceed llm_deadline_seconds ({self.llm_deadline_seconds:g}), or a slow call's "
+                "budget hold is reclaimed while it runs: raise "
+                "BASTION_BUDGET_RESERVATION_TTL_SECONDS"
+            )
         if self.agent == "llm_options_seller" and self.step_timeout_seconds <= (
             self.llm_timeout_seconds
         ):

@@ -126,6 +126,9 @@ def test_the_websocket_needs_an_exchange_url() -> None:
     assert load_settings(exchange_websocket=True, exchange_url="http://127.0.0.1:8788")
 
 
+_LLM = {"llm_provider": "openai", "llm_model": "m", "llm_base_url": "http://127.0.0.1:8765/v1"}
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -144,6 +147,8 @@ def test_the_websocket_needs_an_exchange_url() -> None:
         ),
         ({"llm_prices": {"m": [1, -2]}}, "BASTION_LLM_PRICES"),
         ({"llm_timeout_seconds": 0}, "BASTION_LLM_TIMEOUT_SECONDS"),
+        ({**_LLM, "llm_deadline_seconds": 60}, "BASTION_LLM_DEADLINE_SECONDS"),
+        ({**_LLM, "budget_reservation_ttl_seconds": 120}, "RESERVATION_TTL_SECONDS"),
     ],
 )
 def test_llm_settings_that_cannot_work_fail_at_start_naming_the_fix(
