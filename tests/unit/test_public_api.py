@@ -37,8 +37,7 @@ def test_only_adapters_import_httpx() -> None:
     """External calls go through resilience.call: httpx lives in the adapters and the edges."""
     allowed = {
         "exchange/deribit.py",  # the Deribit adapter
-        "exchange/paper/fault_responses.py",  # a dropped connection is httpx's own error
-        "llm/fake/fault_responses.py",  # the same, for the fake LLM server
+        "fault_injection/responses.py",  # a simulator's dropped connection is httpx's own error
         "runtime/runner.py",  # wires the in-process transport
         "cli.py",  # asks the local console for status
     }

@@ -17,10 +17,10 @@ from bastion.clock import Clock
 from bastion.exchange.paper.app import PaperExchangeApp
 from bastion.exchange.paper.auth import Authenticator
 from bastion.exchange.paper.errors import RpcError
-from bastion.exchange.paper.fault_responses import DroppedConnection
 from bastion.exchange.paper.faults import Fault, FaultInjector, FaultSpec
 from bastion.exchange.paper.rules import OrderRequest
 from bastion.exchange.paper.venue import DEFAULT_BALANCES, PaperVenue
+from bastion.fault_injection.responses import DroppedConnection
 
 __all__ = [
     "DEFAULT_BALANCES",

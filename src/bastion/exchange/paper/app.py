@@ -48,17 +48,13 @@ from bastion.exchange.paper.errors import (
     http_status_for,
     invalid_param,
 )
-from bastion.exchange.paper.fault_responses import (
-    DroppedResponse,
-    HangingResponse,
-    malformed,
-    truncated,
-)
+from bastion.exchange.paper.fault_responses import SERVER, garble, with_retry_after
 from bastion.exchange.paper.faults import Fault, FaultInjector, InjectedCrash
 from bastion.exchange.paper.methods import PRIVATE, PUBLIC, Call
 from bastion.exchange.paper.params import Params
 from bastion.exchange.paper.venue import PaperVenue
 from bastion.exchange.paper.ws import serve_websocket
+from bastion.fault_injection.responses import DroppedResponse, HangingResponse
 
 __all__ = ["MAX_BODY_BYTES", "PaperExchangeApp"]
 
@@ -130,7 +126,7 @@ class PaperExchangeApp(Starlette):
             )
         else:
             response = self._respond(us_in, rpc_id, result=result)
-        return response if fault is None else _garble(fault, response)
+        return response if fault is None else garble(fault, response)
 
     async def _fault(self, fault: Fault, method: str, us_in: int, rpc_id: Any) -> Response | None:
         """The answer a fault gives before the venue sees the call, or None to go on."""
@@ -144,9 +140,9 @@ class PaperExchangeApp(Starlette):
                 await asyncio.sleep(spec.seconds or 0.0)
                 return None
             case "hang":
-                return HangingResponse(self.faults, f"hang injected in {method}")
+                return HangingResponse(self.faults.hangs, SERVER, f"hang injected in {method}")
             case "drop":
-                return DroppedResponse(f"drop injected in {method}")
+                return DroppedResponse(SERVER, f"drop injected in {method}")
             case "status" if spec.body is not None:
                 answer = Response(
                     spec.body.encode(), spec.status or 500, media_type=spec.content_type
@@ -157,7 +153,7 @@ class PaperExchangeApp(Starlette):
                 answer.status_code = spec.status or 500
             case _:  # malformed, truncated: the venue handles the call, the answer is garbled
                 return None
-        return _with_retry_after(fault, answer)
+        return with_retry_after(fault, answer)
 
     def _dispatch(self, request: Request, method: str, raw: Any, body: bytes) -> Any:
         handler = PUBLIC.get(method) or PRIVATE[method]
@@ -181,21 +177,6 @@ class PaperExchangeApp(Starlette):
         )
         status = 200 if error is None else http_status_for(error.code)
         return Response(content, status_code=status, media_type="application/json")
-
-
-def _garble(fault: Fault, response: Response) -> Response:
-    """Apply a fault that acts on the answer (``malformed``, ``truncated``, ``error``)."""
-    if fault.kind == "malformed":
-        response = malformed()
-    elif fault.kind == "truncated":
-        response = truncated(response)
-    return _with_retry_after(fault, response)
-
-
-def _with_retry_after(fault: Fault, response: Response) -> Response:
-    if fault.spec.retry_after is not None:
-        response.headers["retry-after"] = str(fault.spec.retry_after)
-    return response
 
 
 _MAX_INT_ID_DIGITS = 18  # below 2**63: orjson and every JSON client handle it as an integer

@@ -10,13 +10,12 @@ Routes (plain JSON, not JSON-RPC; no Deribit method reaches them):
 - ``GET /_paper/calls`` → 200 ``{"calls": {...}, "total": n}``; ``DELETE /_paper/calls`` resets.
 
 Only loopback clients (127.0.0.0/8, ::1, or an IPv4-mapped loopback) are served; anyone else,
-and a client whose address is unknown (a Unix socket), gets 403. A proxy on the same host that
-passes the remote address on (uvicorn's ``proxy_headers``) keeps remote callers out.
+and a client whose address is unknown (a Unix socket), gets 403. The guard and the error answers
+are shared with the fake LLM server (:mod:`bastion.fault_injection.control`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import orjson
@@ -26,25 +25,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.exchange.paper.faults import FaultInjector, FaultSpec
+from bastion.fault_injection.control import control_error, loopback_only, validation_reason
 
-__all__ = ["CONTROL_PREFIX", "FaultControl", "is_loopback"]
+__all__ = ["CONTROL_PREFIX", "FaultControl"]
 
 CONTROL_PREFIX = "/_paper"
 _MAX_BODY = 32 * 1024
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` is a loopback IP address (a name, even ``localhost``, is not)."""
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
+_REMOTE_REFUSED = "the fault control endpoint answers loopback clients only"
 
 
 class FaultControl:
@@ -56,13 +44,11 @@ class FaultControl:
     @property
     def routes(self) -> list[Route]:
         return [
-            Route(f"{CONTROL_PREFIX}/faults", self._faults, methods=_METHODS),
-            Route(f"{CONTROL_PREFIX}/calls", self._calls, methods=_METHODS),
+            Route(CONTROL_PREFIX + path, loopback_only(handler, _REMOTE_REFUSED), methods=_METHODS)
+            for path, handler in (("/faults", self._faults), ("/calls", self._calls))
         ]
 
     async def _faults(self, request: Request) -> Response:  # noqa: PLR0911 - one per answer
-        if (refused := _refuse(request)) is not None:
-            return refused
         if request.method == "GET":
             return _json(200, self.faults.snapshot())
         if request.method == "DELETE":
@@ -71,20 +57,20 @@ class FaultControl:
             return _not_allowed(request, "GET, POST, DELETE")
         body = await request.body()
         if len(body) > _MAX_BODY:
-            return _error(413, "body too large", f"a fault is at most {_MAX_BODY} bytes of JSON")
+            return control_error(
+                413, "body too large", f"a fault is at most {_MAX_BODY} bytes of JSON"
+            )
         try:
             data: Any = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _error(400, "bad request", "the body must be one fault as a JSON object")
+            return control_error(400, "bad request", "the body must be one fault as a JSON object")
         try:
             spec = FaultSpec.model_validate(data)
         except ValidationError as exc:
-            return _error(422, "invalid fault", _reason(exc))
+            return control_error(422, "invalid fault", validation_reason(exc))
         return _json(201, {"fault": self.faults.arm(spec).to_dict()})
 
     async def _calls(self, request: Request) -> Response:
-        if (refused := _refuse(request)) is not None:
-            return refused
         if request.method == "GET":
             counts = self.faults.call_counts()
             return _json(200, {"calls": counts, "total": sum(counts.values())})
@@ -94,31 +80,10 @@ class FaultControl:
         return _not_allowed(request, "GET, DELETE")
 
 
-def _refuse(request: Request) -> Response | None:
-    host = request.client.host if request.client is not None else None
-    if is_loopback(host):
-        return None
-    reason = "the fault control endpoint answers loopback clients only"
-    return _error(403, "forbidden", reason)
-
-
 def _not_allowed(request: Request, allow: str) -> Response:
-    response = _error(405, "method not allowed", f"{request.method} is not one of {allow}")
+    response = control_error(405, "method not allowed", f"{request.method} is not one of {allow}")
     response.headers["allow"] = allow
     return response
-
-
-def _reason(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
-
-
-def _error(status: int, error: str, reason: str) -> Response:
-    return _json(status, {"error": error, "reason": reason})
 
 
 def _json(status: int, payload: Any) -> Response:

@@ -31,7 +31,9 @@ calls (default 1; None: until cleared), or, with ``probability``, on each matchi
 that chance (until cleared unless ``times`` is given). Each fault draws from its own RNG seeded
 from the app seed and the fault's id, so a run is reproducible. Faults are checked in the
 order they were armed and the first that fires wins; the injector also counts every call per
-method, including those a fault answers (:meth:`FaultInjector.calls`).
+method, including those a fault answers (:meth:`FaultInjector.calls`). These rules, the check
+of options against the kind and the hangs are shared with the fake LLM server
+(:mod:`bastion.fault_injection`).
 
 A delay sleeps on wall time, not the app's clock: it exists to trip client timeouts, and the
 simulated clock (hence every response byte) is left alone.
@@ -39,22 +41,20 @@ simulated clock (hence every response byte) is left alone.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from random import Random
 from typing import Any, Literal, Self
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from starlette.types import Receive
 
 from bastion.exchange.paper.errors import INTERNAL_SERVER_ERROR
 from bastion.exchange.paper.methods import PRIVATE, PUBLIC
+from bastion.fault_injection.arming import Arming, until_cleared
+from bastion.fault_injection.hangs import Hangs
+from bastion.fault_injection.options import OptionTable, check_options
 
 __all__ = ["Fault", "FaultInjector", "FaultKind", "FaultSpec", "InjectedCrash"]
 
@@ -62,7 +62,7 @@ FaultKind = Literal["status", "error", "delay", "hang", "malformed", "truncated"
 
 MAX_FAULT_BODY = 16 * 1024
 _TARGETING = frozenset({"kind", "method", "times", "probability"})
-_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # kind: (required, allowed)
+_OPTIONS: OptionTable = {
     "status": (
         frozenset({"status"}),
         frozenset({"status", "code", "message", "body", "content_type", "retry_after"}),
@@ -110,24 +110,11 @@ class FaultSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _probability_means_until_cleared(cls, data: Any) -> Any:
-        if (
-            isinstance(data, Mapping)
-            and data.get("probability") is not None
-            and "times" not in data
-        ):
-            return {**data, "times": None}
-        return data
+        return until_cleared(data, "times")
 
     @model_validator(mode="after")
     def _options_fit_the_kind(self) -> Self:
-        required, allowed = _OPTIONS[self.kind]
-        given = {name for name in FaultSpec.model_fields if getattr(self, name) is not None}
-        given -= _TARGETING
-        a_kind = f"{'an' if self.kind[0] in 'aeiou' else 'a'} {self.kind} fault"
-        if missing := sorted(required - given):
-            raise ValueError(f"{a_kind} needs {', '.join(missing)}")
-        if extra := sorted(given - allowed):
-            raise ValueError(f"{', '.join(extra)} does not apply to {a_kind}")
+        check_options(self, self.kind, _OPTIONS, targeting=_TARGETING)
         if self.body is not None and (self.code is not None or self.message is not None):
             raise ValueError("a status fault answers either a raw body or a Deribit code")
         if self.content_type is not None and self.body is None:
@@ -153,9 +140,7 @@ class Fault:
 
     id: int
     spec: FaultSpec
-    remaining: int | None
-    fired: int = 0
-    _rng: Random | None = field(default=None, repr=False)
+    arming: Arming
 
     @property
     def method(self) -> str:
@@ -165,20 +150,27 @@ class Fault:
     def kind(self) -> FaultKind:
         return self.spec.kind
 
+    @property
+    def remaining(self) -> int | None:
+        return self.arming.remaining
+
+    @property
+    def fired(self) -> int:
+        return self.arming.fired
+
     def matches(self, method: str) -> bool:
-        return self.remaining != 0 and fnmatchcase(method, self.spec.method)
+        return not self.arming.spent and fnmatchcase(method, self.spec.method)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec (options left unset omitted) with ``id``, ``remaining`` and ``fired``."""
-        spec = self.spec.model_dump(exclude_none=True)
-        spec.setdefault("times", None)
-        return {"id": self.id, **spec, "remaining": self.remaining, "fired": self.fired}
+        return {"id": self.id, **self.arming.report(self.spec, "times")}
 
 
 class FaultInjector:
     """The faults armed on one app, the calls it has served, and the requests hanging in it.
 
-    Thread-safe: a test may arm faults from its own thread while a uvicorn thread serves.
+    Thread-safe: a test may arm faults from its own thread while a uvicorn thread serves. The
+    hanging requests are ``hangs`` (shared with the app's hanging answers).
     """
 
     def __init__(self, *, seed: int = 1, faults: Iterable[FaultSpec] = ()) -> None:
@@ -187,7 +179,7 @@ class FaultInjector:
         self._faults: list[Fault] = []
         self._next_id = 1
         self._calls: Counter[str] = Counter()
-        self._hangs: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self.hangs = Hangs()
         for spec in faults:
             self.arm(spec)
 
@@ -197,10 +189,8 @@ class FaultInjector:
             spec = FaultSpec.model_validate(spec)
         with self._lock:
             fault_id, self._next_id = self._next_id, self._next_id + 1
-            rng = None
-            if spec.probability is not None:
-                rng = Random(f"paper-faults/{self._seed}/{fault_id}")  # noqa: S311 -- a simulation
-            fault = Fault(fault_id, spec, spec.times, _rng=rng)
+            seed = f"paper-faults/{self._seed}/{fault_id}"
+            fault = Fault(fault_id, spec, Arming.seeded(spec.times, spec.probability, seed))
             self._faults.append(fault)
         return fault
 
@@ -244,15 +234,9 @@ class FaultInjector:
         with self._lock:
             self._calls[method] += 1
             for fault in self._faults:
-                if not fault.matches(method):
-                    continue
-                if fault._rng is not None and fault._rng.random() >= (fault.spec.probability or 0):
-                    continue
-                fault.fired += 1
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                self._faults = [f for f in self._faults if f.remaining != 0]
-                return fault
+                if fault.matches(method) and fault.arming.fire():
+                    self._faults = [f for f in self._faults if f.remaining != 0]
+                    return fault
         return None
 
     def calls(self, method: str = "*") -> int:
@@ -273,46 +257,11 @@ class FaultInjector:
     @property
     def hanging(self) -> int:
         """How many requests are hanging right now."""
-        with self._lock:
-            return len(self._hangs)
+        return len(self.hangs)
 
     def release_hangs(self) -> None:
         """End every hanging request; safe to call from any thread."""
-        with self._lock:
-            hangs = list(self._hangs)
-        for loop, released in hangs:
-            with contextlib.suppress(RuntimeError):  # a closed loop has no one waiting any more
-                loop.call_soon_threadsafe(_settle, released)
-
-    async def hang(self, receive: Receive) -> bool:
-        """Wait until the client disconnects (True) or :meth:`release_hangs` is called (False).
-
-        Cancellation (a client timeout under an in-process transport) propagates. The watch for
-        the disconnect runs in a task group, so nothing outlives the request.
-        """
-        loop = asyncio.get_running_loop()
-        released: asyncio.Future[None] = loop.create_future()
-        entry = (loop, released)
-        disconnected = False
-        with self._lock:
-            self._hangs.add(entry)
-        try:
-            async with anyio.create_task_group() as group:
-
-                async def watch_disconnect() -> None:
-                    nonlocal disconnected
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    disconnected = True
-                    group.cancel_scope.cancel()
-
-                group.start_soon(watch_disconnect)
-                await released
-                group.cancel_scope.cancel()
-        finally:
-            with self._lock:
-                self._hangs.discard(entry)
-        return disconnected
+        self.hangs.release()
 
     def snapshot(self) -> dict[str, Any]:
         """Armed faults, call counts and hanging requests, as the control endpoint shows them."""
@@ -321,8 +270,3 @@ class FaultInjector:
             "calls": self.call_counts(),
             "hanging": self.hanging,
         }
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

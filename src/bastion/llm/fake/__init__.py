@@ -13,16 +13,18 @@ injects faults. It is split like the paper exchange (:mod:`bastion.exchange.pape
   written (token counts a test can predict, :func:`count_tokens`);
 - :mod:`.envelope`: OpenAI's error envelope, shared by every failure;
 - :mod:`.faults`: :class:`LLMFault` and the seeded fault table;
-- :mod:`.fault_responses` and :mod:`.hangs`: what a fault puts on the wire;
+- :mod:`.fault_responses`: what a fault puts on the wire (the hangs, drops and garbled bodies
+  themselves are shared with the paper exchange: :mod:`bastion.fault_injection`);
 - :mod:`.log`: the requests received, for tests to assert on;
 - :mod:`.control`: the loopback-only ``/_fake/`` routes that re-arm it while it runs.
 """
 
 from __future__ import annotations
 
+from bastion.fault_injection.responses import DroppedConnection
 from bastion.llm.fake.completion import count_tokens
 from bastion.llm.fake.control import CONTROL_PREFIX
-from bastion.llm.fake.fault_responses import MALFORMED_BODY, DroppedConnection
+from bastion.llm.fake.fault_responses import MALFORMED_BODY
 from bastion.llm.fake.faults import LLMFault, LLMFaultKind
 from bastion.llm.fake.log import ReceivedRequest
 from bastion.llm.fake.script import DEFAULT_REPLY, Reply, ScriptedReply, ScriptedToolCall

@@ -11,15 +11,12 @@ Routes (plain JSON, not OpenAI's envelope):
   ``DELETE /_fake/requests`` starts counting from zero.
 
 Only loopback clients are served (IPv4-mapped loopback included); anyone else gets 403, so a
-fake bound to the network still cannot be re-armed from it. It mirrors the paper exchange's
-:mod:`bastion.exchange.paper.control`.
+fake bound to the network still cannot be re-armed from it. The guard and the error answers are
+shared with the paper exchange (:mod:`bastion.fault_injection.control`).
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -27,17 +24,22 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bastion.fault_injection.control import (
+    Handler,
+    control_error,
+    loopback_only,
+    validation_reason,
+)
+from bastion.fault_injection.hangs import Hangs
 from bastion.llm.fake.envelope import json_response
 from bastion.llm.fake.faults import FaultTable, LLMFault
-from bastion.llm.fake.hangs import Hangs
 from bastion.llm.fake.log import RequestLog
 from bastion.llm.fake.script import Script, ScriptedReply
 
-__all__ = ["CONTROL_PREFIX", "FakeControl", "is_loopback"]
+__all__ = ["CONTROL_PREFIX", "FakeControl"]
 
 CONTROL_PREFIX = "/_fake"
-
-_Handler = Callable[[Request], Awaitable[Response]]
+_REMOTE_REFUSED = "the fake LLM server's control routes answer loopback clients only"
 
 _FAULT_LIST = TypeAdapter(list[LLMFault])
 
@@ -62,9 +64,9 @@ class FakeControl:
         self._hangs = hangs
 
     @property
-    def routes(self) -> list[tuple[str, str, _Handler]]:
+    def routes(self) -> list[tuple[str, str, Handler]]:
         """``(path, method, handler)`` for each route, every handler refusing remote clients."""
-        control: list[tuple[str, str, _Handler]] = [
+        control: list[tuple[str, str, Handler]] = [
             ("/faults", "GET", self._get_faults),
             ("/faults", "POST", self._post_faults),
             ("/faults", "DELETE", self._delete_faults),
@@ -74,7 +76,7 @@ class FakeControl:
             ("/requests", "DELETE", self._delete_requests),
         ]
         return [
-            (CONTROL_PREFIX + path, method, _loopback_only(handler))
+            (CONTROL_PREFIX + path, method, loopback_only(handler, _REMOTE_REFUSED))
             for path, method, handler in control
         ]
 
@@ -94,7 +96,7 @@ class FakeControl:
         try:
             specs = _FAULT_LIST.validate_python(data)
         except ValidationError as exc:
-            return _control_error(400, "invalid fault", _reason(exc))
+            return control_error(400, "invalid fault", validation_reason(exc))
         self._faults.replace(specs)
         return json_response(200, {"faults": self._faults.snapshot()})
 
@@ -113,7 +115,7 @@ class FakeControl:
                 {"replies": data} if isinstance(data, list) else data
             )
         except ValidationError as exc:
-            return _control_error(400, "invalid replies", _reason(exc))
+            return control_error(400, "invalid replies", validation_reason(exc))
         self._script.replace(script.replies, script.replies_by_model, script.default_reply)
         return json_response(200, self._script.snapshot())
 
@@ -125,45 +127,9 @@ class FakeControl:
         return json_response(200, self._log.snapshot())
 
 
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` is a loopback IP address (IPv4-mapped IPv6 included)."""
-    try:
-        address = ipaddress.ip_address(host or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
-def _loopback_only(handler: _Handler) -> _Handler:
-    @functools.wraps(handler)
-    async def guarded(request: Request) -> Response:
-        host = request.client.host if request.client is not None else None
-        if not is_loopback(host):
-            reason = "the fake LLM server's control routes answer loopback clients only"
-            return _control_error(403, "forbidden", reason)
-        return await handler(request)
-
-    return guarded
-
-
 async def _read_json(request: Request) -> Any:
     """The JSON body, or a 400 answer saying it is not JSON."""
     try:
         return orjson.loads(await request.body())
     except orjson.JSONDecodeError:
-        return _control_error(400, "bad request", "the body is not valid JSON")
-
-
-def _reason(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
-
-
-def _control_error(status: int, error: str, reason: str) -> Response:
-    return json_response(status, {"error": error, "reason": reason})
+        return control_error(400, "bad request", "the body is not valid JSON")

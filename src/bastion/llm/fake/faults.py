@@ -19,9 +19,9 @@ A ``malformed`` or ``truncated`` answer consumes its scripted reply, as when a c
 generated and billed but lost on the way back. ``model`` is a glob on the requested model id.
 A fault fires for the next ``count`` matching requests (default 1; None: until cleared), or,
 with ``probability``, on each with that chance, drawn from an RNG seeded by the server seed and
-the fault's position in the list, so a run is reproducible. It mirrors the paper exchange's
-fault injection (:mod:`bastion.exchange.paper.faults`); what goes on the wire when one fires is
-:mod:`.fault_responses`.
+the fault's position in the list, so a run is reproducible. These rules, the check of options
+against the kind and what goes on the wire are shared with the paper exchange
+(:mod:`bastion.fault_injection`); this server's own answers are :mod:`.fault_responses`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from random import Random
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bastion.fault_injection.arming import Arming, until_cleared
+from bastion.fault_injection.options import OptionTable, check_options
 from bastion.llm.fake.envelope import openai_error
 
 __all__ = ["FaultTable", "LLMFault", "LLMFaultKind"]
@@ -44,7 +45,7 @@ LLMFaultKind = Literal["status", "hang", "delay", "malformed", "truncated", "dro
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _TARGETING = frozenset({"kind", "model", "count", "probability"})
-_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # kind: (required, allowed)
+_OPTIONS: OptionTable = {
     "status": (
         frozenset({"status"}),
         frozenset({"status", "message", "error_type", "code", "retry_after", "headers"}),
@@ -87,23 +88,11 @@ class LLMFault(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _probability_means_until_cleared(cls, data: Any) -> Any:
-        if (
-            isinstance(data, Mapping)
-            and data.get("probability") is not None
-            and "count" not in data
-        ):
-            return {**data, "count": None}
-        return data
+        return until_cleared(data, "count")
 
     @model_validator(mode="after")
     def _options_fit_the_kind(self) -> Self:
-        required, allowed = _OPTIONS[self.kind]
-        given = {name for name in LLMFault.model_fields if getattr(self, name) is not None}
-        given -= _TARGETING
-        if missing := sorted(required - given):
-            raise ValueError(f"a {self.kind} fault needs {', '.join(missing)}")
-        if extra := sorted(given - allowed):
-            raise ValueError(f"{', '.join(extra)} does not apply to a {self.kind} fault")
+        check_options(self, self.kind, _OPTIONS, targeting=_TARGETING)
         for name, value in (self.headers or {}).items():
             if not _HEADER_NAME.fullmatch(name) or not value.isprintable():
                 raise ValueError(f"header {name!r} needs a token name and a printable value")
@@ -124,19 +113,11 @@ class LLMFault(BaseModel):
 @dataclass(slots=True, eq=False)
 class _ArmedFault:
     spec: LLMFault
-    remaining: int | None
-    rng: Random | None
-    fired: int = 0
+    arming: Arming
 
     def fires_for(self, model: str) -> bool:
-        if self.remaining == 0 or not fnmatchcase(model, self.spec.model):
-            return False
-        return self.rng is None or self.rng.random() < (self.spec.probability or 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        spec = self.spec.model_dump(exclude_none=True)
-        spec.setdefault("count", None)
-        return {**spec, "remaining": self.remaining, "fired": self.fired}
+        """Whether the fault fires for a request of ``model``; if it does, it is counted."""
+        return fnmatchcase(model, self.spec.model) and self.arming.fire()
 
 
 class FaultTable:
@@ -150,20 +131,18 @@ class FaultTable:
     def replace(self, specs: Iterable[LLMFault | Mapping[str, Any]]) -> None:
         validated = [s if isinstance(s, LLMFault) else LLMFault.model_validate(s) for s in specs]
         armed = [
-            _ArmedFault(spec, spec.count, self._rng(index, spec))
+            _ArmedFault(spec, Arming.seeded(spec.count, spec.probability, self._seed_of(index)))
             for index, spec in enumerate(validated)
         ]
         with self._lock:
             self._faults = armed
 
-    def _rng(self, index: int, spec: LLMFault) -> Random | None:
-        if spec.probability is None:
-            return None
-        return Random(f"fake-llm-faults/{self._seed}/{index}")  # noqa: S311 -- a simulation
+    def _seed_of(self, index: int) -> str:
+        return f"fake-llm-faults/{self._seed}/{index}"
 
     def clear(self) -> int:
         with self._lock:
-            armed = sum(1 for fault in self._faults if fault.remaining != 0)
+            armed = sum(1 for fault in self._faults if not fault.arming.spent)
             self._faults = []
         return armed
 
@@ -172,12 +151,13 @@ class FaultTable:
         with self._lock:
             for fault in self._faults:
                 if fault.fires_for(model):
-                    fault.fired += 1
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
                     return fault.spec
         return None
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [fault.to_dict() for fault in self._faults if fault.remaining != 0]
+            return [
+                fault.arming.report(fault.spec, "count")
+                for fault in self._faults
+                if not fault.arming.spent
+            ]

@@ -32,17 +32,14 @@ from starlette.responses import Response
 
 from bastion.clock import Clock, WallClock
 from bastion.errors import ConfigError, ErrorCode, error_message
+from bastion.fault_injection.control import is_loopback
+from bastion.fault_injection.hangs import Hangs
+from bastion.fault_injection.responses import DroppedResponse, HangingResponse
 from bastion.llm.fake.completion import completion
-from bastion.llm.fake.control import FakeControl, is_loopback
+from bastion.llm.fake.control import FakeControl
 from bastion.llm.fake.envelope import http_error, json_response, openai_error
-from bastion.llm.fake.fault_responses import (
-    DroppedResponse,
-    HangingResponse,
-    garble,
-    status_response,
-)
+from bastion.llm.fake.fault_responses import SERVER, garble, status_response
 from bastion.llm.fake.faults import FaultTable, LLMFault
-from bastion.llm.fake.hangs import Hangs
 from bastion.llm.fake.log import ReceivedRequest, RequestLog
 from bastion.llm.fake.requests import read_chat
 from bastion.llm.fake.script import DEFAULT_REPLY, Reply, Script
@@ -178,9 +175,9 @@ class FakeLLMServer:
             case "delay":
                 await asyncio.sleep(fault.seconds or 0.0)
             case "hang":
-                return HangingResponse(self._hangs, f"hang injected for {model}")
+                return HangingResponse(self._hangs, SERVER, f"hang injected for {model}")
             case "drop":
-                return DroppedResponse(f"drop injected for {model}")
+                return DroppedResponse(SERVER, f"drop injected for {model}")
         return None
 
     async def _list_models(self, request: Request) -> Response:

@@ -21,8 +21,8 @@ from bastion.exchange.paper import (
     PaperExchangeApp,
     create_app,
 )
-from bastion.exchange.paper.control import is_loopback
 from bastion.exchange.paper.fault_responses import MALFORMED_BODY
+from bastion.fault_injection.control import is_loopback
 from loopback_server import serve_on_loopback
 
 KINDS: dict[str, dict[str, Any]] = {

@@ -3,7 +3,7 @@
 A hang must outlast any client timeout yet never outlive the test or the server: it ends when
 the client disconnects, when the faults are cleared, or when the server shuts down. Tests arm
 and clear faults from their own thread while uvicorn serves in another, so release is
-thread-safe across event loops.
+thread-safe across event loops. Both simulators hang this way, so a hang ends alike on either.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Hangs:
             return len(self._waiting)
 
     def release(self) -> None:
+        """End every hang waiting now; safe to call from any thread."""
         with self._lock:
             waiting = list(self._waiting)
         for loop, released in waiting:
@@ -44,12 +45,17 @@ class Hangs:
                 loop.call_soon_threadsafe(_settle, released)
 
     def close(self) -> None:
+        """Release every hang, and end any later one at once."""
         with self._lock:
             self._closed = True
         self.release()
 
     async def wait(self, receive: Receive) -> bool:
-        """Wait until the client disconnects (True) or the hang is released (False)."""
+        """Wait until the client disconnects (True) or the hang is released (False).
+
+        Cancellation (a client timeout under an in-process transport) propagates. The watch for
+        the disconnect runs in a task group, so nothing outlives the request.
+        """
         loop = asyncio.get_running_loop()
         released: asyncio.Future[None] = loop.create_future()
         entry = (loop, released)
