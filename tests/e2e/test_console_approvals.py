@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Dialog, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect
 
 from bastion.api.app import create_app
 from bastion.clock import SimClock
@@ -24,16 +24,6 @@ from loopback_server import serve_on_loopback
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "e2e-console-token"
 ARTIFACT = Path(__file__).resolve().parents[2] / "artifacts" / "console-approvals.png"
 # Liveness bound for the page to catch up, not a performance assertion.
@@ -82,7 +72,7 @@ def _poll(page: Page) -> None:
     page.clock.run_for(REFRESH_MS)
 
 
-def test_console_approvals(tmp_path: Path) -> None:
+def test_console_approvals(tmp_path: Path, chromium: Browser) -> None:
     """Two escalations show on Overview and the tab; Approve records it as the console user."""
     clock = SimClock(start=datetime(2026, 11, 21, 10, 30, tzinfo=UTC).timestamp())
     status = RuntimeStatus(run_id="r1", agent="llm_seller 1.0.0", currency="BTC", dry_run=True)
@@ -98,9 +88,8 @@ def test_console_approvals(tmp_path: Path) -> None:
             refresh_seconds=REFRESH_MS / 1000,
             approvals=ApprovalsService(store, clock=clock, agent="llm_seller 1.0.0"),
         )
-        with serve_on_loopback(app) as base, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1200, "height": 820})
+        with serve_on_loopback(app) as base:
+            page = chromium.new_page(viewport={"width": 1200, "height": 820})
             notes: list[str] = []
 
             def answer(dialog: Dialog) -> None:
@@ -194,4 +183,3 @@ def test_console_approvals(tmp_path: Path) -> None:
             _poll(page)
             expect(badge).to_have_text("1", timeout=PATIENCE_MS)
             expect(page.locator("#approvals-pending-count")).to_have_text("1 pending")
-            browser.close()

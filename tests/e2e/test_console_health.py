@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from bastion.api.app import create_app
 from bastion.clock import SimClock
@@ -21,16 +21,6 @@ from loopback_server import serve_on_loopback
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "e2e-console-token"
 ARTIFACT = Path(__file__).resolve().parents[2] / "artifacts" / "system-health-tab.png"
 T0 = datetime(2026, 11, 21, 10, 31, 5, tzinfo=UTC)
@@ -109,7 +99,7 @@ def _expect_status(page: Page, status: str, minute: int) -> None:
     expect(public.locator("td").nth(3)).to_have_text("182 ms")
 
 
-def test_system_health_tab(tmp_path: Path) -> None:
+def test_system_health_tab(tmp_path: Path, chromium: Browser) -> None:
     """Last run, coloured badge, summary and paused notice; Run and polling update them."""
     health = FakeHealth()
     for scripted in ("OK", "WARN", "OK", "FAIL", "OK"):
@@ -125,9 +115,8 @@ def test_system_health_tab(tmp_path: Path) -> None:
         health=health,
         health_paused=lambda: health.paused,
     )
-    with serve_on_loopback(app) as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 760})
+    with serve_on_loopback(app) as base:
+        page = chromium.new_page(viewport={"width": 1100, "height": 760})
         page.goto(f"{base}/?token={TOKEN}#system-health")
         page.evaluate("window.sameDocument = true")
 
@@ -178,4 +167,3 @@ def test_system_health_tab(tmp_path: Path) -> None:
         expect(page.locator("#tab-system-health")).to_have_attribute("aria-selected", "true")
         expect(page.locator("#panel-system-health")).to_be_visible()
         assert page.evaluate("window.sameDocument") is True, "switching tabs reloaded the page"
-        browser.close()

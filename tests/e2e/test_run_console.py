@@ -15,21 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser
 
 from bastion.store import Store
 from bastion.trace.record import read_trace
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Liveness bounds, not performance assertions: generous so a loaded CI box never flakes.
 PATIENCE_S = 60.0
 
@@ -104,36 +94,33 @@ def _until(url: str, predicate: Any, what: str) -> dict[str, Any]:
 
 
 def test_run_trade_kill_resume_and_stop(
-    running: tuple[subprocess.Popen[str], str, dict[str, str]], tmp_path: Path
+    running: tuple[subprocess.Popen[str], str, dict[str, str]], tmp_path: Path, chromium: Browser
 ) -> None:
     """The agent trades, the console shows it, kill halts and cancels, resume trades, ^C stops."""
     proc, url, env = running
     traded = _until(url, lambda s: s["orders_sent"] >= 1 and s["open_orders"], "a first order")
     order = traded["open_orders"][0]
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.goto(url)
-        page.wait_for_selector("#state-badge.running")
-        page.wait_for_selector(f"#open-orders td:text-is('{order['order_id']}')")
-        assert page.locator("#halt-banner").is_hidden()
-        page.wait_for_selector("#breakers td.circuit.closed:text-is('closed')")
-        page.wait_for_selector("#budget-used:text-is('0 / 500,000')")
-        page.screenshot(path=str(tmp_path / "console-running.png"))
+    page = chromium.new_page()
+    page.goto(url)
+    page.wait_for_selector("#state-badge.running")
+    page.wait_for_selector(f"#open-orders td:text-is('{order['order_id']}')")
+    assert page.locator("#halt-banner").is_hidden()
+    page.wait_for_selector("#breakers td.circuit.closed:text-is('closed')")
+    page.wait_for_selector("#budget-used:text-is('0 / 500,000')")
+    page.screenshot(path=str(tmp_path / "console-running.png"))
 
-        killed = _bastion("kill", "--reason", "e2e drill", env=env)
-        assert killed.returncode == 0, killed.stderr
-        halted = _until(
-            url,
-            lambda s: s["state"] == "halted" and not s["open_orders"],
-            "the halt to cancel resting orders",
-        )
-        assert halted["halt_reason"] == "e2e drill"
-        page.wait_for_selector("#state-badge.halted")
-        assert "e2e drill" in page.locator("#halt-reason").inner_text()
-        page.screenshot(path=str(tmp_path / "console-halted.png"))
-        browser.close()
+    killed = _bastion("kill", "--reason", "e2e drill", env=env)
+    assert killed.returncode == 0, killed.stderr
+    halted = _until(
+        url,
+        lambda s: s["state"] == "halted" and not s["open_orders"],
+        "the halt to cancel resting orders",
+    )
+    assert halted["halt_reason"] == "e2e drill"
+    page.wait_for_selector("#state-badge.halted")
+    assert "e2e drill" in page.locator("#halt-reason").inner_text()
+    page.screenshot(path=str(tmp_path / "console-halted.png"))
 
     cli_status = _bastion("status", env=env)
     assert "HALTED: e2e drill" in cli_status.stdout
