@@ -283,6 +283,7 @@ def _status(settings: Settings) -> dict[str, Any]:
         return data
     with store:
         last = store.runs.latest()
+        data["approvals_pending"] = store.approvals.count_pending()
         if data.get("budget") is None:
             data["budget"] = _budget_usage(settings, store)
     data["last_run"] = (
@@ -364,6 +365,11 @@ def _render_status(data: dict[str, Any]) -> None:
         out.print(f"Last run {r['run_id']}: {r['status']} after {r['steps']} steps")
     if data.get("budget"):
         out.print(_used_today_line(data["budget"]), highlight=False)
+    if data.get("approvals_pending"):
+        out.print(
+            f"[bold yellow]Approvals pending: {data['approvals_pending']}[/] "
+            "(bastion approvals to review)"
+        )
     for title, rows, cols in (
         ("Positions", data.get("positions", []), ("instrument", "size", "mark_price")),
         (

@@ -78,3 +78,10 @@ def test_an_empty_queue_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     result = CliRunner().invoke(app, ["approvals"])
     assert result.exit_code == 0
     assert "No approvals pending." in result.output
+
+
+def test_status_counts_what_waits_for_a_person(queued: list[str]) -> None:
+    result = CliRunner().invoke(app, ["status"])
+    assert "Approvals pending: 2 (bastion approvals to review)" in result.output
+    data = orjson.loads(CliRunner().invoke(app, ["status", "--json"]).stdout)
+    assert data["approvals_pending"] == 2
