@@ -4,19 +4,21 @@ One question runs down the chain until something answers::
 
     frontier model → smaller model(s) → last good answer (TTL) → human escalation
 
-Each model call is
+Each model is asked through :meth:`Resilience.call <bastion.resilience.call.Resilience.call>`
+(layer ``llm``, one breaker per provider/model, so a frontier model that keeps failing stops
+being asked while the smaller one still is), and *every attempt*, retries included, is
 
-1. **priced and admitted**: input tokens are estimated from the messages, output tokens are
-   the ``max_tokens`` asked for, both priced with the :class:`~bastion.llm.pricing.PriceBook`;
-   :meth:`Budget.reserve <bastion.guard.budget.Budget.reserve>` holds that estimate or raises
-   :class:`~bastion.guard.budget.BudgetExhausted`, and then nothing is sent to any model. A
-   budget refusal ends the question: it is not a model failure to fall back from.
-2. **guarded**: :meth:`Resilience.call <bastion.resilience.call.Resilience.call>` with layer
-   ``llm`` and one breaker per provider/model, so a frontier model that keeps failing stops
-   being asked while the smaller one still is;
-3. **settled**: the provider's token counts are priced and committed to the ledger with the
-   model that actually answered. A failed call is released, except a timeout: the provider may
-   have billed the prompt, so its estimated input is committed.
+1. **priced and admitted**: input tokens are estimated from the messages, schema and tools,
+   output tokens are the ``max_tokens`` asked for, both priced with the
+   :class:`~bastion.llm.pricing.PriceBook`; :meth:`Budget.reserve
+   <bastion.guard.budget.Budget.reserve>` holds that estimate or raises
+   :class:`~bastion.guard.budget.BudgetExhausted`, and then the request is not sent. A budget
+   refusal ends the question (it is not a model failure to fall back from), except a
+   per-request limit, which a cheaper model further down the chain may fit;
+2. **settled** for what it may have cost: an answer's own token counts, priced at the model
+   that answered; a refusal or server error nothing (released); a request cut off by a timeout
+   or a cancellation its estimated prompt; a 200 we could not read (or any failure we cannot
+   classify) the whole estimate, since the provider billed it.
 
 Every answer is recorded (``llm_call`` trace line with the text, metrics by model) and the
 model that answered is compared with the pinned one: a silent swap is logged and flagged in
@@ -27,6 +29,7 @@ agent gets :class:`~bastion.llm.base.Escalated` rather than an exception.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -49,6 +52,7 @@ from bastion.llm.base import (
     estimate_input_tokens,
 )
 from bastion.llm.pricing import PriceBook, snapshot_base
+from bastion.llm.sdk import invalid_response
 from bastion.resilience.call import Resilience
 from bastion.telemetry.metrics import Metrics
 
@@ -83,6 +87,8 @@ class EscalationQueue(Protocol):
         run_id: str | None = None,
         ttl_seconds: float | None = None,
     ) -> Any: ...
+
+    async def get(self, approval_id: str) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -134,6 +140,7 @@ class FallbackChain:
         self.run_id = run_id
         self.workflow = workflow
         self._cache: dict[str, tuple[float, Completion]] = {}
+        self._escalations: dict[str, str] = {}
 
     async def complete(
         self,
@@ -150,11 +157,16 @@ class FallbackChain:
             messages, input_class, tools, response_format, max_tokens or self.max_tokens, phase
         )
         failures: list[BastionError] = []
+        refusals: list[BudgetExhausted] = []
         for index, route in enumerate(self.routes):
             try:
                 completion = await self._ask(route, question)
-            except BudgetExhausted:
-                raise
+            except BudgetExhausted as refused:
+                if refused.scope != "request":
+                    raise  # the budget is gone: no model may be asked
+                refusals.append(refused)  # too dear for one call: a cheaper model may fit
+                self._fell_back(route, refused, index)
+                continue
             except BastionError as error:
                 failures.append(error)
                 self._fell_back(route, error, index)
@@ -165,6 +177,8 @@ class FallbackChain:
             if self.cache_ttl > 0:
                 self._cache[input_class] = (self.clock.monotonic(), answer)
             return answer
+        if refusals and not failures:
+            raise refusals[-1]  # no model is cheap enough: nothing failed, nothing to escalate
         cached = self._cached(question)
         if cached is not None:
             return cached
@@ -177,46 +191,50 @@ class FallbackChain:
 
     # -- one model -------------------------------------------------------------------------
     async def _ask(self, route: Route, question: _Question) -> Completion:
+        """One model through the choke point; every attempt, retries included, is admitted."""
         estimate_in = estimate_input_tokens(question.messages, extra=_extra(question))
+        return await self.resilience.call(
+            route.dependency,
+            lambda: self._attempt(route, question, estimate_in),
+            layer="llm",
+            timeout=self.timeout,
+            deadline=self.deadline,
+        )
+
+    async def _attempt(self, route: Route, question: _Question, estimate_in: int) -> Completion:
+        """Reserve, ask, settle: one request, billed whatever becomes of it."""
         estimate = Cost(
             estimate_in + question.max_tokens,
             self.prices.cost_usd(route.model, estimate_in, question.max_tokens),
         )
         reservation = await self._reserve(route, question, estimate)
         try:
-            completion = await self.resilience.call(
-                route.dependency,
-                lambda: route.llm.complete(
-                    question.messages,
-                    model=route.model,
-                    tools=question.tools,
-                    response_format=question.response_format,
-                    max_tokens=question.max_tokens,
-                    timeout=self.timeout,
-                ),
-                layer="llm",
+            completion = await route.llm.complete(
+                question.messages,
+                model=route.model,
+                tools=question.tools,
+                response_format=question.response_format,
+                max_tokens=question.max_tokens,
                 timeout=self.timeout,
-                deadline=self.deadline,
             )
-        except BastionError as error:
+            model = completion.model or route.model
+            usage = completion.usage
+            actual = Cost(
+                usage.total, self.prices.cost_usd(model, *_tokens(usage, route.dependency))
+            )
+        except asyncio.CancelledError:  # our timeout, the step's, or shutdown
             if reservation is not None:
-                await self._settle_failure(reservation, error, route, estimate_in)
+                await asyncio.shield(self._bill_input(reservation, route, estimate_in))
             raise
-        except BaseException:
+        except Exception as exc:
             if reservation is not None:
-                await reservation.release()  # cancelled or a bug: the hold goes back
+                await self._settle_failure(reservation, exc, route, estimate_in)
             raise
-        model = completion.model or route.model
-        usage = completion.usage
-        usd = self.prices.cost_usd(model, usage.input_tokens, usage.output_tokens)
         if reservation is not None:
             await reservation.commit(
-                Cost(usage.total, usd),
-                tokens_in=usage.input_tokens,
-                tokens_out=usage.output_tokens,
-                model=model,
+                actual, tokens_in=usage.input_tokens, tokens_out=usage.output_tokens, model=model
             )
-        return replace(completion, model=model, usd=usd)
+        return replace(completion, model=model, usd=actual.usd)
 
     async def _reserve(
         self, route: Route, question: _Question, estimate: Cost
@@ -233,11 +251,24 @@ class FallbackChain:
         )
 
     async def _settle_failure(
-        self, reservation: Reservation, error: BastionError, route: Route, estimate_in: int
+        self, reservation: Reservation, exc: Exception, route: Route, estimate_in: int
     ) -> None:
-        if error.code is not ErrorCode.TIMEOUT:
+        """What a failed request may have cost: nothing, its prompt, or all of it.
+
+        Refusals (429, 4xx, auth) and server errors are not billed; a request whose answer was
+        lost in time may have had its prompt processed; a 200 that we could not read (or any
+        failure we cannot classify) was billed in full, so the whole estimate is kept.
+        """
+        code = exc.code if isinstance(exc, BastionError) else ErrorCode.UNKNOWN
+        if code is ErrorCode.TIMEOUT:
+            await self._bill_input(reservation, route, estimate_in)
+        elif code in (ErrorCode.INVALID_RESPONSE, ErrorCode.UNKNOWN):
+            estimate = reservation.estimate
+            await reservation.commit(estimate, tokens_in=estimate_in, model=route.model)
+        else:
             await reservation.release()
-            return
+
+    async def _bill_input(self, reservation: Reservation, route: Route, estimate_in: int) -> None:
         usd = self.prices.cost_usd(route.model, estimate_in, 0)
         await reservation.commit(Cost(estimate_in, usd), tokens_in=estimate_in, model=route.model)
 
@@ -305,8 +336,9 @@ class FallbackChain:
             else f"no model is configured for {question.input_class}"
         )
         code = last.code.value if last is not None else ErrorCode.CONFIG.value
-        approval_id = ""
-        if self.escalations is not None:
+        approval_id = await self._open_escalation(question.input_class)
+        reused = bool(approval_id)
+        if self.escalations is not None and not reused:
             record = await self.escalations.request(
                 "llm_escalation",
                 {
@@ -320,6 +352,7 @@ class FallbackChain:
                 ttl_seconds=self.escalation_ttl,
             )
             approval_id = str(record.id)
+            self._escalations[question.input_class] = approval_id
         if self.metrics is not None:
             self.metrics.llm_answers.labels(tier="escalated").inc()
         self._emit(
@@ -329,13 +362,41 @@ class FallbackChain:
                 "approval_id": approval_id,
                 "reason": reason,
                 "code": code,
+                "reused": reused,
             },
         )
         return Escalated(approval_id=approval_id, reason=reason, code=code)
 
+    async def _open_escalation(self, input_class: str) -> str:
+        """The id of this question's escalation if a person has not answered it yet.
+
+        While the models stay down the same question comes back every step; one entry per
+        question, not one per step, is what a person can work through.
+        """
+        approval_id = self._escalations.get(input_class)
+        if approval_id is None or self.escalations is None:
+            return ""
+        record = await self.escalations.get(approval_id)
+        expires_at = getattr(record, "expires_at", None)
+        still_open = getattr(record, "pending", False) and (
+            expires_at is None or expires_at > self.clock.now()
+        )
+        if still_open:
+            return approval_id
+        del self._escalations[input_class]
+        return ""
+
     def _emit(self, kind: EventKind, payload: dict[str, Any]) -> None:
         if self.journal is not None:
             self.journal.emit(kind, payload)
+
+
+def _tokens(usage: Usage, dependency: str) -> tuple[int, int]:
+    """Input and output tokens, refused unless the provider sent two counts we can bill."""
+    counts = (usage.input_tokens, usage.output_tokens)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise invalid_response(dependency, f"token usage {counts!r} cannot be billed")
+    return counts
 
 
 def _extra(question: _Question) -> str:

@@ -7,6 +7,7 @@ the real ones.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,14 @@ from bastion.errors import ErrorCode, LLMError
 from bastion.events import Event, EventKind, Journal
 from bastion.guard.approvals import Approvals
 from bastion.guard.budget import Budget, BudgetExhausted, BudgetLimits
-from bastion.llm.base import Completion, Escalated, JsonSchema, Message, Usage
+from bastion.llm.base import (
+    Completion,
+    Escalated,
+    JsonSchema,
+    Message,
+    Usage,
+    estimate_input_tokens,
+)
 from bastion.llm.chain import FallbackChain, Route
 from bastion.llm.pricing import Price, PriceBook
 from bastion.llm.scripted import ScriptedLLM
@@ -213,19 +221,126 @@ async def test_the_breaker_opens_after_five_consecutive_errors_and_stops_calls(
     assert breaker.state.value == "open"
 
 
-async def test_a_timeout_is_billed_its_input_estimate(rig: Rig) -> None:
-    """A timed-out request may have been billed for its prompt: the input estimate is kept."""
-    timeout = LLMError(
-        "llm scripted/big: TIMEOUT after 5 s", code=ErrorCode.TIMEOUT, dependency="llm"
+def _timeout(model: str) -> LLMError:
+    return LLMError(
+        f"llm scripted/{model}: TIMEOUT after 5 s", code=ErrorCode.TIMEOUT, dependency="llm"
     )
-    big = ScriptedLLM([timeout, timeout, timeout], default="late")
-    small = ScriptedLLM(default="hold")
-    chain = rig.chain(Route(big, "big"), Route(small, "small"))
-    rig.resilience.retrier.settings = RetrySettings(base=0.01, cap=0.05, deadline=0.001)
-    await chain.complete(ASK, input_class=CLASS)
-    by_model = rig.budget.usage_today()["by_model"]
-    assert by_model["big"]["tokens"] > 0
-    assert by_model["big"]["invocations"] >= 1
+
+
+def _estimate_in() -> int:
+    return estimate_input_tokens(ASK)
+
+
+def _ledger(rig: Rig, model: str) -> dict[str, float]:
+    row: dict[str, float] = rig.budget.usage_today()["by_model"].get(model, {})
+    return row
+
+
+async def test_every_timed_out_attempt_is_billed_its_prompt(rig: Rig) -> None:
+    """A request whose answer never came may have been billed for its prompt: each attempt,
+    retries included, keeps exactly its input estimate; the fallback answers."""
+    big = ScriptedLLM(default=_timeout("big"))
+    answer = await rig.chain(
+        Route(big, "big"), Route(ScriptedLLM(default="hold"), "small")
+    ).complete(ASK, input_class=CLASS)
+    assert isinstance(answer, Completion)
+    assert answer.tier == "fallback"
+    attempts = len(big.requests)
+    assert attempts > 1  # the timeout policy retried
+    assert _ledger(rig, "big") == {
+        "invocations": attempts,
+        "tokens": attempts * _estimate_in(),
+        "usd": pytest.approx(attempts * _estimate_in() * 10 / 1e6),
+    }
+
+
+class _Hanging:
+    """A model that never answers; the chain's own timeout has to cut it off."""
+
+    provider = "scripted"
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def complete(self, messages: object, **kwargs: object) -> Completion:
+        self.requests += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_request_cut_off_by_the_timeout_is_billed_its_prompt(rig: Rig) -> None:
+    """The choke point cancels the hanging request; its hold becomes the prompt's cost."""
+    hanging = _Hanging()
+    chain = rig.chain(Route(hanging, "big"), Route(ScriptedLLM(default="hold"), "small"))  # type: ignore[arg-type]
+    chain.timeout = chain.deadline = 0.05
+    answer = await chain.complete(ASK, input_class=CLASS)
+    assert isinstance(answer, Completion)
+    assert answer.model == "small"
+    assert _ledger(rig, "big")["tokens"] == hanging.requests * _estimate_in()
+
+
+async def test_each_retry_is_admitted_and_an_unreadable_200_is_billed_in_full(rig: Rig) -> None:
+    """An invalid reply (billed by the provider) keeps the whole estimate; the retry that
+    answers is admitted and billed on its own."""
+    invalid = LLMError("llm scripted/big: INVALID_RESPONSE", code=ErrorCode.INVALID_RESPONSE)
+    big = ScriptedLLM([invalid, "sell"])
+    answer = await rig.chain(Route(big, "big")).complete(ASK, input_class=CLASS)
+    assert isinstance(answer, Completion)
+    assert answer.text == "sell"
+    ledger = _ledger(rig, "big")
+    assert ledger["invocations"] == 2
+    assert ledger["tokens"] == (_estimate_in() + 100) + answer.usage.total
+
+
+async def test_an_unbillable_usage_figure_is_an_invalid_response_and_no_hold_is_left(
+    rig: Rig,
+) -> None:
+    """Negative token counts cannot be billed: the reply is invalid, the estimate is kept,
+    the fallback answers, and nothing stays reserved."""
+    bad = Completion("sell", Usage(-5, 3), model="big", latency=0.0)
+    answer = await rig.chain(
+        Route(ScriptedLLM(default=bad), "big"), Route(ScriptedLLM(default="hold"), "small")
+    ).complete(ASK, input_class=CLASS)
+    assert isinstance(answer, Completion)
+    assert answer.model == "small"
+    usage = rig.budget.usage_today()
+    assert usage["tokens_remaining"] == 10_000 - usage["tokens_used_today"]  # no hold left
+
+
+async def test_a_call_too_dear_for_the_per_request_limit_goes_to_a_cheaper_model(
+    rig: Rig,
+) -> None:
+    """A per-request USD cap refuses the frontier model's estimate; the smaller one fits."""
+    rig.budget.limits = BudgetLimits(daily_tokens=10_000, request_usd=0.001)
+    big, small = ScriptedLLM(default="sell"), ScriptedLLM(default="hold")
+    answer = await rig.chain(Route(big, "big"), Route(small, "small")).complete(
+        ASK, input_class=CLASS
+    )
+    assert isinstance(answer, Completion)
+    assert (answer.model, answer.tier) == ("small", "fallback")
+    assert big.requests == []
+    rig.budget.limits = BudgetLimits(daily_tokens=10_000, request_usd=0.00001)
+    with pytest.raises(BudgetExhausted, match="per-request"):
+        await rig.chain(Route(big, "big"), Route(small, "small")).complete(ASK, input_class=CLASS)
+
+
+async def test_one_escalation_per_question_until_a_person_answers(rig: Rig) -> None:
+    """Models down every step must not flood the queue: the open entry is reused; once it is
+    decided, the next failure asks again."""
+    chain = rig.chain(Route(ScriptedLLM(default=_server_error("big")), "big"), cache_ttl=0)
+    first = await chain.complete(ASK, input_class=CLASS)
+    second = await chain.complete(ASK, input_class=CLASS)
+    assert isinstance(first, Escalated)
+    assert isinstance(second, Escalated)
+    assert second.approval_id == first.approval_id
+    assert len(await rig.approvals.pending()) == 1
+    await rig.approvals.decide(first.approval_id, False, "alice", "models are down")
+    third = await chain.complete(ASK, input_class=CLASS)
+    assert isinstance(third, Escalated)
+    assert third.approval_id != first.approval_id
 
 
 async def test_a_swapped_model_is_flagged_and_priced_as_the_model_that_answered(
