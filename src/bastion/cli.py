@@ -23,6 +23,7 @@ import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.clock import WallClock
 from bastion.config import ENV_PREFIX, Settings, ensure_data_dir, load_settings, markdown_table
@@ -101,6 +102,13 @@ def _exit_on_error() -> Iterator[None]:
         raise typer.Exit(2) from None
     except BastionError as exc:
         err.print(f"[bold red]{exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as exc:
+        err.print(
+            f"[bold red]store: {type(exc).__name__} ({str(exc).splitlines()[0][:200]}). Fix: "
+            "check that the database at BASTION_STORE_URL is up and not locked, then retry.[/]",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
 
 
@@ -283,7 +291,7 @@ def _status(settings: Settings) -> dict[str, Any]:
         return data
     with store:
         last = store.runs.latest()
-        data["approvals_pending"] = store.approvals.count_pending()
+        data["approvals_pending"] = store.approvals.count_pending(now=WallClock().now())
         if data.get("budget") is None:
             data["budget"] = _budget_usage(settings, store)
     data["last_run"] = (

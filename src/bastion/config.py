@@ -246,6 +246,11 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(
         1024, ge=1, le=200_000, description="Most output tokens one LLM call may produce."
     )
+    llm_max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens",
+        description="How the output limit is sent to an OpenAI-compatible server: max_tokens "
+        "(every server) or max_completion_tokens (OpenAI reasoning models refuse max_tokens).",
+    )
     llm_cache_ttl_seconds: float = Field(
         900.0,
         ge=0,
@@ -397,16 +402,36 @@ class Settings(BaseSettings):
             )
         if self.llm_provider == "none":
             return
-        if not self.llm_model.strip():
+        self._check_llm_endpoint()
+        self._check_llm_timings()
+        if self.request_token_budget is not None and (
+            self.request_token_budget <= self.llm_max_tokens
+        ):
             raise ValueError(
-                f"llm_provider={self.llm_provider} needs the exact model id: set "
-                "BASTION_LLM_MODEL (e.g. gpt-4o-2024-08-06)"
+                f"request_token_budget ({self.request_token_budget:,}) cannot admit one call of "
+                f"llm_max_tokens ({self.llm_max_tokens:,}) output tokens plus its prompt: every "
+                "call would be refused; raise BASTION_REQUEST_TOKEN_BUDGET or lower "
+                "BASTION_LLM_MAX_TOKENS"
+            )
+
+    def _check_llm_endpoint(self) -> None:
+        if not self.llm_model.strip() or any(not m.strip() for m in self.llm_fallback_models):
+            raise ValueError(
+                f"llm_provider={self.llm_provider} needs exact model ids: set BASTION_LLM_MODEL "
+                "(e.g. gpt-4o-2024-08-06) and no blank name in BASTION_LLM_FALLBACK_MODELS"
+            )
+        if self.llm_base_url and not self.llm_base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"llm_base_url {self.llm_base_url!r} is not an http(s) URL: set "
+                "BASTION_LLM_BASE_URL like http://127.0.0.1:8765/v1"
             )
         if self.llm_api_key is None and (self.llm_provider == "anthropic" or not self.llm_base_url):
             raise ValueError(
                 f"llm_provider={self.llm_provider} needs BASTION_LLM_API_KEY (only a self-hosted "
                 "OpenAI-compatible server at BASTION_LLM_BASE_URL may go without one)"
             )
+
+    def _check_llm_timings(self) -> None:
         if self.llm_deadline_seconds < self.llm_timeout_seconds:
             raise ValueError(
                 f"llm_deadline_seconds ({self.llm_deadline_seconds:g}) is below "
@@ -420,14 +445,14 @@ class Settings(BaseSettings):
                 "budget hold is reclaimed while it runs: raise "
                 "BASTION_BUDGET_RESERVATION_TTL_SECONDS"
             )
-        if self.agent == "llm_options_seller" and self.step_timeout_seconds <= (
-            self.llm_timeout_seconds
-        ):
+        chain = self.llm_deadline_seconds * len(self.llm_models)
+        if self.agent == "llm_options_seller" and self.step_timeout_seconds <= chain:
             raise ValueError(
-                f"step_timeout_seconds ({self.step_timeout_seconds:g}) must exceed "
-                f"llm_timeout_seconds ({self.llm_timeout_seconds:g}), or the step timeout cuts "
-                "every slow LLM call short: raise BASTION_STEP_TIMEOUT_SECONDS or lower "
-                "BASTION_LLM_TIMEOUT_SECONDS"
+                f"step_timeout_seconds ({self.step_timeout_seconds:g}) must exceed the time one "
+                f"question may take down the chain, {len(self.llm_models)} model(s) x "
+                f"llm_deadline_seconds ({self.llm_deadline_seconds:g}) = {chain:g} s, or the "
+                "step timeout cuts the fallbacks off: raise BASTION_STEP_TIMEOUT_SECONDS or "
+                "lower BASTION_LLM_DEADLINE_SECONDS"
             )
 
     @property

@@ -43,6 +43,8 @@ def _llm_runner(runner_factory: RunnerFactory, base_url: str, **overrides: Any) 
         llm_base_url=base_url,
         llm_model=FRONTIER,
         llm_fallback_models=[SMALL],
+        llm_timeout_seconds=30,
+        llm_deadline_seconds=60,
         step_timeout_seconds=200,
         **overrides,
     )
@@ -58,6 +60,10 @@ def _sell(instrument: str, amount: float, price: float, rationale: str) -> str:
             "rationale": rationale,
         }
     )
+
+
+def server_requests(fake: tuple[FakeLLMServer, str]) -> int:
+    return len(fake[0].requests)
 
 
 def _trace(runner: Runner) -> list[dict[str, Any]]:
@@ -172,3 +178,23 @@ async def test_a_run_is_refused_when_the_budget_is_gone(
     assert server.requests == []
     assert runner.loop.status.last_step == 0
     assert any(line["kind"] == "run_refused" for line in _trace(runner))
+
+
+async def test_a_spent_llm_budget_does_not_stop_an_agent_that_needs_no_llm(
+    runner_factory: RunnerFactory, fake: tuple[FakeLLMServer, str]
+) -> None:
+    """The rule-based seller never asks the model: an LLM configured and spent must not
+    refuse its run."""
+    _, base_url = fake
+    runner = runner_factory(
+        None,
+        llm_provider="openai",
+        llm_base_url=base_url,
+        llm_model=FRONTIER,
+        daily_token_budget=1_000,
+    )
+    reservation = await runner.budget.reserve(Cost(1_000), model=FRONTIER)
+    await reservation.commit(Cost(1_000), tokens_in=900, tokens_out=100, model=FRONTIER)
+    summary = await runner.run(max_steps=1)  # not refused (the cost cap still halts trading)
+    assert (summary.steps, summary.status) == (1, "halted")
+    assert server_requests(fake) == 0

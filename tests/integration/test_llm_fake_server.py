@@ -253,3 +253,15 @@ async def test_an_exhausted_budget_sends_nothing_and_resets_at_utc_midnight(
     assert isinstance(answer, Completion)
     assert answer.tier == "primary"
     assert len(fake.server.requests) == 1
+
+
+async def test_a_base_url_the_client_cannot_use_is_a_config_error() -> None:
+    """Not a network failure to retry and fall back from: the setting is wrong."""
+    adapter = OpenAIChat(base_url="localhost:8765/v1")
+    try:
+        with pytest.raises(LLMError) as failed:
+            await adapter.complete(ASK, model=FRONTIER, max_tokens=16, timeout=2)
+    finally:
+        await adapter.aclose()
+    assert failed.value.code is ErrorCode.CONFIG
+    assert "the base URL cannot be used" in failed.value.message

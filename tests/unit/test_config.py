@@ -149,6 +149,20 @@ _LLM = {"llm_provider": "openai", "llm_model": "m", "llm_base_url": "http://127.
         ({"llm_timeout_seconds": 0}, "BASTION_LLM_TIMEOUT_SECONDS"),
         ({**_LLM, "llm_deadline_seconds": 60}, "BASTION_LLM_DEADLINE_SECONDS"),
         ({**_LLM, "budget_reservation_ttl_seconds": 120}, "RESERVATION_TTL_SECONDS"),
+        (
+            {
+                **_LLM,
+                "agent": "llm_options_seller",
+                "llm_fallback_models": ["small"],
+                "llm_timeout_seconds": 30,
+                "llm_deadline_seconds": 60,
+                "step_timeout_seconds": 100,  # > one model's deadline, < the chain's 120 s
+            },
+            "2 model\\(s\\) x llm_deadline_seconds",
+        ),
+        ({**_LLM, "llm_fallback_models": [" "]}, "BASTION_LLM_FALLBACK_MODELS"),
+        ({**_LLM, "llm_base_url": "localhost:8765/v1"}, "BASTION_LLM_BASE_URL"),
+        ({**_LLM, "request_token_budget": 500}, "BASTION_REQUEST_TOKEN_BUDGET"),
     ],
 )
 def test_llm_settings_that_cannot_work_fail_at_start_naming_the_fix(

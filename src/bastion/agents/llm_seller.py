@@ -35,7 +35,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.errors import UsageError
@@ -106,6 +113,9 @@ class LLMSellerParams:
             )
 
 
+_ABSURD = 1e12
+
+
 class TradeReply(BaseModel):
     """The model's decision, validated; mirrors :data:`SCHEMA`.
 
@@ -117,8 +127,10 @@ class TradeReply(BaseModel):
 
     action: Literal["sell", "buy", "hold"]
     instrument: str | None
-    amount: float | None
-    limit_price: float | None
+    # Bounded far above any real order only so the arithmetic after it stays finite: the size
+    # is the risk review's to judge, never this model's.
+    amount: float | None = Field(le=_ABSURD)
+    limit_price: float | None = Field(le=_ABSURD)
     rationale: str
 
     @model_validator(mode="after")
@@ -320,6 +332,8 @@ class LLMOptionsSeller:
     name = "llm_options_seller"
     version = "1.0.0"
     tools: Sequence[str] = ()
+    uses_llm = True
+    """The runtime refuses to start this agent while the LLM budget is used up."""
 
     def __init__(self, params: LLMSellerParams | None = None) -> None:
         self.params = params or LLMSellerParams()

@@ -25,6 +25,7 @@ A refusal raises :class:`BudgetExhausted` stating the limit and the observed val
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable
@@ -276,9 +277,9 @@ class Budget:
         reservation_id = uuid.uuid4().hex
         if self._next_reclaim is None or now >= self._next_reclaim:
             await self._reclaim(now)
-        shortfall = await self._hold(reservation_id, scopes, estimate, now)
+        shortfall = await self._hold_or_undo(reservation_id, scopes, estimate, now)
         if shortfall is not None and await self._reclaim(now):
-            shortfall = await self._hold(reservation_id, scopes, estimate, now)
+            shortfall = await self._hold_or_undo(reservation_id, scopes, estimate, now)
         if shortfall is not None:
             scope, usage = shortfall
             error = _refusal(scope, usage, estimate)
@@ -388,6 +389,23 @@ class Budget:
             )
             scopes.append(_Scope(label, claim, halts=False))
         return scopes
+
+    async def _hold_or_undo(
+        self, reservation_id: str, scopes: list[_Scope], estimate: Cost, now: datetime
+    ) -> tuple[_Scope, UsageRow] | None:
+        """:meth:`_hold`, given back if the caller is cancelled while it is being written.
+
+        The write runs in a thread that a cancellation cannot stop; without this the hold
+        would land after the caller left, and nobody would settle it before the TTL.
+        """
+        task = asyncio.ensure_future(self._hold(reservation_id, scopes, estimate, now))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if await task is None:  # it was held: release it for the caller who left
+                    await asyncio.to_thread(self._store.budget.release, reservation_id)
+            raise
 
     async def _hold(
         self, reservation_id: str, scopes: list[_Scope], estimate: Cost, now: datetime

@@ -1,7 +1,9 @@
 """A deterministic LLM: replies from a list, or the replies a recorded run received.
 
 Tests state a conversation exactly with it, and replay feeds a run's recorded answers back to
-the same agent (:meth:`ScriptedLLM.from_trace` reads the ``llm_call`` lines a model answered).
+the same agent (:meth:`ScriptedLLM.from_trace` reads the ``llm_call`` lines, cache answers too,
+so the agent gets the same text at the same step; an escalated step has no line, so a replay
+of a run with escalations must be cut at the first one).
 It satisfies the :class:`~bastion.llm.base.LLM` protocol, so the budget, breakers and fallback
 chain around it are the real ones.
 
@@ -55,12 +57,16 @@ class ScriptedLLM:
 
     @classmethod
     def from_trace(cls, path: Path) -> ScriptedLLM:
-        """The answers a recorded run received, in order (``llm_call`` lines of its trace)."""
+        """The answers a recorded run received, in order (``llm_call`` lines of its trace).
+
+        Answers from the chain's cache are included: what matters to a replay is the text the
+        agent got at each step, not who produced it.
+        """
         replies: list[Reply] = []
         with path.open("rb") as lines:
             for line in lines:
                 data = orjson.loads(line)
-                if data.get("kind") != "llm_call" or data.get("tier") == "cache":
+                if data.get("kind") != "llm_call":
                     continue
                 replies.append(
                     Completion(

@@ -35,6 +35,13 @@ def classify_sdk_error(
     """The coded error for an SDK exception raised by one request."""
     if isinstance(exc, errors.timeout):  # a subclass of the connection error: test it first
         error = classify(TimeoutError(), dependency=dependency, timeout=timeout)
+    elif isinstance(exc, errors.connection) and _bad_url(exc):
+        detail = f"({type(exc.__cause__).__name__}: the base URL cannot be used)"
+        return LLMError(
+            error_message(dependency, ErrorCode.CONFIG, detail),
+            code=ErrorCode.CONFIG,
+            dependency=dependency,
+        )
     elif isinstance(exc, errors.connection):
         error = classify(ConnectionError(), dependency=dependency, detail=f"({type(exc).__name__})")
     elif isinstance(exc, errors.status):
@@ -50,6 +57,15 @@ def classify_sdk_error(
         http_status=error.http_status,
         retry_after=error.retry_after,
     )
+
+
+# What the SDK's HTTP client raises for a URL it cannot use. Matched by class name: depending
+# on their version the SDKs run on httpx or on its fork httpx2, whose classes differ.
+_URL_ERRORS = frozenset({"UnsupportedProtocol", "InvalidURL"})
+
+
+def _bad_url(exc: BaseException) -> bool:
+    return type(exc.__cause__).__name__ in _URL_ERRORS
 
 
 def invalid_response(dependency: str, why: str) -> LLMError:

@@ -85,6 +85,9 @@ class Agent(Protocol):
     ``watchlist`` names the instruments whose tickers the next observation should carry, chosen
     from the exchange's instrument list; instruments the account holds are always added.
 
+    An agent that asks ``ctx.llm`` may set ``uses_llm = True``: the runtime then refuses to
+    start a run while the LLM budget is used up (``budget_exhausted``).
+
     ``decide`` must await rather than block: the step timeout can abandon an ``await`` that
     hangs, but a CPU-bound or blocking call freezes the loop, its halt checks and the console.
     Run blocking work with ``asyncio.to_thread``.

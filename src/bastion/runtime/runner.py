@@ -196,7 +196,11 @@ def build_llm_routes(settings: Settings) -> list[Route]:
     else:
         from bastion.llm.openai import OpenAIChat  # noqa: PLC0415  see the docstring
 
-        adapter = OpenAIChat(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
+        adapter = OpenAIChat(
+            api_key=settings.llm_api_key,
+            base_url=settings.llm_base_url,
+            max_tokens_field=settings.llm_max_tokens_field,
+        )
     return [Route(adapter, model) for model in settings.llm_models]
 
 
@@ -589,7 +593,7 @@ class Runner:
         )
         status = "failed"
         try:
-            if self.llm is not None:
+            if self.llm is not None and getattr(self.agent, "uses_llm", False):
                 await self._refuse_without_budget()
             if s.health_check_on_startup:
                 await self.guard.startup()  # FAIL raises HealthAborted: no step is run
@@ -614,7 +618,11 @@ class Runner:
         return RunSummary(self.run_id, status, steps, self.trace.path, await self.resting())
 
     async def _refuse_without_budget(self) -> None:
-        """An agent that needs the LLM does not start a run its budget cannot pay for."""
+        """An agent that needs the LLM does not start a run its budget cannot pay for.
+
+        An agent says it needs one with ``uses_llm = True`` (optional, so agents that never
+        ask ``ctx.llm``, like the rule-based seller, keep running on a spent budget).
+        """
         usage = await asyncio.to_thread(self.budget.usage_today)
         if usage["budget_available"]:
             return

@@ -288,13 +288,17 @@ class ApprovalsStore:
             result = conn.execute(_expiry(aware_utc(now)))
         return int(result.rowcount or 0)
 
-    def count_pending(self) -> int:
-        """How many entries are pending, as stored (an unswept expired entry still counts)."""
+    def count_pending(self, now: datetime | None = None) -> int:
+        """How many entries are pending; with ``now``, those already past their expiry (not
+        yet swept) do not count, so a read-only caller gets the true figure."""
+        c = approvals.c
         statement = (
             sa.select(sa.func.count())
             .select_from(approvals)
-            .where(approvals.c.status == ApprovalStatus.PENDING.value)
+            .where(c.status == ApprovalStatus.PENDING.value)
         )
+        if now is not None:
+            statement = statement.where(sa.or_(c.expires_at.is_(None), c.expires_at > now))
         with reading(self._engine) as conn:
             return int(conn.execute(statement).scalar_one())
 

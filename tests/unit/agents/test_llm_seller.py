@@ -199,6 +199,14 @@ async def test_a_price_off_the_tick_is_rounded_never_to_a_worse_price(
     assert intent.price == sent
 
 
+async def test_an_absurd_price_is_an_invalid_reply_not_a_crash() -> None:
+    """1e308 would overflow the tick arithmetic; it is a schema violation, repaired once."""
+    decision, chain = await _decide(_reply(limit_price=1e308), _reply(limit_price=1e308))
+    assert decision.intents == ()
+    assert "limit_price" in decision.rationale
+    assert len(chain.calls) == 2
+
+
 async def test_hold_sends_nothing() -> None:
     """A hold is a decision with no intents and the model's rationale."""
     decision, _ = await _decide(_reply("hold", None, None, None, "vol is too low"))

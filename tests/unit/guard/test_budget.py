@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import random
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -216,3 +217,27 @@ def test_four_processes_never_commit_more_than_the_limit(store_url: str) -> None
     assert row.tokens_used == sum(spent) <= LIMIT
     assert row.tokens_reserved == 0
     assert sum(spent) > LIMIT // 2
+
+
+async def test_a_reservation_cancelled_while_being_written_is_given_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hold is written in a thread a cancellation cannot stop; the caller that left must
+    not leave it held until the TTL."""
+    budget = _budget(store, SimClock(), daily_tokens=1_000)
+    written = threading.Event()
+    original = store.budget.reserve
+
+    def slow_reserve(*args: object, **kwargs: object) -> object:
+        result = original(*args, **kwargs)  # type: ignore[arg-type]
+        written.wait(timeout=5)
+        return result
+
+    monkeypatch.setattr(store.budget, "reserve", slow_reserve)
+    task = asyncio.create_task(budget.reserve(Cost(400), model="m"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    written.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert budget.usage_today()["tokens_remaining"] == 1_000

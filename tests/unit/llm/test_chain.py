@@ -382,7 +382,7 @@ async def test_no_route_escalates_at_once(rig: Rig) -> None:
 
 
 async def test_replay_reads_the_answers_a_run_received(rig: Rig, tmp_path: Path) -> None:
-    """ScriptedLLM.from_trace gives back the recorded answers, in order, skipping cache hits."""
+    """ScriptedLLM.from_trace gives back every answer the agent got, in order, cache included."""
     big = ScriptedLLM(["first", "second"], default=_server_error("big"))
     chain = rig.chain(Route(big, "big"))
     writer = TraceWriter(tmp_path / "traces", "r1", rig.clock, [])
@@ -393,6 +393,6 @@ async def test_replay_reads_the_answers_a_run_received(rig: Rig, tmp_path: Path)
     writer.close()
     replay = ScriptedLLM.from_trace(writer.path)
     answers = [
-        (await replay.complete(ASK, model="big", max_tokens=10, timeout=1)).text for _ in "ab"
+        (await replay.complete(ASK, model="big", max_tokens=10, timeout=1)).text for _ in "abc"
     ]
-    assert answers == ["first", "second"]
+    assert answers == ["first", "second", "second"]  # the third came from the cache

@@ -216,3 +216,19 @@ def test_deciding_past_expiry_is_refused_and_expires_the_entry(store: Store) -> 
     stored = store.approvals.get(record.id)
     assert stored is not None
     assert stored.status is ApprovalStatus.EXPIRED
+
+
+def test_count_pending_at_a_time_leaves_out_the_overdue(store: Store) -> None:
+    """A read-only caller (bastion status) must not count an entry whose time ran out."""
+    now = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    store.approvals.add(
+        kind="llm_escalation",
+        agent="a",
+        subject={},
+        reason="r",
+        at=now,
+        expires_at=now + timedelta(minutes=5),
+    )
+    store.approvals.add(kind="llm_escalation", agent="a", subject={}, reason="r", at=now)
+    assert store.approvals.count_pending() == 2
+    assert store.approvals.count_pending(now=now + timedelta(minutes=10)) == 1
