@@ -246,6 +246,18 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(
         1024, ge=1, le=200_000, description="Most output tokens one LLM call may produce."
     )
+    llm_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures of one model that open its circuit breaker."
+    )
+    llm_breaker_slow_call_seconds: float | None = Field(
+        30.0,
+        gt=0,
+        description="An answer slower than this opens the model's breaker too (a degraded "
+        "model); empty: only failures do.",
+    )
+    llm_breaker_recovery_seconds: float = Field(
+        30.0, gt=0, description="How long an open model breaker waits before one probe call."
+    )
     llm_max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
         "max_tokens",
         description="How the output limit is sent to an OpenAI-compatible server: max_tokens "

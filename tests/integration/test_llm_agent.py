@@ -17,6 +17,7 @@ import pytest
 
 from bastion.agents.llm_seller import LLMOptionsSeller, market_summary
 from bastion.guard.budget import BudgetExhausted, Cost
+from bastion.llm.base import Completion, Message
 from bastion.llm.fake import FakeLLMServer
 from bastion.runtime.runner import Runner
 from loopback_server import serve_on_loopback
@@ -198,3 +199,22 @@ async def test_a_spent_llm_budget_does_not_stop_an_agent_that_needs_no_llm(
     summary = await runner.run(max_steps=1)  # not refused (the cost cap still halts trading)
     assert (summary.steps, summary.status) == (1, "halted")
     assert server_requests(fake) == 0
+
+
+async def test_the_model_breaker_follows_its_settings(
+    runner_factory: RunnerFactory, fake: tuple[FakeLLMServer, str]
+) -> None:
+    """BASTION_LLM_BREAKER_FAILURES=2: the frontier model's circuit opens on its second 500
+    and the next question goes straight to the smaller model."""
+    server, base_url = fake
+    runner = _llm_runner(runner_factory, base_url, llm_breaker_failures=2)
+    server.set_faults([{"kind": "status", "status": 500, "model": FRONTIER, "count": None}])
+    assert runner.llm is not None
+    ask = [Message("user", "Sell a call?")]
+    for _ in range(2):
+        answer = await runner.llm.complete(ask, input_class="q")
+        assert isinstance(answer, Completion)
+        assert answer.model == SMALL
+    assert server.request_counts()[FRONTIER] == 2
+    breakers = {b["dependency"]: b for b in runner.resilience.breakers.snapshot()}  # type: ignore[union-attr]
+    assert breakers[f"llm openai/{FRONTIER}"]["state"] == "open"

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -54,7 +54,13 @@ from bastion.errors import (
     error_message,
 )
 from bastion.events import EventKind, Journal
-from bastion.resilience.breaker import BreakerChange, BreakerRegistry, CircuitBreaker
+from bastion.resilience.breaker import (
+    LAYER_DEFAULTS,
+    BreakerChange,
+    BreakerConfig,
+    BreakerRegistry,
+    CircuitBreaker,
+)
 from bastion.resilience.policy import Action, policy_for
 from bastion.resilience.retry import Retrier, RetryDetails, RetrySettings
 from bastion.telemetry.metrics import Metrics
@@ -111,13 +117,19 @@ class Resilience:
         journal: Journal | None = None,
         breakers: BreakerRegistry | Literal[False] | None = None,
         retry: RetrySettings | None = None,
+        breaker_defaults: Mapping[Layer, BreakerConfig] | None = None,
     ) -> None:
+        """``breaker_defaults`` replaces layers' rows of ``LAYER_DEFAULTS`` in the registry
+        built here (settings tune the LLM layer's)."""
         self.clock: Clock = clock or WallClock()
         self.metrics = metrics
         self.journal = journal
         if breakers is None:
             breakers = BreakerRegistry(
-                clock=self.clock, metrics=metrics, on_change=self._breaker_changed
+                clock=self.clock,
+                defaults={**LAYER_DEFAULTS, **(breaker_defaults or {})},
+                metrics=metrics,
+                on_change=self._breaker_changed,
             )
         self.breakers: BreakerRegistry | None = None if breakers is False else breakers
         self.retrier = Retrier(retry, clock=self.clock)

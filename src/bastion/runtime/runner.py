@@ -46,7 +46,7 @@ from bastion.guard.risk import RiskLimits
 from bastion.llm.base import LLM
 from bastion.llm.chain import FallbackChain, Route
 from bastion.llm.pricing import Price, PriceBook
-from bastion.resilience import Resilience, RetrySettings
+from bastion.resilience import BreakerConfig, Resilience, RetrySettings
 from bastion.runtime.agent import Agent
 from bastion.runtime.loop import Loop, LoopConfig
 from bastion.store import Store
@@ -240,10 +240,17 @@ def build_resilience(
     deadline: float | None = None,
 ) -> Resilience:
     """Breakers, retries and classification for every external call of one runtime."""
+    llm_breaker = BreakerConfig(
+        settings.llm_breaker_failures,
+        window=None,
+        recovery_timeout=settings.llm_breaker_recovery_seconds,
+        slow_call=settings.llm_breaker_slow_call_seconds,
+    )
     return Resilience(
         clock=clock,
         metrics=metrics,
         journal=journal,
+        breaker_defaults={"llm": llm_breaker},
         retry=RetrySettings(
             base=settings.retry_base_seconds,
             cap=settings.retry_cap_seconds,
