@@ -16,7 +16,7 @@ import hashlib
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 from pydantic import Field, NonNegativeFloat, SecretStr, ValidationError, model_validator
@@ -381,6 +381,18 @@ class Settings(BaseSettings):
         2.0, gt=0, description="How often the console page refreshes its status."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_none(cls, data: Any) -> Any:
+        """An empty variable for an optional setting is "none" (the table's "empty: unlimited");
+        for a text setting it stays the empty text it is."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            name: None if value == "" and _optional(name) else value
+            for name, value in data.items()
+        }
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.seller_min_days >= self.seller_max_days:
@@ -539,6 +551,11 @@ class Settings(BaseSettings):
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+def _optional(name: str) -> bool:
+    info = Settings.model_fields.get(name)
+    return info is not None and type(None) in get_args(info.annotation)
 
 
 def _env_name(field: str) -> str:

@@ -179,3 +179,15 @@ def test_a_self_hosted_openai_compatible_server_needs_no_key() -> None:
         llm_provider="openai", llm_model="llama3", llm_base_url="http://127.0.0.1:11434/v1"
     )
     assert s.llm_models == ["llama3"]
+
+
+def test_an_empty_variable_turns_an_optional_limit_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table's "empty: unlimited" means exactly that from the environment; an empty text
+    setting stays empty text."""
+    monkeypatch.setenv("BASTION_DAILY_TOKEN_BUDGET", "")
+    monkeypatch.setenv("BASTION_LLM_BREAKER_SLOW_CALL_SECONDS", "")
+    monkeypatch.setenv("BASTION_EXCHANGE_URL", "")
+    s = load_settings()
+    assert s.daily_token_budget is None
+    assert s.llm_breaker_slow_call_seconds is None
+    assert s.exchange_url == ""
