@@ -28,10 +28,10 @@ peer      5 failures within 30 s            15 s      1
 ========  ================================  ========  ======
 
 The runtime tunes the ``llm`` row from settings (``BASTION_LLM_BREAKER_*``); the others are
-fixed here. The exchange default tolerates a burst of rate limits (each already retried with backoff)
-without tripping, and 15 s is about one Deribit rate-limit refill plus a settlement blip. A peer
-agent is our own process on another host: it fails like an exchange (network, restarts), so it
-shares the exchange's numbers.
+fixed here. The exchange default tolerates a burst of rate limits (each already retried with
+backoff) without tripping, and 15 s is about one Deribit rate-limit refill plus a settlement
+blip. A peer agent is our own process on another host: it fails like an exchange (network,
+restarts), so it shares the exchange's numbers.
 
 **Why our own and not pybreaker or purgatory.** Both keep time with the wall clock
 (``datetime.now`` / ``time.time``), so a breaker cannot run on the injected
