@@ -389,8 +389,7 @@ class Settings(BaseSettings):
         if not isinstance(data, dict):
             return data
         return {
-            name: None if value == "" and _optional(name) else value
-            for name, value in data.items()
+            name: None if value == "" and _optional(name) else value for name, value in data.items()
         }
 
     @model_validator(mode="after")
