@@ -9,7 +9,6 @@ by putting the schema in the system prompt (the caller validates the answer eith
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,17 +16,17 @@ import anthropic
 from pydantic import SecretStr
 
 from bastion.llm.base import Completion, JsonSchema, Message, Tool, ToolCall, Usage
-from bastion.llm.sdk import SdkErrors, classify_sdk_error, invalid_response
+from bastion.llm.sdk import SdkErrors, invalid_response, send
 
 __all__ = ["AnthropicChat"]
 
 _ERRORS = SdkErrors(
+    base=anthropic.APIError,
     timeout=anthropic.APITimeoutError,
     connection=anthropic.APIConnectionError,
     status=anthropic.APIStatusError,
     validation=anthropic.APIResponseValidationError,
 )
-_SDK_TIMEOUT_SLACK = 1.0
 
 
 class AnthropicChat:
@@ -71,16 +70,10 @@ class AnthropicChat:
                 {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
                 for t in tools
             ]
-        started = time.perf_counter()
-        try:
-            response = await self._client.messages.create(
-                **request, timeout=timeout + _SDK_TIMEOUT_SLACK
-            )
-        except anthropic.APIError as exc:
-            raise classify_sdk_error(exc, _ERRORS, dependency=dependency, timeout=timeout) from exc
-        except ValueError as exc:
-            raise invalid_response(dependency, f"not JSON: {exc}") from exc
-        return _completion(response, dependency, time.perf_counter() - started)
+        response, latency = await send(
+            self._client.messages.create, request, _ERRORS, dependency=dependency, timeout=timeout
+        )
+        return _completion(response, dependency, latency)
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -11,7 +11,6 @@ OpenAI's reasoning models want ``max_completion_tokens`` instead (``max_tokens_f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -19,18 +18,17 @@ import openai
 from pydantic import SecretStr
 
 from bastion.llm.base import Completion, JsonSchema, Message, Tool, ToolCall, Usage
-from bastion.llm.sdk import SdkErrors, classify_sdk_error, invalid_response
+from bastion.llm.sdk import SdkErrors, invalid_response, send
 
 __all__ = ["OpenAIChat"]
 
 _ERRORS = SdkErrors(
+    base=openai.APIError,
     timeout=openai.APITimeoutError,
     connection=openai.APIConnectionError,
     status=openai.APIStatusError,
     validation=openai.APIResponseValidationError,
 )
-# The choke point's asyncio.timeout owns the limit; the SDK's own is a backstop just past it.
-_SDK_TIMEOUT_SLACK = 1.0
 
 
 class OpenAIChat:
@@ -81,16 +79,14 @@ class OpenAIChat:
                     "strict": response_format.strict,
                 },
             }
-        started = time.perf_counter()
-        try:
-            response = await self._client.chat.completions.create(
-                **request, timeout=timeout + _SDK_TIMEOUT_SLACK
-            )
-        except openai.APIError as exc:
-            raise classify_sdk_error(exc, _ERRORS, dependency=dependency, timeout=timeout) from exc
-        except ValueError as exc:  # a body that is not JSON
-            raise invalid_response(dependency, f"not JSON: {exc}") from exc
-        return _completion(response, dependency, time.perf_counter() - started)
+        response, latency = await send(
+            self._client.chat.completions.create,
+            request,
+            _ERRORS,
+            dependency=dependency,
+            timeout=timeout,
+        )
+        return _completion(response, dependency, latency)
 
     async def aclose(self) -> None:
         await self._client.close()

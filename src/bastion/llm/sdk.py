@@ -1,4 +1,7 @@
-"""How the official provider SDKs' exceptions become coded :class:`~bastion.errors.LLMError` s.
+"""One request through an official provider SDK, and how its exceptions become coded errors.
+
+:func:`send` is what both adapters do around the SDK call: the SDK's timeout set just past the
+choke point's, failures turned into :class:`~bastion.errors.LLMError` s, the wall time kept.
 
 The ``openai`` and ``anthropic`` SDKs share one generated exception hierarchy (timeout,
 connection, status, response validation). Each adapter hands its SDK's classes to
@@ -12,21 +15,48 @@ with the policy table, the breaker and the deadline; two retry loops would multi
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bastion.errors import ErrorCode, LLMError, classify, error_message
 
-__all__ = ["SdkErrors", "classify_sdk_error", "invalid_response"]
+__all__ = ["SdkErrors", "classify_sdk_error", "invalid_response", "send"]
+
+# The choke point's asyncio.timeout owns the limit; the SDK's own is a backstop just past it.
+_SDK_TIMEOUT_SLACK = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class SdkErrors:
-    """One SDK's exception classes, most specific first where they nest."""
+    """One SDK's exception classes, most specific first where they nest; ``base`` is the root
+    of its API errors."""
 
+    base: type[Exception]
     timeout: type[BaseException]
     connection: type[BaseException]
     status: type[BaseException]
     validation: type[BaseException]
+
+
+async def send(
+    create: Callable[..., Awaitable[Any]],
+    request: dict[str, Any],
+    errors: SdkErrors,
+    *,
+    dependency: str,
+    timeout: float,  # noqa: ASYNC109  handed to the SDK, which applies it to the request
+) -> tuple[Any, float]:
+    """One SDK request: its answer and wall time, or its failure as a coded ``LLMError``."""
+    started = time.perf_counter()
+    try:
+        response = await create(**request, timeout=timeout + _SDK_TIMEOUT_SLACK)
+    except errors.base as exc:
+        raise classify_sdk_error(exc, errors, dependency=dependency, timeout=timeout) from exc
+    except ValueError as exc:  # a body that is not JSON
+        raise invalid_response(dependency, f"not JSON: {exc}") from exc
+    return response, time.perf_counter() - started
 
 
 def classify_sdk_error(
