@@ -26,12 +26,12 @@ from _support import free_port
 from bastion.clock import WallClock
 from bastion.events import Journal
 from bastion.guard.budget import Budget, BudgetLimits
-from bastion.llm.base import Message
 from bastion.llm.chain import FallbackChain, Route
-from bastion.llm.fake import FakeLLMServer
 from bastion.llm.openai import OpenAIChat
 from bastion.llm.pricing import PriceBook
+from bastion.messages import Message
 from bastion.resilience import Resilience
+from bastion.simulators.llm import FakeLLMServer
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 

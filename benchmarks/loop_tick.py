@@ -29,14 +29,14 @@ import uvicorn
 from pydantic import SecretStr
 
 from _support import free_port
+from bastion.agent import Decision
 from bastion.agents.scripted import ScriptedAgent
 from bastion.clock import SimClock, WallClock
 from bastion.config import load_settings
-from bastion.exchange.base import OrderRequest
 from bastion.exchange.deribit import DeribitClient
-from bastion.exchange.paper import create_app
-from bastion.runtime.agent import Decision
-from bastion.runtime.runner import Runner
+from bastion.market import OrderRequest
+from bastion.runner import Runner
+from bastion.simulators.paper import create_app
 
 
 async def _rate(n: int, op: Callable[[], Awaitable[Any]]) -> float:

@@ -4,11 +4,11 @@ The public face is small on purpose: build an :class:`Agent`, return :class:`Dec
 :class:`OrderIntent` s, and let a :class:`Runner` run it inside the guard rails.
 """
 
+from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
 from bastion.clock import Clock, SimClock, WallClock
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError, ConfigError, ErrorCode, HaltedError, UsageError
-from bastion.runtime.agent import Agent, Context, Decision, Observation, OrderIntent
-from bastion.runtime.runner import Runner
+from bastion.runner import Runner
 
 __all__ = [
     "Agent",

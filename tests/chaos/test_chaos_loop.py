@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from bastion.agent import Decision
 from bastion.agents.scripted import ScriptedAgent
 from bastion.clock import SimClock
 from bastion.config import load_settings
 from bastion.events import Event, EventKind
-from bastion.exchange.paper import PaperExchangeApp
-from bastion.runtime.agent import Decision
-from bastion.runtime.runner import Runner
+from bastion.runner import Runner
+from bastion.simulators.paper import PaperExchangeApp
 from bastion.trace.record import read_trace
 
 RunnerFactory = Callable[..., Runner]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import ccxt
 
-from bastion.exchange.paper import PaperExchangeApp
+from bastion.simulators.paper import PaperExchangeApp
 
 KEYS = {f"ccxt-key-{n}": f"ccxt-secret-{n}" for n in range(64)}
 

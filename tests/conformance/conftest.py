@@ -10,7 +10,7 @@ import pytest
 from conformance_support import KEYS, LiveExchange, make_client
 
 from bastion.clock import WallClock
-from bastion.exchange.paper import create_app
+from bastion.simulators.paper import create_app
 from loopback_server import serve_on_loopback
 
 

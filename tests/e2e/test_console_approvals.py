@@ -17,7 +17,7 @@ from bastion.clock import SimClock
 from bastion.guard.approvals import ApprovalRecord, ApprovalStatus
 from bastion.guard.approvals import Approvals as ApprovalsService
 from bastion.guard.halt import Halt
-from bastion.runtime.status import RuntimeStatus
+from bastion.status import RuntimeStatus
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 from loopback_server import serve_on_loopback

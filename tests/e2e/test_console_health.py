@@ -15,7 +15,7 @@ from bastion.api.app import create_app
 from bastion.clock import SimClock
 from bastion.guard.halt import Halt
 from bastion.guard.health import CachedHealthStatus, CheckResult, HealthReport, HealthStatus
-from bastion.runtime.status import RuntimeStatus
+from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 from loopback_server import serve_on_loopback
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from bastion.agent import Agent
 from bastion.clock import SimClock
 from bastion.config import Settings, load_settings
-from bastion.runtime.agent import Agent
-from bastion.runtime.runner import Runner
+from bastion.runner import Runner
 
 SECRET = "paper-secret-do-not-leak-9f3a"
 

@@ -11,13 +11,14 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from bastion.agent import Decision
 from bastion.agents.scripted import ScriptedAgent
+from bastion.build import build_budget
 from bastion.cli import app
 from bastion.clock import WallClock
 from bastion.config import load_settings
 from bastion.guard.budget import BudgetExhausted, Cost
-from bastion.runtime.agent import Decision
-from bastion.runtime.runner import Runner, build_budget
+from bastion.runner import Runner
 from bastion.store import Store
 
 RunnerFactory = Callable[..., Runner]

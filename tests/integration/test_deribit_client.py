@@ -20,10 +20,11 @@ from pydantic import SecretStr
 from bastion.clock import SimClock
 from bastion.errors import ErrorCode, ExchangeError, HaltedError
 from bastion.events import Event, EventKind, Journal
-from bastion.exchange.base import Exchange, Instrument, OrderRequest
+from bastion.exchange.base import Exchange
 from bastion.exchange.deribit import DeribitClient
-from bastion.exchange.paper import PaperExchangeApp, create_app
+from bastion.market import Instrument, OrderRequest
 from bastion.resilience import BreakerState, Resilience
+from bastion.simulators.paper import PaperExchangeApp, create_app
 from bastion.telemetry.metrics import Metrics
 
 SECRET = "s3cret-never-shown-7f3a"

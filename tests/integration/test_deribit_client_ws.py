@@ -9,12 +9,12 @@ import pytest
 from pydantic import SecretStr
 
 from bastion.clock import SimClock
-from bastion.exchange.base import OrderRequest
 from bastion.exchange.deribit import DeribitClient
 from bastion.exchange.deribit_ws import DeribitWsSession
-from bastion.exchange.paper import PaperExchangeApp, create_app
-from bastion.exchange.paper.ws import websocket_state
+from bastion.market import OrderRequest
 from bastion.resilience import Resilience
+from bastion.simulators.paper import PaperExchangeApp, create_app
+from bastion.simulators.paper.ws import websocket_state
 from loopback_server import serve_on_loopback
 
 START = 1_800_000_000.0

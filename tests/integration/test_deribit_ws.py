@@ -16,8 +16,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from bastion.clock import SimClock
 from bastion.errors import ErrorCode, ExchangeError, UsageError
 from bastion.exchange.deribit_ws import DeribitWsSession, websocket_url
-from bastion.exchange.paper import PaperExchangeApp, create_app
-from bastion.exchange.paper.ws import CANCEL_REASON, websocket_state
+from bastion.simulators.paper import PaperExchangeApp, create_app
+from bastion.simulators.paper.ws import CANCEL_REASON, websocket_state
 from loopback_server import serve_on_loopback
 
 START = 1_767_225_600.0

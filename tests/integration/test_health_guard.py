@@ -8,13 +8,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.scripted import ScriptedAgent
 from bastion.clock import SimClock
 from bastion.events import Event, EventKind
 from bastion.guard.health import HealthStatus
 from bastion.guard.health_guard import HealthAborted
-from bastion.runtime.agent import Context, Decision, Observation, OrderIntent
-from bastion.runtime.runner import Runner
+from bastion.runner import Runner
 
 RunnerFactory = Callable[..., Runner]
 

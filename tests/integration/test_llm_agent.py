@@ -17,9 +17,9 @@ import pytest
 
 from bastion.agents.llm_seller import LLMOptionsSeller, market_summary
 from bastion.guard.budget import BudgetExhausted, Cost
-from bastion.llm.base import Completion, Message
-from bastion.llm.fake import FakeLLMServer
-from bastion.runtime.runner import Runner
+from bastion.messages import Completion, Message
+from bastion.runner import Runner
+from bastion.simulators.llm import FakeLLMServer
 from loopback_server import serve_on_loopback
 
 FRONTIER, SMALL = "gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from bastion.errors import ErrorCode, LLMError
 from bastion.llm.anthropic import AnthropicChat
-from bastion.llm.base import JsonSchema, Message, Tool
+from bastion.messages import JsonSchema, Message, Tool
 from loopback_server import serve_on_loopback
 
 MODEL = "claude-haiku-4-5-20251001"

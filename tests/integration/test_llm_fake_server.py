@@ -18,12 +18,12 @@ from bastion.clock import SimClock
 from bastion.errors import BastionError, ErrorCode, LLMError
 from bastion.guard.approvals import Approvals
 from bastion.guard.budget import Budget, BudgetExhausted, BudgetLimits
-from bastion.llm.base import Completion, Escalated, JsonSchema, Message, Tool
 from bastion.llm.chain import FallbackChain, Route
-from bastion.llm.fake import FakeLLMServer
 from bastion.llm.openai import OpenAIChat
 from bastion.llm.pricing import PriceBook
+from bastion.messages import Completion, Escalated, JsonSchema, Message, Tool
 from bastion.resilience import Resilience, RetrySettings
+from bastion.simulators.llm import FakeLLMServer
 from bastion.store import Store
 from loopback_server import serve_on_loopback
 

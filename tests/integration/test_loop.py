@@ -8,17 +8,17 @@ from collections.abc import Callable, Sequence
 import httpx
 import pytest
 
+from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.scripted import ScriptedAgent
 from bastion.clock import SimClock
 from bastion.config import Settings
 from bastion.events import Event, EventKind
-from bastion.exchange.base import OrderRequest
 from bastion.exchange.deribit import DeribitClient
-from bastion.exchange.paper import PaperExchangeApp, create_app
 from bastion.guard.halt import Halt
+from bastion.market import OrderRequest
 from bastion.resilience import Resilience
-from bastion.runtime.agent import Context, Decision, Observation, OrderIntent
-from bastion.runtime.runner import Runner
+from bastion.runner import Runner
+from bastion.simulators.paper import PaperExchangeApp, create_app
 from bastion.trace.record import read_trace
 
 RunnerFactory = Callable[..., Runner]

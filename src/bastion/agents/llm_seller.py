@@ -44,12 +44,12 @@ from pydantic import (
     model_validator,
 )
 
+from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.errors import UsageError
-from bastion.exchange.base import Instrument, Ticker
-from bastion.llm.base import Completion, Escalated, GuardedLLM, JsonSchema, Message
 from bastion.llm.sanitize import TRUNCATION_MARKER, sanitize
-from bastion.runtime.agent import Context, Decision, Observation, OrderIntent
+from bastion.market import Instrument, Ticker
+from bastion.messages import Completion, Escalated, GuardedLLM, JsonSchema, Message
 
 __all__ = [
     "INPUT_CLASS",

@@ -15,8 +15,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bastion.exchange.base import Instrument, Ticker
-from bastion.runtime.agent import Context, Decision, Observation, OrderIntent
+from bastion.agent import Context, Decision, Observation, OrderIntent
+from bastion.market import Instrument, Ticker
 
 __all__ = ["OptionsSeller", "SellerParams"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from bastion.exchange.base import Instrument
-from bastion.runtime.agent import Context, Decision, Observation
+from bastion.agent import Context, Decision, Observation
+from bastion.market import Instrument
 
 __all__ = ["ScriptedAgent"]
 

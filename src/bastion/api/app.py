@@ -24,7 +24,7 @@ from bastion.api.health import HealthProvider, health_router
 from bastion.api.token import TokenGuard
 from bastion.guard.approvals import Approvals
 from bastion.guard.halt import Halt
-from bastion.runtime.status import RuntimeStatus
+from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import CONTENT_TYPE, Metrics
 from bastion.trace.redact import Redactor
 

@@ -45,7 +45,8 @@ from bastion.errors import (
     classify,
     parse_retry_after,
 )
-from bastion.exchange.base import (
+from bastion.exchange.deribit_ws import DeribitWsSession
+from bastion.market import (
     AccountSummary,
     Direction,
     Fill,
@@ -57,7 +58,6 @@ from bastion.exchange.base import (
     Position,
     Ticker,
 )
-from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.resilience import Resilience
 from bastion.telemetry.metrics import Metrics
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.exchange.base import Direction, Instrument, Position
+from bastion.market import Direction, Instrument, Position
 
 __all__ = ["Drift", "PositionBook"]
 

@@ -25,7 +25,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,25 +34,14 @@ import orjson
 from bastion.clock import Clock
 from bastion.errors import BastionError, HaltedError
 from bastion.events import EventKind, Journal
+from bastion.status import HaltState
 from bastion.store import HaltRecord, Store
 from bastion.telemetry.metrics import Metrics
 
-__all__ = ["Halt", "HaltState"]
+__all__ = ["Halt"]
 
 Canceller = Callable[[], Awaitable[int]]
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class HaltState:
-    """What the flag file says: why trading stopped, who stopped it and when."""
-
-    reason: str
-    who: str
-    when: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Halt:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from bastion.runtime.agent import Decision, Observation, OrderIntent
+from bastion.agent import Decision, Observation, OrderIntent
 
 __all__ = ["RiskLimits", "Verdict", "review"]
 

@@ -15,8 +15,8 @@ from typing import Any
 import anthropic
 from pydantic import SecretStr
 
-from bastion.llm.base import Completion, JsonSchema, Message, Tool, ToolCall, Usage
 from bastion.llm.sdk import SdkErrors, invalid_response, send
+from bastion.messages import Completion, JsonSchema, Message, Tool, ToolCall, Usage
 
 __all__ = ["AnthropicChat"]
 

@@ -40,8 +40,10 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode
 from bastion.events import EventKind, Journal
 from bastion.guard.budget import Budget, BudgetExhausted, Cost, Reservation
-from bastion.llm.base import (
-    LLM,
+from bastion.llm.base import LLM
+from bastion.llm.pricing import PriceBook, snapshot_base
+from bastion.llm.sdk import invalid_response
+from bastion.messages import (
     Completion,
     Escalated,
     JsonSchema,
@@ -51,8 +53,6 @@ from bastion.llm.base import (
     Usage,
     estimate_input_tokens,
 )
-from bastion.llm.pricing import PriceBook, snapshot_base
-from bastion.llm.sdk import invalid_response
 from bastion.resilience.call import Resilience
 from bastion.telemetry.metrics import Metrics
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from bastion.errors import BastionError, ErrorCode, LLMError, error_message
-from bastion.llm.base import Completion, JsonSchema, Message, Tool, Usage, estimate_input_tokens
+from bastion.messages import Completion, JsonSchema, Message, Tool, Usage, estimate_input_tokens
 
 __all__ = ["ScriptedLLM", "ScriptedRequest"]
 

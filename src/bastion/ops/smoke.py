@@ -24,7 +24,7 @@ from bastion.config import Settings
 from bastion.errors import BastionError, ErrorCode
 from bastion.events import Event, EventKind
 from bastion.exchange.base import Exchange
-from bastion.runtime.runner import Runner
+from bastion.runner import Runner
 
 __all__ = ["EXIT_CODES", "OFFLINE_CODES", "SmokeOutcome", "SmokeReport", "run_smoke"]
 

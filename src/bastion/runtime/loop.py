@@ -27,17 +27,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
 from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, HaltedError
 from bastion.events import EventKind, Journal
-from bastion.exchange.base import Exchange, Instrument, Order, OrderRequest, Ticker
+from bastion.exchange.base import Exchange
 from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.risk import RiskLimits, Verdict, review
-from bastion.llm.base import GuardedLLM
-from bastion.runtime.agent import Agent, Context, Decision, Observation, OrderIntent
-from bastion.runtime.status import RuntimeStatus
+from bastion.market import Instrument, Order, OrderRequest, Ticker
+from bastion.messages import GuardedLLM
+from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 
 __all__ = ["Loop", "LoopConfig", "StepOutcome"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bastion.agent import Agent, Context, Observation
 from bastion.agents.llm_seller import (
     INPUT_CLASS,
     SCHEMA,
@@ -21,19 +22,10 @@ from bastion.agents.llm_seller import (
 from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.clock import SimClock
 from bastion.errors import UsageError
-from bastion.exchange.base import AccountSummary, Instrument, Order, Position, Ticker
 from bastion.guard.budget import BudgetExhausted
 from bastion.guard.risk import RiskLimits, review
-from bastion.llm.base import (
-    Completion,
-    Escalated,
-    GuardedLLM,
-    JsonSchema,
-    Message,
-    Tool,
-    Usage,
-)
-from bastion.runtime.agent import Agent, Context, Observation
+from bastion.market import AccountSummary, Instrument, Order, Position, Ticker
+from bastion.messages import Completion, Escalated, GuardedLLM, JsonSchema, Message, Tool, Usage
 
 DAY = 86_400_000
 NOW = 1_800_000_000_000

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from bastion.agent import Context, Observation
 from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.clock import SimClock
-from bastion.exchange.base import AccountSummary, Instrument, Order, Position, Ticker
-from bastion.runtime.agent import Context, Observation
+from bastion.market import AccountSummary, Instrument, Order, Position, Ticker
 
 DAY = 86_400_000
 NOW = 1_800_000_000_000

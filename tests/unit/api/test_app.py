@@ -15,7 +15,7 @@ from bastion.api.token import ensure_console_token
 from bastion.clock import SimClock
 from bastion.errors import ErrorCode, ExchangeError
 from bastion.guard.halt import Halt
-from bastion.runtime.status import RuntimeStatus
+from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 
 TOKEN = "test-console-token"

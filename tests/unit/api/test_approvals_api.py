@@ -19,7 +19,7 @@ from bastion.api.approvals import approvals_router
 from bastion.clock import SimClock
 from bastion.guard.approvals import ApprovalRecord, Approvals, ApprovalStatus
 from bastion.guard.halt import Halt
-from bastion.runtime.status import RuntimeStatus
+from bastion.status import RuntimeStatus
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.redact import REDACTED, Redactor

@@ -18,7 +18,7 @@ from bastion.api.health import HealthProvider, health_router
 from bastion.clock import SimClock
 from bastion.guard.halt import Halt
 from bastion.guard.health import CachedHealthStatus, CheckResult, HealthReport, HealthStatus
-from bastion.runtime.status import RuntimeStatus
+from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.redact import REDACTED, Redactor
 

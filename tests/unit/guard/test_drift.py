@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bastion.exchange.base import Instrument, Position
 from bastion.guard.drift import PositionBook
+from bastion.market import Instrument, Position
 
 OPTION = "BTC-27DEC26-120000-C"
 PERP = "BTC-PERPETUAL"

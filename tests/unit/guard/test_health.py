@@ -19,7 +19,6 @@ from bastion.clock import SimClock
 from bastion.config import Settings
 from bastion.errors import ErrorCode, ExchangeError, classify
 from bastion.exchange.deribit import DeribitClient
-from bastion.exchange.paper import PaperExchangeApp, create_app
 from bastion.guard.health import (
     CachedHealthStatus,
     CheckResult,
@@ -33,6 +32,7 @@ from bastion.guard.health import (
 from bastion.guard.health_checks import builtin_checks, config_problems
 from bastion.llm.pricing import PriceBook
 from bastion.resilience import Resilience, set_testing
+from bastion.simulators.paper import PaperExchangeApp, create_app
 from bastion.store import Store
 
 OK, WARN, FAIL = HealthStatus.OK, HealthStatus.WARN, HealthStatus.FAIL

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.exchange.base import AccountSummary, Instrument, Order, Position
+from bastion.agent import Decision, Observation, OrderIntent
 from bastion.guard.risk import RiskLimits, review
-from bastion.runtime.agent import Decision, Observation, OrderIntent
+from bastion.market import AccountSummary, Instrument, Order, Position
 
 OPTION = "BTC-27DEC26-120000-C"
 PERP = "BTC-PERPETUAL"

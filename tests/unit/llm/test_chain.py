@@ -19,7 +19,10 @@ from bastion.errors import ErrorCode, LLMError
 from bastion.events import Event, EventKind, Journal
 from bastion.guard.approvals import Approvals
 from bastion.guard.budget import Budget, BudgetExhausted, BudgetLimits
-from bastion.llm.base import (
+from bastion.llm.chain import FallbackChain, Route
+from bastion.llm.pricing import Price, PriceBook
+from bastion.llm.scripted import ScriptedLLM
+from bastion.messages import (
     Completion,
     Escalated,
     JsonSchema,
@@ -27,9 +30,6 @@ from bastion.llm.base import (
     Usage,
     estimate_input_tokens,
 )
-from bastion.llm.chain import FallbackChain, Route
-from bastion.llm.pricing import Price, PriceBook
-from bastion.llm.scripted import ScriptedLLM
 from bastion.resilience import Resilience, RetrySettings
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics

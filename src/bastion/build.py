@@ -1,0 +1,289 @@
+"""Small factories: Settings in, one wired part out. The one way to build things.
+
+The runner (``bastion run``), every CLI command and the API build their parts here, so a part
+is configured the same way wherever it is used: the CLI's kill switch records into the store
+through the same redacting sink as a run, the health command observes through the same
+observer as the loop. Each factory takes what it needs and builds nothing it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from bastion.agent import Agent
+from bastion.agents.llm_seller import LLMOptionsSeller, LLMSellerParams
+from bastion.agents.options_seller import OptionsSeller, SellerParams
+from bastion.clock import Clock
+from bastion.config import Settings
+from bastion.errors import ConfigError
+from bastion.events import Journal
+from bastion.exchange.base import Exchange
+from bastion.exchange.deribit import DeribitClient
+from bastion.exchange.deribit_ws import DeribitWsSession
+from bastion.guard.budget import Budget, BudgetLimits
+from bastion.guard.health import HealthChecker
+from bastion.guard.health_checks import builtin_checks
+from bastion.guard.risk import RiskLimits
+from bastion.llm.base import LLM
+from bastion.llm.chain import Route
+from bastion.llm.pricing import Price, PriceBook
+from bastion.resilience import BreakerConfig, Resilience, RetrySettings
+from bastion.simulators.paper import FaultSpec, PaperExchangeApp
+from bastion.simulators.paper import create_app as create_paper_app
+from bastion.store import Store
+from bastion.telemetry.metrics import Metrics
+from bastion.trace.redact import Redactor
+
+__all__ = [
+    "PAPER_BASE_URL",
+    "budget_limits",
+    "build_agent",
+    "build_budget",
+    "build_exchange",
+    "build_health_checker",
+    "build_llm_routes",
+    "build_paper_app",
+    "build_price_book",
+    "build_resilience",
+    "risk_limits",
+]
+
+PAPER_BASE_URL = "http://paper.local"
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    return RiskLimits(
+        max_order_amount=settings.risk_max_order_amount,
+        max_order_notional_usd=settings.risk_max_order_notional_usd,
+        max_position=settings.risk_max_position,
+        allowed_instruments=tuple(settings.risk_allowed_instruments),
+    )
+
+
+def budget_limits(settings: Settings) -> BudgetLimits:
+    """The budget limits the ``*_budget`` settings describe."""
+    return BudgetLimits(
+        request_tokens=settings.request_token_budget,
+        request_usd=settings.request_usd_budget,
+        daily_tokens=settings.daily_token_budget,
+        daily_usd=settings.daily_usd_budget,
+        monthly_tokens=settings.monthly_token_budget,
+        monthly_usd=settings.monthly_usd_budget,
+        envelope_tokens=settings.run_token_budget,
+        envelope_usd=settings.run_usd_budget,
+        fleet_daily_tokens=settings.fleet_daily_token_budget,
+        fleet_daily_usd=settings.fleet_daily_usd_budget,
+    )
+
+
+def build_budget(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    agent: str,
+    *,
+    on_alert: Callable[[Any], Any] | None = None,
+    on_exhausted: Callable[[str], Any] | None = None,
+    metrics: Metrics | None = None,
+) -> Budget:
+    """The agent's token and USD budget on the shared store."""
+    return Budget(
+        store,
+        clock=clock,
+        metrics=metrics,
+        agent=agent,
+        limits=budget_limits(settings),
+        alert_ratio=settings.budget_alert_ratio,
+        on_alert=on_alert,
+        on_exhausted=on_exhausted,
+        reservation_ttl_seconds=settings.budget_reservation_ttl_seconds,
+    )
+
+
+def build_agent(settings: Settings) -> Agent:
+    """The reference agent ``agent`` names, with its ``seller_*`` settings."""
+    params = SellerParams(
+        currency=settings.currency,
+        target_delta=settings.seller_target_delta,
+        min_days=settings.seller_min_days,
+        max_days=settings.seller_max_days,
+        order_amount=settings.seller_order_amount,
+        max_shorts=settings.seller_max_shorts,
+        buyback_delta=settings.seller_buyback_delta,
+        buyback_days=settings.seller_buyback_days,
+    )
+    if settings.agent == "llm_options_seller":
+        return LLMOptionsSeller(
+            LLMSellerParams(seller=params, max_tokens=min(400, settings.llm_max_tokens))
+        )
+    return OptionsSeller(params)
+
+
+def build_price_book(settings: Settings) -> PriceBook:
+    """The built-in price table under ``llm_prices``, ``llm_default_price`` for the rest."""
+    return PriceBook(
+        {model: Price.of(*price) for model, price in settings.llm_prices.items()},
+        default=Price.of(*settings.llm_default_price),
+    )
+
+
+def build_llm_routes(settings: Settings) -> list[Route]:
+    """The fallback chain's links: one adapter for the provider, one route per model.
+
+    The SDKs are imported here, not at the top: together they take 1.5-2.5 s to import, which
+    every ``bastion`` command would pay (and ``bastion run`` before its first order) whether or
+    not an LLM is configured.
+    """
+    if settings.llm_provider == "none":
+        return []
+    adapter: LLM
+    if settings.llm_provider == "anthropic":
+        from bastion.llm.anthropic import AnthropicChat  # noqa: PLC0415  see the docstring
+
+        assert settings.llm_api_key is not None  # Settings refuses anthropic without a key
+        adapter = AnthropicChat(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
+    else:
+        from bastion.llm.openai import OpenAIChat  # noqa: PLC0415  see the docstring
+
+        adapter = OpenAIChat(
+            api_key=settings.llm_api_key,
+            base_url=settings.llm_base_url,
+            max_tokens_field=settings.llm_max_tokens_field,
+        )
+    return [Route(adapter, model) for model in settings.llm_models]
+
+
+def build_paper_app(settings: Settings, clock: Clock) -> PaperExchangeApp:
+    """The paper exchange configured by the ``paper_*`` settings (an ASGI app)."""
+    try:
+        faults = [FaultSpec.model_validate(f) for f in settings.paper_faults]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'fault'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"paper_faults (BASTION_PAPER_FAULTS): {problems}. Fix: see the fault kinds in the "
+            "README's configuration table."
+        ) from None
+    return create_paper_app(
+        faults=faults,
+        clock=clock,
+        seed=settings.paper_seed,
+        allowed_credentials={
+            k: v.get_secret_value() for k, v in settings.paper_allowed_credentials.items()
+        },
+        initial_balances={
+            "BTC": settings.paper_initial_balance_btc,
+            "ETH": settings.paper_initial_balance_eth,
+        },
+        token_ttl_seconds=settings.paper_token_ttl_seconds,
+    )
+
+
+def build_resilience(
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    journal: Journal | None = None,
+    *,
+    deadline: float | None = None,
+) -> Resilience:
+    """Breakers, retries and classification for every external call of one runtime."""
+    llm_breaker = BreakerConfig(
+        settings.llm_breaker_failures,
+        window=None,
+        recovery_timeout=settings.llm_breaker_recovery_seconds,
+        slow_call=settings.llm_breaker_slow_call_seconds,
+    )
+    return Resilience(
+        clock=clock,
+        metrics=metrics,
+        journal=journal,
+        breaker_defaults={"llm": llm_breaker},
+        retry=RetrySettings(
+            base=settings.retry_base_seconds,
+            cap=settings.retry_cap_seconds,
+            deadline=deadline or settings.call_deadline_seconds,
+        ),
+    )
+
+
+def build_exchange(
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics,
+    halt_check: Callable[[], None],
+    *,
+    resilience: Resilience | None = None,
+    paper: PaperExchangeApp | None = None,
+) -> Exchange:
+    """A Deribit client: over ASGI to an in-process paper exchange, or to the configured URL.
+
+    With ``exchange_websocket`` the client keeps one WebSocket session (and asks for
+    cancel-on-disconnect when configured); it connects on first use.
+    """
+    url = settings.resolved_exchange_url
+    transport: httpx.AsyncBaseTransport | None = None
+    if not url:
+        transport = httpx.ASGITransport(app=paper or build_paper_app(settings, clock))
+        url = PAPER_BASE_URL
+    return DeribitClient(
+        base_url=url,
+        client_id=settings.exchange_client_id,
+        client_secret=settings.exchange_client_secret,
+        clock=clock,
+        timeout=settings.exchange_timeout_seconds,
+        refresh_margin=settings.exchange_token_refresh_margin_seconds,
+        transport=transport,
+        metrics=metrics,
+        halt_check=halt_check,
+        resilience=resilience,
+        websocket=_websocket(settings, url),
+    )
+
+
+def build_health_checker(
+    settings: Settings,
+    *,
+    clock: Clock,
+    exchange: Exchange,
+    store: Store,
+    observe: Callable[[], Awaitable[object]] | None = None,
+    prices: PriceBook | None = None,
+) -> HealthChecker:
+    """The health checks of this deployment: the built-in ones, severities by mode."""
+    checker = HealthChecker(
+        clock=clock,
+        environment=settings.mode,
+        check_timeout=settings.health_check_timeout_seconds,
+        severity_overrides=settings.health_severity_overrides,
+        store=store,
+        retention=settings.health_history_retention,
+        redact=Redactor(settings.secret_values()).redact_text,
+    )
+    builtin_checks(
+        checker,
+        settings=settings,
+        exchange=exchange,
+        store=store,
+        data_dir=settings.data_dir,
+        observe=observe,
+        prices=prices or build_price_book(settings),
+    )
+    return checker
+
+
+def _websocket(settings: Settings, url: str) -> DeribitWsSession | None:
+    if not settings.exchange_websocket:
+        return None
+    return DeribitWsSession(
+        base_url=url,
+        client_id=settings.exchange_client_id,
+        client_secret=settings.exchange_client_secret,
+        timeout=settings.exchange_timeout_seconds,
+        cancel_on_disconnect=settings.exchange_cancel_on_disconnect,
+    )

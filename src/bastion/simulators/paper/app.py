@@ -1,0 +1,246 @@
+"""The HTTP face of the paper exchange: Deribit's JSON-RPC over GET and POST, as an ASGI app.
+
+Accepted forms (shared/deribit.md §1):
+
+- ``GET /api/v2/{public|private}/{method}?k=v...`` (what ccxt sends; an ``id`` in the query is
+  echoed, otherwise the response has no ``id``);
+- ``POST /api/v2/{public|private}/{method}`` with a JSON-RPC body (``method`` in the body, if
+  any, must agree with the path);
+- ``POST /api/v2`` with the method in the body. A POST with an empty body reads its params from
+  the query string, like a GET.
+
+Every answer is the Deribit envelope (``jsonrpc, id?, result|error, usIn, usOut, usDiff,
+testnet``) serialised by orjson in a fixed key order, with times from the injected clock, so a
+session on a ``SimClock`` is byte-identical run to run. Errors are HTTP 400, except 401 for
+auth codes and 429 for rate limits; nothing escapes as a 500: an unexpected exception is logged
+and answered with Deribit's 11094 ``internal_server_error``.
+
+The exceptions are deliberate: faults armed on ``app.faults`` (:mod:`.faults`) are applied to
+every call of a known method after it is counted and before it is authenticated, and can answer
+any status, hang or drop the connection. Their loopback-only control routes live under
+``/_paper/`` (:mod:`.control`) and are not JSON-RPC methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from bastion.clock import Clock
+from bastion.simulators.faults.responses import DroppedResponse, HangingResponse
+from bastion.simulators.paper.auth import Authenticator
+from bastion.simulators.paper.control import FaultControl
+from bastion.simulators.paper.envelope import NO_ID, encode_envelope
+from bastion.simulators.paper.errors import (
+    BAD_REQUEST,
+    INTERNAL_SERVER_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RpcError,
+    http_status_for,
+    invalid_param,
+)
+from bastion.simulators.paper.fault_responses import SERVER, garble, with_retry_after
+from bastion.simulators.paper.faults import Fault, FaultInjector, InjectedCrash
+from bastion.simulators.paper.methods import PRIVATE, PUBLIC, Call
+from bastion.simulators.paper.params import Params
+from bastion.simulators.paper.venue import PaperVenue
+from bastion.simulators.paper.ws import serve_websocket
+
+__all__ = ["MAX_BODY_BYTES", "PaperExchangeApp"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024
+_MAX_QUERY_FIELDS = 100
+_HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_NO_ID = NO_ID
+
+
+class PaperExchangeApp(Starlette):
+    """A Starlette app serving one :class:`PaperVenue` (also at ``app.state.venue``)."""
+
+    def __init__(
+        self,
+        *,
+        venue: PaperVenue,
+        auth: Authenticator,
+        clock: Clock,
+        testnet: bool = True,
+        faults: FaultInjector | None = None,
+    ) -> None:
+        self.faults = faults if faults is not None else FaultInjector()
+        super().__init__(
+            routes=[
+                Route("/api/v2/{scope}/{method}", self._endpoint, methods=_HTTP_METHODS),
+                Route("/api/v2", self._endpoint, methods=_HTTP_METHODS),
+                Route("/api/v2/", self._endpoint, methods=_HTTP_METHODS),
+                WebSocketRoute("/ws/api/v2", serve_websocket),
+                *FaultControl(self.faults).routes,
+                Route("/{path:path}", self._endpoint, methods=_HTTP_METHODS),
+            ]
+        )
+        self.venue = venue
+        self.auth = auth
+        self.testnet = testnet
+        self._clock = clock
+        self.state.venue = venue
+        self.state.faults = self.faults
+
+    def _us(self) -> int:
+        return round(self._clock.time() * 1_000_000)
+
+    async def _endpoint(self, request: Request) -> Response:
+        us_in = self._us()
+        rpc_id = _NO_ID
+        method = "?"
+        fault: Fault | None = None
+        try:
+            body = await request.body()
+            message = _message(request, body)
+            rpc_id = message.get("id", _NO_ID)
+            method = _method(request, message)
+            if method not in PUBLIC and method not in PRIVATE:
+                raise RpcError(METHOD_NOT_FOUND)
+            fault = self.faults.take(method)  # every call of a real method is counted
+            answer = None if fault is None else await self._fault(fault, method, us_in, rpc_id)
+            if answer is not None:
+                return answer
+            result = self._dispatch(request, method, message.get("params"), body)
+        except RpcError as exc:
+            response = self._respond(us_in, rpc_id, error=exc)
+        except Exception as exc:
+            logger.exception("paper exchange: unexpected error in %s", method)
+            reason = {"reason": f"unexpected {type(exc).__name__}"}
+            response = self._respond(
+                us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason)
+            )
+        else:
+            response = self._respond(us_in, rpc_id, result=result)
+        return response if fault is None else garble(fault, response)
+
+    async def _fault(self, fault: Fault, method: str, us_in: int, rpc_id: Any) -> Response | None:
+        """The answer a fault gives before the venue sees the call, or None to go on."""
+        spec = fault.spec
+        match spec.kind:
+            case "crash":
+                raise InjectedCrash(f"injected crash in {method}")
+            case "error":
+                raise RpcError(spec.deribit_code, spec.message)
+            case "delay":
+                await asyncio.sleep(spec.seconds or 0.0)
+                return None
+            case "hang":
+                return HangingResponse(self.faults.hangs, SERVER, f"hang injected in {method}")
+            case "drop":
+                return DroppedResponse(SERVER, f"drop injected in {method}")
+            case "status" if spec.body is not None:
+                answer = Response(
+                    spec.body.encode(), spec.status or 500, media_type=spec.content_type
+                )
+            case "status":
+                error = RpcError(spec.deribit_code, spec.message)
+                answer = self._respond(us_in, rpc_id, error=error)
+                answer.status_code = spec.status or 500
+            case _:  # malformed, truncated: the venue handles the call, the answer is garbled
+                return None
+        return with_retry_after(fault, answer)
+
+    def _dispatch(self, request: Request, method: str, raw: Any, body: bytes) -> Any:
+        handler = PUBLIC.get(method) or PRIVATE[method]
+        if raw is not None and not isinstance(raw, dict):
+            raise invalid_param("params", "must be an object of named parameters")
+        client_id = ""
+        if method in PRIVATE:
+            client_id = self.auth.identify(
+                request.headers.get("authorization"),
+                method=request.method,
+                target=_raw_target(request),
+                body=body.decode("utf-8", "replace"),
+            )
+        return handler(Call(self.venue, self.auth, Params(raw or {}), client_id))
+
+    def _respond(
+        self, us_in: int, rpc_id: Any, *, result: Any = None, error: RpcError | None = None
+    ) -> Response:
+        content, error = encode_envelope(
+            us_in, self._us(), rpc_id, testnet=self.testnet, result=result, error=error
+        )
+        status = 200 if error is None else http_status_for(error.code)
+        return Response(content, status_code=status, media_type="application/json")
+
+
+_MAX_INT_ID_DIGITS = 18  # below 2**63: orjson and every JSON client handle it as an integer
+
+
+def _raw_target(request: Request) -> str:
+    """Path and query exactly as the client sent them: what a deri-hmac-sha256 signs."""
+    scope = request.scope
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return (path + b"?" + query if query else path).decode("latin-1")
+
+
+def _message(request: Request, body: bytes) -> dict[str, Any]:
+    """The JSON-RPC message: the POST body, or one built from the query string."""
+    if request.method == "POST" and body.strip():
+        if len(body) > MAX_BODY_BYTES:
+            raise RpcError(INVALID_REQUEST, "request entity too large")
+        try:
+            decoded: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise RpcError(PARSE_ERROR, data={"reason": "body is not valid JSON"}) from None
+        if not isinstance(decoded, dict):
+            reason = "body must be one JSON-RPC request object (batches are not supported)"
+            raise RpcError(INVALID_REQUEST, data={"reason": reason})
+        return {str(key): value for key, value in decoded.items()}
+    if request.method not in ("GET", "HEAD", "POST"):
+        reason = f"HTTP method {request.method} is not supported; use GET or POST"
+        raise RpcError(BAD_REQUEST, data={"reason": reason})
+    params: dict[str, Any] = dict(_query(request.scope.get("query_string", b"")))
+    message: dict[str, Any] = {}
+    if "id" in params:
+        text = params.pop("id")
+        # A JSON-RPC id is echoed back: keep it an int only where every client can read one.
+        message["id"] = int(text) if text.isdecimal() and len(text) <= _MAX_INT_ID_DIGITS else text
+    params.pop("jsonrpc", None)
+    message["params"] = params
+    return message
+
+
+def _query(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(
+            raw.decode("ascii"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=_MAX_QUERY_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RpcError(BAD_REQUEST, data={"reason": f"unreadable query string: {exc}"}) from None
+
+
+def _method(request: Request, message: dict[str, Any]) -> str:
+    """The method named by the path (``/api/v2/{scope}/{method}``) or by the body."""
+    from_body = message.get("method")
+    if from_body is not None and not isinstance(from_body, str):
+        raise RpcError(INVALID_REQUEST, data={"reason": "method must be a string"})
+    scope, name = request.path_params.get("scope"), request.path_params.get("method")
+    if scope is None or name is None:
+        if "path" in request.path_params or from_body is None:
+            raise RpcError(METHOD_NOT_FOUND)
+        return from_body
+    from_path = f"{scope}/{name}"
+    if from_body is not None and from_body != from_path:
+        reason = f"method {from_body!r} in the body differs from {from_path!r} in the path"
+        raise RpcError(INVALID_REQUEST, data={"reason": reason})
+    return from_path
