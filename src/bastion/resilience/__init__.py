@@ -15,7 +15,7 @@ from bastion.resilience.breaker import (
     CircuitBreaker,
 )
 from bastion.resilience.call import Resilience, call, classify_exception
-from bastion.resilience.policy import Action, Policy, policy_for
+from bastion.resilience.policy import Action, BreakerCount, Policy, policy_for
 from bastion.resilience.retry import (
     RetryDetails,
     RetrySettings,
@@ -28,6 +28,7 @@ __all__ = [
     "Action",
     "BreakerChange",
     "BreakerConfig",
+    "BreakerCount",
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",

@@ -9,11 +9,14 @@ States and moves::
 
 While open, :meth:`CircuitBreaker.acquire` refuses, so the choke point fails fast with
 ``CIRCUIT_OPEN`` and the dependency is never reached. Half-open admits at most
-``half_open_probes`` calls at a time. A failure counts only when its policy row says so
-(``Policy.counts_for_breaker``); a refusal such as a 404 proves the dependency is alive and
-counts as a success. With ``window=None`` the threshold is of *consecutive* failures (the LLM
-layer); with a window it is of failures within the last ``window`` seconds, successes in
-between notwithstanding. A success slower than ``slow_call`` seconds counts as a failure.
+``half_open_probes`` attempts at a time. What counts is the policy table's breaker column
+(:class:`~bastion.resilience.policy.BreakerCount`): a broken dependency's failed attempt counts
+as it happens (:meth:`~CircuitBreaker.on_failure`), and the choke point takes back the failures
+of a call that then recovers (:meth:`~CircuitBreaker.withdraw`); a refusal such as a 404 proves
+the dependency is alive and counts as a success; a rate limit counts as neither.
+With ``window=None`` the threshold is of *consecutive* failures (the LLM layer); with a window it
+is of failures within the last ``window`` seconds, successes in between notwithstanding. A
+success slower than ``slow_call`` seconds counts as a failure.
 
 One breaker per dependency, with defaults per layer (:data:`LAYER_DEFAULTS`):
 
@@ -28,8 +31,9 @@ peer      5 failures within 30 s            15 s      1
 ========  ================================  ========  ======
 
 The runtime tunes the ``llm`` row from settings (``BASTION_LLM_BREAKER_*``); the others are
-fixed here. The exchange default tolerates a burst of rate limits (each already retried with
-backoff) without tripping, and 15 s is about one Deribit rate-limit refill plus a settlement
+fixed here. Five failed attempts is one more than an exchange call that spent all three of its
+retries, so one bad call does not open the venue's breaker but a second does; rate limits never
+count (they are waited out), and 15 s is about one Deribit rate-limit refill plus a settlement
 blip. A peer agent is our own process on another host: it fails like an exchange (network,
 restarts), so it shares the exchange's numbers.
 
@@ -49,9 +53,10 @@ next call or snapshot looks at it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -67,6 +72,7 @@ __all__ = [
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",
+    "CountedFailure",
 ]
 
 _log = logging.getLogger(__name__)
@@ -125,6 +131,13 @@ class BreakerChange:
 ChangeSink = Callable[[BreakerChange], None]
 
 
+@dataclass(eq=False, slots=True)
+class CountedFailure:
+    """One failure counting towards the threshold; the handle a caller withdraws it by."""
+
+    at: float
+
+
 class CircuitBreaker:
     """The breaker of one dependency. Pure state on an injected clock; never does I/O."""
 
@@ -143,7 +156,7 @@ class CircuitBreaker:
         self._clock = clock
         self._on_change = on_change
         self._state = BreakerState.CLOSED
-        self._failures: deque[float] = deque()
+        self._failures: deque[CountedFailure] = deque()
         self._opened_at = 0.0
         self._probes = 0
 
@@ -194,23 +207,41 @@ class CircuitBreaker:
         elif self._state is BreakerState.CLOSED and self.config.window is None:
             self._failures.clear()
 
-    def on_failure(self, reason: str = "failure") -> None:
-        """A call that was let through failed in a way that counts against the dependency."""
+    def on_failure(self, reason: str = "failure") -> CountedFailure | None:
+        """An attempt that was let through failed in a way that counts against the dependency.
+
+        Returns the failure while it counts towards the threshold (None when it opened or
+        reopened the breaker, or arrived while open), so its call can :meth:`withdraw` it.
+        """
         if self._state is BreakerState.HALF_OPEN:
             self._open(f"probe failed: {reason}")
-            return
+            return None
         if self._state is not BreakerState.CLOSED:
-            return  # a straggler admitted before the breaker opened
-        self._failures.append(self._clock.monotonic())
+            return None  # a straggler admitted before the breaker opened
+        failure = CountedFailure(self._clock.monotonic())
+        self._failures.append(failure)
         self._expire()
         threshold = self.config.failure_threshold
         if len(self._failures) >= threshold:
             window = self.config.window
             within = f" within {window:g} s" if window is not None else " in a row"
             self._open(f"{threshold} failures{within}; last: {reason}")
+            return None
+        return failure
+
+    def withdraw(self, failures: Iterable[CountedFailure]) -> None:
+        """Stop counting ``failures``: the call that saw them recovered within its retries.
+
+        Failures that no longer count (expired, or cleared when the breaker opened) are skipped.
+        """
+        for failure in failures:
+            with contextlib.suppress(ValueError):
+                self._failures.remove(failure)
 
     def release(self) -> None:
-        """A let-through call ended without an answer (cancelled): free its probe slot."""
+        """A let-through attempt ended without a verdict on the dependency (cancelled, or a
+        failure that says nothing about its health, such as a rate limit): free its probe slot.
+        """
         if self._state is BreakerState.HALF_OPEN and self._probes > 0:
             self._probes -= 1
 
@@ -231,7 +262,7 @@ class CircuitBreaker:
         if window is None:
             return
         horizon = self._clock.monotonic() - window
-        while self._failures and self._failures[0] <= horizon:
+        while self._failures and self._failures[0].at <= horizon:
             self._failures.popleft()
 
     def _open(self, reason: str) -> None:

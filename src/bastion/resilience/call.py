@@ -12,7 +12,11 @@ One call runs::
 1. **halt** — an order-sending call asks ``halt_check`` first (before every attempt); a
    :class:`~bastion.errors.HaltedError` means the dependency is never reached.
 2. **breaker** — the dependency's breaker must admit the attempt; an open circuit fails fast
-   with ``CIRCUIT_OPEN`` (``retry_after``: seconds until it half-opens).
+   with ``CIRCUIT_OPEN`` (``retry_after``: seconds until it half-opens). Each attempt's
+   outcome is told to the breaker as its policy row's breaker column says
+   (:class:`~bastion.resilience.policy.BreakerCount`): a broken dependency's failure counts at
+   once, an answer counts as a success and withdraws the failures this call counted before it
+   (retries recovered them), a rate limit counts as neither.
 3. **timeout** — each attempt runs under ``asyncio.timeout(min(timeout, time left))``.
 4. **retry** — per the failure's policy row (:mod:`~bastion.resilience.policy`), with full
    jitter, within the call's deadline (:mod:`~bastion.resilience.retry`); an auth failure
@@ -39,7 +43,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from opentelemetry import trace
@@ -59,9 +63,11 @@ from bastion.resilience.breaker import (
     BreakerChange,
     BreakerConfig,
     BreakerRegistry,
+    BreakerState,
     CircuitBreaker,
+    CountedFailure,
 )
-from bastion.resilience.policy import Action, policy_for
+from bastion.resilience.policy import Action, BreakerCount, policy_for
 from bastion.resilience.retry import Retrier, RetryDetails, RetrySettings
 from bastion.telemetry.metrics import Metrics
 
@@ -98,6 +104,8 @@ class _Call(Generic[T]):
     halt_check: Callable[[], None] | None
     error_class: type[BastionError]
     attempts: int = 0
+    counted: list[CountedFailure] = field(default_factory=list)
+    """Failures of this call's attempts still counting on the breaker: withdrawn if it recovers."""
 
 
 class Resilience:
@@ -226,6 +234,7 @@ class Resilience:
                 self._count(ctx, exc.code.value)
                 raise
         circuit = ctx.circuit
+        probe = circuit is not None and circuit.state is BreakerState.HALF_OPEN
         if circuit is not None and not circuit.acquire():
             self._count(ctx, ErrorCode.CIRCUIT_OPEN.value)
             raise self._circuit_open(ctx, circuit)
@@ -237,7 +246,7 @@ class Resilience:
             async with expiry:
                 result = await ctx.fn()
         except asyncio.CancelledError:
-            if circuit is not None:
+            if circuit is not None and probe:
                 circuit.release()
             raise
         except Exception as exc:
@@ -249,18 +258,42 @@ class Resilience:
                 error_class=ctx.error_class,
             )
             if circuit is not None:
-                if policy_for(error).counts_for_breaker:
-                    circuit.on_failure(error.code.value)
-                else:
-                    circuit.on_success(self.clock.monotonic() - began)
+                self._judge(ctx, circuit, error, self.clock.monotonic() - began, probe=probe)
             self._count(ctx, error.code.value, time.perf_counter() - started)
             if error is exc:
                 raise
             raise error from exc
         if circuit is not None:
-            circuit.on_success(self.clock.monotonic() - began)
+            self._answered(ctx, circuit, self.clock.monotonic() - began)
         self._count(ctx, "ok", time.perf_counter() - started)
         return result
+
+    def _judge(
+        self,
+        ctx: _Call[Any],
+        circuit: CircuitBreaker,
+        error: BastionError,
+        duration: float,
+        *,
+        probe: bool,
+    ) -> None:
+        """Tell the breaker what one failed attempt says, per its policy row's breaker column."""
+        count = policy_for(error).breaker
+        if count is BreakerCount.ATTEMPT:
+            counted = circuit.on_failure(error.code.value)
+            if counted is not None:
+                ctx.counted.append(counted)
+        elif count is BreakerCount.HEALTHY:
+            self._answered(ctx, circuit, duration)
+        elif probe:
+            circuit.release()
+
+    def _answered(self, ctx: _Call[Any], circuit: CircuitBreaker, duration: float) -> None:
+        """The dependency answered this attempt: its call's earlier failures were recovered."""
+        if ctx.counted:
+            circuit.withdraw(ctx.counted)
+            ctx.counted.clear()
+        circuit.on_success(duration)
 
     def _circuit_open(self, ctx: _Call[Any], circuit: CircuitBreaker) -> BastionError:
         wait = circuit.retry_after()

@@ -210,3 +210,24 @@ def test_a_failing_sink_does_not_break_the_breaker(clock: SimClock) -> None:
     breaker = CircuitBreaker("x", "exchange", CONFIG, clock=clock, on_change=broken)
     _trip(breaker)
     assert breaker.state is BreakerState.OPEN
+
+
+def test_withdrawn_failures_stop_counting(breaker: CircuitBreaker, clock: SimClock) -> None:
+    """A call that recovered takes its own failures back; expired ones are skipped quietly."""
+    first = breaker.on_failure()
+    clock.advance(10.5)
+    second = breaker.on_failure()
+    assert first is not None
+    assert second is not None
+    breaker.withdraw([first, second])
+    assert breaker.failures() == 0
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_the_failure_that_opens_is_not_returned(breaker: CircuitBreaker) -> None:
+    """Only failures still counting towards the threshold can be withdrawn."""
+    assert breaker.on_failure() is not None
+    assert breaker.on_failure() is not None
+    assert breaker.on_failure() is None
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.on_failure() is None  # a straggler while open

@@ -55,8 +55,8 @@ def _limited(retry_after: float | None = None) -> ExchangeError:
     )
 
 
-def _server() -> ExchangeError:
-    return ExchangeError("503", code=ErrorCode.SERVER, http_status=503, dependency=DEP)
+def _server(status: int = 503) -> ExchangeError:
+    return ExchangeError(str(status), code=ErrorCode.SERVER, http_status=status, dependency=DEP)
 
 
 def _timeout() -> ExchangeError:
@@ -116,10 +116,11 @@ async def test_a_call_that_finally_fails_keeps_each_failed_attempt() -> None:
 async def test_withdrawal_takes_back_only_the_calls_own_failures() -> None:
     """A recovering call withdraws its own failures, not those of a call that gave up."""
     resilience, breaker, _ = _rig(WINDOWED)
-    with pytest.raises(ExchangeError):
-        await _call(resilience, Far(*[_timeout() for _ in range(4)]))
+    with pytest.raises(ExchangeError):  # a 500 is tried three times
+        await _call(resilience, Far(*[_server(500) for _ in range(3)]))
+    assert breaker.failures() == 3
     assert await _call(resilience, Far(_timeout())) == "pong"
-    assert breaker.failures() == 4
+    assert breaker.failures() == 3
 
 
 async def test_a_refusal_after_a_failure_withdraws_it() -> None:
