@@ -183,7 +183,7 @@ async def test_an_unreachable_server_is_a_network_error() -> None:
 
 # -- the chain ------------------------------------------------------------------------------
 async def test_frontier_500s_then_the_smaller_model_answers(fake: Fake, store: Store) -> None:
-    fake.server.set_faults([{"kind": "status", "status": 500, "model": FRONTIER, "count": None}])
+    fake.server.set_faults([{"kind": "status", "status": 500, "model": FRONTIER, "times": None}])
     chain = _chain(fake, store, SimClock())
     try:
         answer = await chain.complete(ASK, input_class="q")
@@ -201,7 +201,7 @@ async def test_both_down_serves_the_cached_answer_then_escalates_without_one(
     chain = _chain(fake, store, clock)
     try:
         first = await chain.complete(ASK, input_class="q")
-        fake.server.set_faults([{"kind": "status", "status": 503, "count": None}])
+        fake.server.set_faults([{"kind": "status", "status": 503, "times": None}])
         cached = await chain.complete(ASK, input_class="q")
         escalated = await chain.complete(ASK, input_class="never answered")
     finally:
@@ -219,7 +219,7 @@ async def test_both_down_serves_the_cached_answer_then_escalates_without_one(
 async def test_the_breaker_opens_after_five_errors_and_no_call_reaches_the_server(
     fake: Fake, store: Store
 ) -> None:
-    fake.server.set_faults([{"kind": "status", "status": 500, "model": FRONTIER, "count": None}])
+    fake.server.set_faults([{"kind": "status", "status": 500, "model": FRONTIER, "times": None}])
     chain = _chain(fake, store, SimClock())
     try:
         for _ in range(2):

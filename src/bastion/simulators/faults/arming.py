@@ -1,34 +1,18 @@
-"""When an armed fault fires: for the next ``count`` matching calls, or at random, reproducibly.
+"""When an armed fault fires: for the next ``times`` matching calls, or at random, reproducibly.
 
 Both simulators arm faults by the same rules, so a chaos test reads the same on either: a fault
-fires for the next ``count`` matching calls (default 1; None: until cleared), or, given a
-``probability``, on each matching call with that chance (until cleared unless a count is
-given). Each probabilistic fault draws from an RNG of its own, seeded from the simulator's
-seed and the fault's place, so a run is reproducible. The count is ``times`` on the paper
-exchange and ``count`` on the fake LLM server, hence the ``count`` parameters here.
+fires for the next ``times`` matching calls (default 1; None: until cleared), or, given a
+``probability``, on each matching call with that chance (until cleared unless ``times`` is
+given). A probabilistic fault draws from an RNG of its own, so whether it fires never depends
+on what other faults drew; :class:`~bastion.simulators.faults.table.FaultTable` seeds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from random import Random
-from typing import Any
 
-from pydantic import BaseModel
-
-__all__ = ["Arming", "until_cleared"]
-
-
-def until_cleared(data: Any, count: str) -> Any:
-    """``data`` with its ``count`` field set to None if it gives a probability and no count.
-
-    For a spec's ``mode="before"`` validator: a probability alone fires until cleared, while a
-    count given with it (None included) is kept.
-    """
-    if isinstance(data, Mapping) and data.get("probability") is not None and count not in data:
-        return {**data, count: None}
-    return data
+__all__ = ["Arming"]
 
 
 @dataclass(slots=True, eq=False)
@@ -44,14 +28,18 @@ class Arming:
     fired: int = 0
 
     @classmethod
-    def seeded(cls, count: int | None, probability: float | None, seed: str) -> Arming:
-        """Arm for ``count`` firings; a ``probability`` draws from an RNG seeded by ``seed``."""
+    def seeded(cls, times: int | None, probability: float | None, seed: str) -> Arming:
+        """Arm for ``times`` firings; a ``probability`` draws from an RNG seeded by ``seed``.
+
+        A string seed is hashed by :class:`random.Random` itself (SHA-512), not by ``hash()``,
+        so the draws do not change with ``PYTHONHASHSEED``.
+        """
         rng = None if probability is None else Random(seed)  # noqa: S311 -- a simulation
-        return cls(count, probability, rng)
+        return cls(times, probability, rng)
 
     @property
     def spent(self) -> bool:
-        """Whether the fault has fired its count and is disarmed."""
+        """Whether the fault has fired ``times`` times and is disarmed."""
         return self.remaining == 0
 
     def fire(self) -> bool:
@@ -64,12 +52,3 @@ class Arming:
         if self.remaining is not None:
             self.remaining -= 1
         return True
-
-    def report(self, spec: BaseModel, count: str) -> dict[str, Any]:
-        """``spec`` as armed: its options (unset ones left out, ``count`` always), then counts.
-
-        The counts are ``remaining`` and ``fired``, as a snapshot or a control route shows them.
-        """
-        options = spec.model_dump(exclude_none=True)
-        options.setdefault(count, None)
-        return {**options, "remaining": self.remaining, "fired": self.fired}

@@ -4,6 +4,9 @@ A hang must outlast any client timeout yet never outlive the test or the server:
 the client disconnects, when the faults are cleared, or when the server shuts down. Tests arm
 and clear faults from their own thread while uvicorn serves in another, so release is
 thread-safe across event loops. Both simulators hang this way, so a hang ends alike on either.
+
+A hang may carry a key (the id of the fault that holds it), so disarming one fault lets go of
+its own requests and leaves another fault's hangs in place.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from starlette.types import Receive
 
 __all__ = ["Hangs"]
 
+_Waiting = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]", int | None]
+"""A held request: the loop it waits in, the future that releases it, and its key."""
+
 
 class Hangs:
     """Requests held by ``hang`` faults, and the switch that lets them go.
@@ -29,18 +35,18 @@ class Hangs:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._waiting: set[_Waiting] = set()
         self._closed = False
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._waiting)
 
-    def release(self) -> None:
-        """End every hang waiting now; safe to call from any thread."""
+    def release(self, key: int | None = None) -> None:
+        """End every hang waiting now (only those held under ``key``, if given); thread-safe."""
         with self._lock:
-            waiting = list(self._waiting)
-        for loop, released in waiting:
+            waiting = [entry for entry in self._waiting if key is None or entry[2] == key]
+        for loop, released, _ in waiting:
             with contextlib.suppress(RuntimeError):  # a closed loop has no one waiting any more
                 loop.call_soon_threadsafe(_settle, released)
 
@@ -50,15 +56,17 @@ class Hangs:
             self._closed = True
         self.release()
 
-    async def wait(self, receive: Receive) -> bool:
+    async def wait(self, receive: Receive, key: int | None = None) -> bool:
         """Wait until the client disconnects (True) or the hang is released (False).
+
+        ``key`` (a fault's id) lets :meth:`release` end this hang with the others of that key.
 
         Cancellation (a client timeout under an in-process transport) propagates. The watch for
         the disconnect runs in a task group, so nothing outlives the request.
         """
         loop = asyncio.get_running_loop()
         released: asyncio.Future[None] = loop.create_future()
-        entry = (loop, released)
+        entry = (loop, released, key)
         disconnected = False
         with self._lock:
             if self._closed:

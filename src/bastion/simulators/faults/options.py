@@ -21,7 +21,8 @@ OptionTable = Mapping[str, tuple[frozenset[str], frozenset[str]]]
 def check_options(spec: BaseModel, kind: str, table: OptionTable, *, targeting: Set[str]) -> None:
     """Raise ``ValueError`` unless ``spec`` sets every option ``kind`` needs and no other.
 
-    Fields in ``targeting`` (the kind, the glob, the count, the probability) are not options.
+    Fields in ``targeting`` (the kind, the target glob, ``times``, ``probability``) are not
+    options.
     """
     required, allowed = table[kind]
     given = {name for name in type(spec).model_fields if getattr(spec, name) is not None}

@@ -63,16 +63,20 @@ class DroppedResponse(Response):
 
 
 class HangingResponse(Response):
-    """Never answers: waits for the client to leave, or drops when ``hangs`` is released."""
+    """Never answers: waits for the client to leave, or drops when ``hangs`` is released.
 
-    def __init__(self, hangs: Hangs, server: str, detail: str) -> None:
+    ``key`` is the id of the fault that hangs, so disarming that fault alone releases it.
+    """
+
+    def __init__(self, hangs: Hangs, server: str, detail: str, *, key: int | None = None) -> None:
         super().__init__()
         self.hangs = hangs
         self.server = server
         self.detail = detail
+        self.key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await self.hangs.wait(receive):
+        if await self.hangs.wait(receive, self.key):
             return  # the client is gone: there is no one to answer
         await _drop(send, self.server, f"{self.detail} (released)")
 

@@ -12,7 +12,8 @@ injects faults. It is split like the paper exchange (:mod:`bastion.simulators.pa
 - :mod:`.requests` and :mod:`.completion`: the chat request read, the ``chat.completion``
   written (token counts a test can predict, :func:`count_tokens`);
 - :mod:`.envelope`: OpenAI's error envelope, shared by every failure;
-- :mod:`.faults`: :class:`LLMFault` and the seeded fault table;
+- :mod:`.faults`: :class:`LLMFault` and its table (the rules are shared with the paper
+  exchange: :mod:`bastion.simulators.faults`);
 - :mod:`.fault_responses`: what a fault puts on the wire (the hangs, drops and garbled bodies
   themselves are shared with the paper exchange: :mod:`bastion.simulators.faults`);
 - :mod:`.log`: the requests received, for tests to assert on;
@@ -25,7 +26,7 @@ from bastion.simulators.faults.responses import DroppedConnection
 from bastion.simulators.llm.completion import count_tokens
 from bastion.simulators.llm.control import CONTROL_PREFIX
 from bastion.simulators.llm.fault_responses import MALFORMED_BODY
-from bastion.simulators.llm.faults import LLMFault, LLMFaultKind
+from bastion.simulators.llm.faults import LLMFault, LLMFaultKind, LLMFaultTable
 from bastion.simulators.llm.log import ReceivedRequest
 from bastion.simulators.llm.script import DEFAULT_REPLY, Reply, ScriptedReply, ScriptedToolCall
 from bastion.simulators.llm.server import FakeLLMServer, create_app, serve
@@ -38,6 +39,7 @@ __all__ = [
     "FakeLLMServer",
     "LLMFault",
     "LLMFaultKind",
+    "LLMFaultTable",
     "ReceivedRequest",
     "Reply",
     "ScriptedReply",

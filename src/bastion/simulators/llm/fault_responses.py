@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from bastion.simulators.faults.responses import malformed, malformed_body, truncated
 from bastion.simulators.llm.envelope import json_response
-from bastion.simulators.llm.faults import LLMFault
+from bastion.simulators.llm.faults import LLMArmedFault, LLMFault
 
 __all__ = ["MALFORMED_BODY", "SERVER", "garble", "status_response"]
 
@@ -28,7 +28,7 @@ def status_response(fault: LLMFault, model: str) -> Response:
     return response
 
 
-def garble(fault: LLMFault | None, response: Response) -> Response:
+def garble(fault: LLMArmedFault | None, response: Response) -> Response:
     """Apply a fault that acts on the finished answer (``malformed``, ``truncated``)."""
     if fault is None or fault.kind not in ("malformed", "truncated"):
         return response

@@ -33,13 +33,12 @@ from starlette.responses import Response
 from bastion.clock import Clock, WallClock
 from bastion.errors import ConfigError, ErrorCode, error_message
 from bastion.simulators.faults.control import is_loopback
-from bastion.simulators.faults.hangs import Hangs
 from bastion.simulators.faults.responses import DroppedResponse, HangingResponse
 from bastion.simulators.llm.completion import completion
 from bastion.simulators.llm.control import FakeControl
 from bastion.simulators.llm.envelope import http_error, json_response, openai_error
 from bastion.simulators.llm.fault_responses import SERVER, garble, status_response
-from bastion.simulators.llm.faults import FaultTable, LLMFault
+from bastion.simulators.llm.faults import LLMArmedFault, LLMFault, LLMFaultTable
 from bastion.simulators.llm.log import ReceivedRequest, RequestLog
 from bastion.simulators.llm.requests import read_chat
 from bastion.simulators.llm.script import DEFAULT_REPLY, Reply, Script
@@ -48,10 +47,13 @@ __all__ = ["FakeLLMServer", "create_app", "serve"]
 
 
 class FakeLLMServer:
-    """The state of one fake server (script, faults, request log, hangs) and its app, ``.app``.
+    """The state of one fake server (script, faults, request log) and its app, ``.app``.
 
     Every method is thread-safe, so a test may script and arm faults from its own thread while
-    uvicorn serves in another. ``app.state.fake`` points back here.
+    uvicorn serves in another. ``app.state.fake`` points back here. The faults are
+    :attr:`faults`, the same kind of table as the paper exchange's ``app.faults``
+    (:class:`~bastion.simulators.faults.table.FaultTable`): ``arm`` appends, ``replace``
+    replaces, ``clear`` and ``disarm`` clear, ``snapshot`` reports.
     """
 
     def __init__(
@@ -75,26 +77,19 @@ class FakeLLMServer:
         self._models = list(models)
         self._script = Script()
         self._script.replace(replies, replies_by_model or {}, default_reply)
-        self._faults = FaultTable(seed)
-        self._faults.replace(faults)
+        self.faults = LLMFaultTable(seed=seed, faults=faults)
         self._log = RequestLog()
-        self._hangs = Hangs()
-        self._control = FakeControl(self._faults, self._script, self._log, self._hangs)
+        self._control = FakeControl(self.faults, self._script, self._log)
         self._ids = itertools.count(1)
         self.app = self._build_app()
 
     def set_faults(self, faults: Iterable[LLMFault | Mapping[str, Any]]) -> None:
-        """Replace the armed faults (mappings are validated; a bad one raises and arms none)."""
-        self._faults.replace(faults)
+        """Replace the armed faults, as ``PUT /_fake/faults`` does (a bad one arms none)."""
+        self.faults.replace(faults)
 
     def clear_faults(self) -> int:
         """Disarm every fault and release hanging requests; returns how many were armed."""
-        return self._control.clear_faults()
-
-    @property
-    def faults(self) -> list[dict[str, Any]]:
-        """The faults still armed, in the order they are checked, with ``remaining``/``fired``."""
-        return self._faults.snapshot()
+        return self.faults.clear()
 
     def set_replies(
         self,
@@ -121,15 +116,15 @@ class FakeLLMServer:
     @property
     def hanging(self) -> int:
         """How many requests a ``hang`` fault holds right now."""
-        return len(self._hangs)
+        return self.faults.hanging
 
     def release_hangs(self) -> None:
         """Drop every hanging request; safe to call from any thread."""
-        self._hangs.release()
+        self.faults.release_hangs()
 
     def close(self) -> None:
         """Drop hanging requests and any that would hang later, so the server can stop."""
-        self._hangs.close()
+        self.faults.close()
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(
@@ -139,8 +134,7 @@ class FakeLLMServer:
         app.add_exception_handler(HTTPException, http_error)
         app.add_api_route("/v1/chat/completions", self._chat, methods=["POST"])
         app.add_api_route("/v1/models", self._list_models, methods=["GET"])
-        for path, method, handler in self._control.routes:
-            app.add_api_route(path, handler, methods=[method])
+        app.router.routes.extend(self._control.routes)
         return app
 
     async def _chat(self, request: Request) -> Response:
@@ -149,14 +143,14 @@ class FakeLLMServer:
         chat = await read_chat(request)
         if isinstance(chat, Response):
             return chat
-        fault = self._faults.take(chat.model)
+        fault = self.faults.take(chat.model)
         self._log.record(
             ReceivedRequest(
                 model=chat.model,
                 messages=len(chat.messages),
                 max_tokens=chat.token_limit,
                 time=self._clock.time(),
-                fault=fault.kind if fault is not None else None,
+                fault=fault.spec.kind if fault is not None else None,
             )
         )
         if fault is not None and (early := await self._fault_answer(fault, chat.model)):
@@ -167,15 +161,17 @@ class FakeLLMServer:
         body = completion(chat, reply, number=next(self._ids), created=int(self._clock.time()))
         return garble(fault, json_response(200, body))
 
-    async def _fault_answer(self, fault: LLMFault, model: str) -> Response | None:
+    async def _fault_answer(self, fault: LLMArmedFault, model: str) -> Response | None:
         """The answer a fault gives instead of a completion, or None to answer normally."""
-        match fault.kind:
+        spec = fault.spec
+        match spec.kind:
             case "status":
-                return status_response(fault, model)
+                return status_response(spec, model)
             case "delay":
-                await asyncio.sleep(fault.seconds or 0.0)
+                await asyncio.sleep(spec.seconds or 0.0)
             case "hang":
-                return HangingResponse(self._hangs, SERVER, f"hang injected for {model}")
+                detail = f"hang injected for {model}"
+                return HangingResponse(self.faults.hangs, SERVER, detail, key=fault.id)
             case "drop":
                 return DroppedResponse(SERVER, f"drop injected for {model}")
         return None

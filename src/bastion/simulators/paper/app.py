@@ -140,7 +140,8 @@ class PaperExchangeApp(Starlette):
                 await asyncio.sleep(spec.seconds or 0.0)
                 return None
             case "hang":
-                return HangingResponse(self.faults.hangs, SERVER, f"hang injected in {method}")
+                detail = f"hang injected in {method}"
+                return HangingResponse(self.faults.hangs, SERVER, detail, key=fault.id)
             case "drop":
                 return DroppedResponse(SERVER, f"drop injected in {method}")
             case "status" if spec.body is not None:

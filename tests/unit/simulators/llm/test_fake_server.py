@@ -240,7 +240,7 @@ async def test_a_hang_over_loopback_ends_with_the_client_timeout(
 
 async def test_clearing_faults_drops_a_hanging_request() -> None:
     """DELETE /_fake/faults releases a hang: the waiting call fails with a connection error."""
-    app = create_app(faults=[{"kind": "hang", "count": None}])
+    app = create_app(faults=[{"kind": "hang", "times": None}])
     fake: FakeLLMServer = app.state.fake
     async with sdk(app) as client, control(app) as http:
         hanging = asyncio.create_task(ask(client))
@@ -270,10 +270,10 @@ async def test_delay_and_latency_answer_late_but_normally() -> None:
     assert answer.choices[0].message.content == "OK"
 
 
-async def test_faults_target_models_by_glob_and_count() -> None:
-    """A fault hits only matching models, for its count of requests; the first match wins."""
+async def test_faults_target_models_by_glob_for_their_times() -> None:
+    """A fault hits only matching models, for its times of requests; the first match wins."""
     faults = [
-        {"kind": "status", "status": 503, "model": "gpt-4*", "count": 2},
+        {"kind": "status", "status": 503, "model": "gpt-4*", "times": 2},
         {"kind": "status", "status": 500},
     ]
     app = create_app(faults=faults)
@@ -330,17 +330,29 @@ async def test_control_routes_script_replies_and_log_requests() -> None:
         assert await contents(app, ["big"]) == ["c"]
 
 
-async def test_control_routes_arm_list_and_clear_faults() -> None:
-    """POST /_fake/faults replaces the list; GET shows it with remaining; DELETE clears it."""
-    app = create_app(faults=[{"kind": "drop"}])
+async def test_control_routes_append_to_the_faults_armed_at_start() -> None:
+    """POST /_fake/faults appends to --fault's faults (it no longer replaces); DELETE clears."""
+    app = create_app(faults=[{"kind": "drop", "model": "small"}])
+    rate_limit = {"kind": "status", "status": 429, "retry_after": 3, "headers": {"x-a": "0"}}
     async with control(app) as http:
-        armed = await http.post("/_fake/faults", json=[{"kind": "status", "status": 429}])
-        assert armed.status_code == 200
-        (fault,) = (await http.get("/_fake/faults")).json()["faults"]
-        assert fault | {"remaining": 1, "fired": 0} == fault
-        assert fault["kind"] == "status"
-        assert (await http.delete("/_fake/faults")).json() == {"cleared": 1}
-        assert (await http.get("/_fake/faults")).json() == {"faults": []}
+        armed = await http.post("/_fake/faults", json=rate_limit)
+        assert armed.status_code == 201
+        assert armed.json() == {
+            "fault": {"id": 2, **rate_limit, "model": "*", "times": 1, "remaining": 1, "fired": 0}
+        }
+        listed = (await http.get("/_fake/faults")).json()
+        assert [(f["id"], f["kind"]) for f in listed["faults"]] == [(1, "drop"), (2, "status")]
+        assert (await http.delete("/_fake/faults")).json() == {"cleared": 2}
+        assert (await http.get("/_fake/faults")).json()["faults"] == []
+
+
+def test_set_faults_replaces_and_the_table_appends() -> None:
+    """fake.set_faults replaces (as PUT does); fake.faults.arm appends (as POST does)."""
+    fake = FakeLLMServer(faults=[{"kind": "drop"}])
+    fake.set_faults([{"kind": "hang"}])
+    fake.faults.arm({"kind": "delay", "seconds": 1.0})
+    assert [(f.id, f.kind) for f in fake.faults.faults] == [(2, "hang"), (3, "delay")]
+    assert fake.clear_faults() == 2
 
 
 @pytest.mark.parametrize(
@@ -382,29 +394,33 @@ async def test_control_routes_refuse_non_loopback_clients(
 async def test_an_invalid_fault_is_refused_with_the_field_named(
     fault: dict[str, Any], named: str
 ) -> None:
-    """An invalid fault spec is a 400 whose reason names the field; the old faults stay."""
+    """An invalid fault spec is a 422 whose reason names the field; the old faults stay."""
     app = create_app(faults=[{"kind": "drop"}])
     async with control(app) as http:
         response = await http.post("/_fake/faults", json=[fault])
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert named in response.json()["reason"]
     assert len(app.state.fake.faults) == 1
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "status"),
     [
-        ("/_fake/faults", b"{not json"),
-        ("/_fake/faults", b'{"kind": "drop"}'),
-        ("/_fake/replies", b"[{}]"),
-        ("/_fake/replies", b'{"replies": [], "extra": 1}'),
+        ("/_fake/faults", b"{not json", 400),
+        ("/_fake/replies", b"{not json", 400),
+        ("/_fake/faults", b"7", 422),
+        ("/_fake/replies", b"[{}]", 422),
+        ("/_fake/replies", b'{"replies": [], "extra": 1}', 422),
     ],
 )
-async def test_an_unreadable_control_body_is_a_400(path: str, body: bytes) -> None:
-    """A control body that is not JSON or not the expected shape is a 400, never a 500."""
+async def test_an_unreadable_control_body_is_a_4xx_with_a_reason(
+    path: str, body: bytes, status: int
+) -> None:
+    """Not JSON is a 400, JSON of the wrong shape a 422, both with a reason, never a 500."""
     async with control(create_app()) as http:
         response = await http.post(path, content=body)
-    assert response.status_code == 400
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "reason"}
     assert response.json()["reason"]
 
 

@@ -13,7 +13,10 @@ import pytest
 from paper_support import PERP, START, Rpc
 from pydantic import ValidationError
 
+from bastion.build import build_paper_app
 from bastion.clock import SimClock, WallClock
+from bastion.config import load_settings
+from bastion.errors import ConfigError
 from bastion.simulators.faults.control import is_loopback
 from bastion.simulators.paper import (
     DroppedConnection,
@@ -391,11 +394,48 @@ def test_create_app_arms_faults_from_settings() -> None:
     app = create_app(
         clock=SimClock(START), faults=[{"kind": "error", "code": 10028, "method": "public/*"}]
     )
-    assert [(f.kind, f.method, f.remaining) for f in app.faults.faults] == [
+    assert [(f.kind, f.spec.method, f.remaining) for f in app.faults.faults] == [
         ("error", "public/*", 1)
     ]
     with pytest.raises(ValidationError, match="needs status"):
         create_app(clock=SimClock(START), faults=[{"kind": "status"}])
+
+
+async def test_settings_arm_deribit_rate_limits_then_http_429s_on_private_methods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """BASTION_PAPER_FAULTS: three 10028 errors, then two HTTP 429s with Retry-After, then OK."""
+    faults = [
+        {"kind": "error", "code": 10028, "method": "private/*", "times": 3},
+        {"kind": "status", "status": 429, "retry_after": 2, "method": "private/*", "times": 2},
+    ]
+    monkeypatch.setenv("BASTION_PAPER_FAULTS", orjson.dumps(faults).decode())
+    app = build_paper_app(load_settings(), SimClock(START))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://paper"
+    ) as http:
+        rpc = Rpc(http)
+        await rpc.login()  # public/auth: not a private method, so not faulted
+        seen = []
+        for _ in range(6):
+            response = await rpc.get("private/get_positions")
+            error = response.json().get("error", {}).get("code")
+            seen.append((response.status_code, error, response.headers.get("retry-after")))
+    assert seen == [
+        *[(429, 10028, None)] * 3,
+        *[(429, 10028, "2")] * 2,
+        (200, None, None),
+    ]
+
+
+def test_settings_with_the_old_count_name_fail_at_start_naming_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fault written with count (the fake LLM's old name) stops start-up, saying times."""
+    fault = [{"kind": "error", "code": 10028, "count": 3}]
+    monkeypatch.setenv("BASTION_PAPER_FAULTS", orjson.dumps(fault).decode())
+    with pytest.raises(ConfigError, match=r'count is now times .*send "times": 3'):
+        build_paper_app(load_settings(), SimClock(START))
 
 
 # -- the spec -----------------------------------------------------------------------------
@@ -432,7 +472,7 @@ def test_probability_defaults_to_until_cleared() -> None:
     assert FaultSpec.model_validate({"kind": "hang", "probability": 0.1, "times": 3}).times == 3
 
 
-# -- the control endpoint -----------------------------------------------------------------
+# -- the control endpoint (the semantics shared with the fake LLM: faults/test_routes.py) ---
 async def test_control_adds_lists_and_clears(
     app: PaperExchangeApp, client: httpx.AsyncClient
 ) -> None:
@@ -477,12 +517,6 @@ async def test_control_refuses_bad_faults_with_a_reason(
     assert response.status_code == status
     assert reason in response.json()["reason"]
     assert app.faults.faults == []
-
-
-async def test_control_answers_other_http_methods_with_405(client: httpx.AsyncClient) -> None:
-    """PUT on the control routes is a JSON 405 naming the allowed methods."""
-    response = await client.put("/_paper/faults", json={})
-    assert (response.status_code, response.headers["allow"]) == (405, "GET, POST, DELETE")
 
 
 @pytest.mark.parametrize("host", ["203.0.113.9", "10.0.0.1", "::2", "testclient"])
