@@ -2,9 +2,11 @@
 
 Every failure carries an :class:`ErrorCode`; the code, not the exception class, decides what the
 runtime does next (retry, trip a breaker, halt, tell a human: see
-:mod:`bastion.resilience.policy`). Foreign failures (httpx exceptions, HTTP statuses, Deribit
-JSON-RPC errors, bodies that are not what the API documents) are translated by :func:`classify`,
-here and only here.
+:mod:`bastion.resilience.policy`). Foreign failures (httpx exceptions, HTTP statuses, bodies that
+are not what the API documents) are translated by :func:`classify`, here and only here. A
+venue's own error codes are the venue adapter's to know: the Deribit client maps a JSON-RPC
+error code to an :class:`ErrorCode` (:mod:`bastion.exchange.deribit`) and hands both to
+:func:`classify`, which records the raw ``exchange_code`` and knows nothing of Deribit.
 
 Exception tree::
 
@@ -43,7 +45,6 @@ __all__ = [
     "ToolError",
     "UsageError",
     "classify",
-    "code_for_deribit",
     "code_for_exception",
     "code_for_http_status",
     "error_class_for",
@@ -78,7 +79,11 @@ class ErrorCode(StrEnum):
 
 
 class BastionError(Exception):
-    """A classified failure. ``str()`` is the short operator message; the fields are data."""
+    """A classified failure. ``str()`` is the short operator message; the fields are data.
+
+    ``timeout`` is the limit, in seconds, that expired when the failure is a deadline of ours
+    (or of an adapter's) running out, so nothing needs to read it back out of the message.
+    """
 
     default_code = ErrorCode.UNKNOWN
 
@@ -91,6 +96,7 @@ class BastionError(Exception):
         http_status: int | None = None,
         exchange_code: int | None = None,
         retry_after: float | None = None,
+        timeout: float | None = None,
         limit: Any = None,
         observed: Any = None,
     ) -> None:
@@ -101,6 +107,7 @@ class BastionError(Exception):
         self.http_status = http_status
         self.exchange_code = exchange_code
         self.retry_after = retry_after
+        self.timeout = timeout
         self.limit = limit
         self.observed = observed
 
@@ -117,6 +124,7 @@ class BastionError(Exception):
             "http_status",
             "exchange_code",
             "retry_after",
+            "timeout",
             "limit",
             "observed",
         ):
@@ -137,7 +145,7 @@ class ConfigError(BastionError):
 
 
 class ExchangeError(BastionError):
-    """An exchange call failed; ``exchange_code`` holds Deribit's JSON-RPC code when known."""
+    """An exchange call failed; ``exchange_code`` holds the venue's own error code when known."""
 
 
 class LLMError(BastionError):
@@ -213,47 +221,6 @@ def error_message(dependency: str, code: ErrorCode, detail: str = "") -> str:
     if hint:
         text += f" — {hint}"
     return text
-
-
-# Deribit JSON-RPC error codes (shared/deribit.md §2) to our taxonomy.
-_DERIBIT_CODES: dict[int, ErrorCode] = {
-    10000: ErrorCode.AUTH,
-    10002: ErrorCode.BAD_REQUEST,
-    10004: ErrorCode.NOT_FOUND,
-    10005: ErrorCode.BAD_REQUEST,
-    10007: ErrorCode.BAD_REQUEST,
-    10009: ErrorCode.INSUFFICIENT_FUNDS,
-    10010: ErrorCode.NOT_FOUND,
-    10020: ErrorCode.NOT_FOUND,
-    10021: ErrorCode.BAD_REQUEST,
-    10028: ErrorCode.RATE_LIMIT,
-    10029: ErrorCode.FORBIDDEN,
-    10030: ErrorCode.BAD_REQUEST,
-    10040: ErrorCode.SERVER,
-    10041: ErrorCode.SERVER,
-    10043: ErrorCode.BAD_REQUEST,
-    11029: ErrorCode.BAD_REQUEST,
-    11044: ErrorCode.BAD_REQUEST,
-    11050: ErrorCode.BAD_REQUEST,
-    11051: ErrorCode.SERVER,
-    11054: ErrorCode.BAD_REQUEST,
-    11094: ErrorCode.SERVER,
-    13004: ErrorCode.AUTH,
-    13009: ErrorCode.AUTH,
-    13020: ErrorCode.NOT_FOUND,
-    13021: ErrorCode.FORBIDDEN,
-    13028: ErrorCode.SERVER,
-    -32600: ErrorCode.BAD_REQUEST,
-    -32601: ErrorCode.NOT_FOUND,
-    -32602: ErrorCode.BAD_REQUEST,
-    -32700: ErrorCode.BAD_REQUEST,
-    -32000: ErrorCode.BAD_REQUEST,
-}
-
-
-def code_for_deribit(exchange_code: int) -> ErrorCode:
-    """Our code for a Deribit JSON-RPC error code; unknown codes are ``UNKNOWN``."""
-    return _DERIBIT_CODES.get(exchange_code, ErrorCode.UNKNOWN)
 
 
 _HTTP_STATUSES: dict[int, ErrorCode] = {
@@ -374,6 +341,7 @@ def classify(
     exc: BaseException | None = None,
     *,
     dependency: str,
+    code: ErrorCode | None = None,
     http_status: int | None = None,
     exchange_code: int | None = None,
     invalid: str | None = None,
@@ -390,19 +358,22 @@ def classify(
     * ``exc`` already a :class:`BastionError`: returned unchanged.
     * ``invalid`` (why a body is not what the API documents: not JSON, a missing field):
       ``INVALID_RESPONSE``.
-    * ``exchange_code``: the Deribit JSON-RPC table.
+    * ``code``: a venue adapter's reading of its own error (the Deribit client's JSON-RPC
+      table), taken as is.
     * ``exc``: the exception table; an exception carrying a response (``HTTPStatusError``) is
       classified by its status and its ``Retry-After`` header. ``timeout`` is the limit that
-      expired when the failure is our own deadline.
+      expired when the failure is our own deadline: it becomes the error's ``timeout``.
     * ``http_status`` alone: the status table.
 
+    ``exchange_code`` (the venue's raw code) is recorded whatever decided the code.
     ``detail`` replaces the default parenthesised detail of the message. ``now`` (clock
-    seconds) lets an HTTP-date ``Retry-After`` be read.
+    seconds) lets an HTTP-date ``Retry-After`` be read. A foreign ``exc`` becomes the result's
+    ``__cause__``, as ``raise … from exc`` would make it.
     """
     if isinstance(exc, BastionError):
         return exc
-    code = ErrorCode.UNKNOWN
     default_detail = ""
+    expired: float | None = None
     if exc is not None:
         status, header = _response_status(exc)
         if status is not None:
@@ -412,23 +383,29 @@ def classify(
     if invalid is not None:
         code = ErrorCode.INVALID_RESPONSE
         default_detail = f"({invalid})"
-    elif exchange_code is not None:
-        code = code_for_deribit(exchange_code)
-        default_detail = f"({exchange_code})"
+    elif code is not None:
+        default_detail = f"({exchange_code})" if exchange_code is not None else ""
     elif exc is not None and http_status is None:
         code = code_for_exception(type(exc))
         if isinstance(exc, TimeoutError) and timeout is not None:
+            expired = timeout
             default_detail = f"after {timeout:.3g} s"
         else:
             default_detail = f"({type(exc).__name__})"
     elif http_status is not None:
         code = code_for_http_status(http_status)
         default_detail = f"(HTTP {http_status})"
-    return error_class(
+    else:
+        code = ErrorCode.UNKNOWN
+    error = error_class(
         error_message(dependency, code, default_detail if detail is None else detail),
         code=code,
         dependency=dependency,
         http_status=http_status,
         exchange_code=exchange_code,
         retry_after=retry_after,
+        timeout=expired,
     )
+    if exc is not None:
+        error.__cause__ = exc
+    return error

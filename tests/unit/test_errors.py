@@ -16,7 +16,6 @@ from bastion.errors import (
     PeerError,
     ToolError,
     classify,
-    code_for_deribit,
     code_for_exception,
     code_for_http_status,
     error_class_for,
@@ -117,46 +116,30 @@ def test_http_statuses(status: int, code: ErrorCode) -> None:
     assert (error.code, error.http_status) == (code, status)
 
 
-@pytest.mark.parametrize(
-    ("number", "code"),
-    [
-        (10000, ErrorCode.AUTH),
-        (10002, ErrorCode.BAD_REQUEST),
-        (10004, ErrorCode.NOT_FOUND),
-        (10005, ErrorCode.BAD_REQUEST),
-        (10007, ErrorCode.BAD_REQUEST),
-        (10009, ErrorCode.INSUFFICIENT_FUNDS),
-        (10010, ErrorCode.NOT_FOUND),
-        (10020, ErrorCode.NOT_FOUND),
-        (10021, ErrorCode.BAD_REQUEST),
-        (10028, ErrorCode.RATE_LIMIT),
-        (10029, ErrorCode.FORBIDDEN),
-        (10030, ErrorCode.BAD_REQUEST),
-        (10040, ErrorCode.SERVER),
-        (10041, ErrorCode.SERVER),
-        (10043, ErrorCode.BAD_REQUEST),
-        (11029, ErrorCode.BAD_REQUEST),
-        (11044, ErrorCode.BAD_REQUEST),
-        (11050, ErrorCode.BAD_REQUEST),
-        (11051, ErrorCode.SERVER),
-        (11054, ErrorCode.BAD_REQUEST),
-        (11094, ErrorCode.SERVER),
-        (13004, ErrorCode.AUTH),
-        (13009, ErrorCode.AUTH),
-        (13020, ErrorCode.NOT_FOUND),
-        (13021, ErrorCode.FORBIDDEN),
-        (13028, ErrorCode.SERVER),
-        (-32602, ErrorCode.BAD_REQUEST),
-        (-32601, ErrorCode.NOT_FOUND),
-        (-32700, ErrorCode.BAD_REQUEST),
-        (99999, ErrorCode.UNKNOWN),
-    ],
-)
-def test_deribit_codes(number: int, code: ErrorCode) -> None:
-    """Each Deribit JSON-RPC code of shared/deribit.md §2 maps to its code; it wins over HTTP."""
-    assert code_for_deribit(number) is code
-    error = classify(dependency=DEP, exchange_code=number, http_status=400)
-    assert (error.code, error.exchange_code, error.http_status) == (code, number, 400)
+def test_the_taxonomy_knows_no_venue() -> None:
+    """errors.py holds no Deribit table: a venue's codes are its adapter's to map."""
+    assert not hasattr(errors, "code_for_deribit")
+    assert not hasattr(errors, "_DERIBIT_CODES")
+
+
+def test_an_adapters_code_wins_and_the_raw_code_is_recorded() -> None:
+    """classify takes the adapter's code as is; exchange_code and the status are only kept."""
+    error = classify(
+        dependency=DEP, code=ErrorCode.INSUFFICIENT_FUNDS, exchange_code=10009, http_status=400
+    )
+    assert (error.code, error.exchange_code, error.http_status) == (
+        ErrorCode.INSUFFICIENT_FUNDS,
+        10009,
+        400,
+    )
+    assert str(error).startswith(f"{DEP}: INSUFFICIENT_FUNDS (10009)")
+
+
+def test_a_raw_exchange_code_alone_does_not_classify() -> None:
+    """Without the adapter's code the status decides; the venue's number is still recorded."""
+    error = classify(dependency=DEP, exchange_code=10009, http_status=400)
+    assert (error.code, error.exchange_code) == (ErrorCode.BAD_REQUEST, 10009)
+    assert classify(dependency=DEP, exchange_code=10009).code is ErrorCode.UNKNOWN
 
 
 def test_http_status_error_is_classified_by_its_response() -> None:
@@ -186,9 +169,24 @@ def test_forbidden_message_says_what_to_do() -> None:
 
 
 def test_our_timeout_names_the_limit() -> None:
-    """An expired deadline of ours says how long it waited."""
+    """An expired deadline of ours says how long it waited, in the message and as a field."""
     error = classify(TimeoutError(), dependency=DEP, timeout=2.5)
     assert str(error).startswith(f"{DEP}: TIMEOUT after 2.5 s")
+    assert error.timeout == 2.5
+    assert error.to_dict()["timeout"] == 2.5
+    assert "timeout=2.5" in repr(error)
+
+
+def test_a_timeout_limit_is_kept_only_for_a_timeout() -> None:
+    """A limit handed in with a failure that is not a timeout is not the error's timeout."""
+    assert classify(ConnectionError(), dependency=DEP, timeout=2.5).timeout is None
+    assert classify(httpx.ReadTimeout("slow"), dependency=DEP).timeout is None
+
+
+def test_the_foreign_exception_is_the_cause() -> None:
+    """classify chains the foreign exception, as raise … from exc would."""
+    exc = ConnectionError("refused")
+    assert classify(exc, dependency=DEP).__cause__ is exc
 
 
 def test_classified_errors_pass_through() -> None:
@@ -226,7 +224,13 @@ def test_retry_after_values(value: str | None, now: float | None, seconds: float
 
 def test_error_to_dict_and_repr_carry_the_data() -> None:
     """Errors serialise their code and fields for traces and show them in repr."""
-    error = classify(dependency=DEP, exchange_code=10028, http_status=429, retry_after=2.0)
+    error = classify(
+        dependency=DEP,
+        code=ErrorCode.RATE_LIMIT,
+        exchange_code=10028,
+        http_status=429,
+        retry_after=2.0,
+    )
     assert error.to_dict() == {
         "kind": "rate_limit",
         "message": error.message,

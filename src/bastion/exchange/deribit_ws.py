@@ -12,10 +12,12 @@ requests may be in flight at once. Server notifications are not requests: a hear
 ``test_request`` is answered with ``public/test`` by the reader, anything else is ignored.
 
 Failures are :class:`~bastion.errors.ExchangeError`: a JSON-RPC ``error`` keeps its Deribit code
-(``exchange_code``) and maps through :func:`~bastion.errors.code_for_deribit`; a socket that
-cannot be opened or is lost is ``NETWORK``; no reply within ``timeout`` is ``TIMEOUT``. After a
-drop the next request reconnects (and re-enables cancel-on-disconnect if it was on); after
-:meth:`DeribitWsSession.close` the session stays closed. Retries, breakers and halts are not
+(``exchange_code``) and is classified by the client's table
+(:func:`bastion.exchange.deribit.rpc_error`), the one HTTP replies go through too; a socket
+that cannot be opened or is lost is ``NETWORK``; no reply within ``timeout`` is ``TIMEOUT``,
+with the limit as the error's ``timeout``. After a drop the next request reconnects (and
+re-enables cancel-on-disconnect if it was on); after :meth:`DeribitWsSession.close` the session
+stays closed. Retries, breakers and halts are not
 this module's business: :func:`bastion.resilience.call` wraps each request in the client.
 
 The client secret is a :class:`~pydantic.SecretStr`, read only to build the ``public/auth``
@@ -35,7 +37,8 @@ from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from bastion.errors import ErrorCode, ExchangeError, UsageError, code_for_deribit
+from bastion.errors import ErrorCode, ExchangeError, UsageError
+from bastion.exchange.deribit import rpc_error
 from bastion.resilience import error_message
 
 __all__ = ["DeribitWsSession", "websocket_url"]
@@ -213,6 +216,7 @@ class DeribitWsSession:
                     error_message(dependency, ErrorCode.TIMEOUT, detail),
                     code=ErrorCode.TIMEOUT,
                     dependency=dependency,
+                    timeout=self._timeout,
                 ) from None
         except _TRANSPORT_ERRORS as exc:
             raise self._network(dependency, exc) from exc
@@ -223,19 +227,7 @@ class DeribitWsSession:
     def _unwrap(self, dependency: str, reply: dict[str, Any]) -> Any:
         error = reply.get("error")
         if isinstance(error, dict) and isinstance(error.get("code"), int):
-            number: int = error["code"]
-            text = str(error.get("message", ""))
-            data = error.get("data")
-            if isinstance(data, dict) and data.get("reason"):
-                text = f"{text}: {data['reason']}" if text else str(data["reason"])
-            detail = self._redact(f"({number} {text[:200]})" if text else f"({number})")
-            code = code_for_deribit(number)
-            raise ExchangeError(
-                error_message(dependency, code, detail),
-                code=code,
-                dependency=dependency,
-                exchange_code=number,
-            )
+            raise rpc_error(dependency, error, redact=self._redact)
         if "result" not in reply:
             detail = "(reply has neither result nor error)"
             raise ExchangeError(

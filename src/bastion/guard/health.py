@@ -8,11 +8,12 @@ than a short grace: a check that overstays is abandoned and reported as ``TIMEOU
 
 Failures are described through the error taxonomy, not as exception dumps: a
 :class:`~bastion.errors.BastionError` becomes ``Deribit public API FORBIDDEN (HTTP 403)``,
-``Deribit public API NETWORK: timeout after 5 s`` or ``Deribit public API RATE_LIMIT (10028),
-retry after 2 s`` (:func:`describe_error`); any other exception becomes its class name and
-message. How severe a failure is depends on the environment: network, timeout, forbidden,
-rate-limit, server and open-circuit failures are passing weather in dev, test and paper (WARN)
-but a reason not to trade in testnet and live (FAIL); everything else is FAIL everywhere.
+``Deribit public API NETWORK: timeout after 5 s`` or ``Deribit public API INSUFFICIENT_FUNDS
+(10009)``, with ``, retry after 2 s`` when the far side said so (:func:`describe_error`, from
+the error's fields); any other exception becomes its class name and message. How severe a
+failure is depends on the environment: network, timeout, forbidden, rate-limit, server and
+open-circuit failures are passing weather in dev, test and paper (WARN) but a reason not to
+trade in testnet and live (FAIL); everything else is FAIL everywhere.
 ``severity_overrides`` re-grade a code per check (``{"exchange_public": {"rate_limit":
 "FAIL"}}``); they apply to any result that carries that code.
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -37,7 +37,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.clock import Clock
-from bastion.errors import BastionError, ErrorCode, UsageError, code_for_exception
+from bastion.errors import (
+    BastionError,
+    ErrorCode,
+    UsageError,
+    code_for_exception,
+    code_for_http_status,
+)
 
 if TYPE_CHECKING:
     from bastion.store import Store
@@ -221,13 +227,6 @@ def severity_for(code: str | None, environment: str) -> HealthStatus:
     return HealthStatus.FAIL
 
 
-# Deribit codes that only restate the HTTP status (unauthorized, not_found, forbidden,
-# temporarily_unavailable): the status says more to an operator.
-_HTTP_LEVEL_CODES = frozenset({13009, 13020, 13021, 13028})
-_AFTER = re.compile(r"\bafter (\d+(?:\.\d+)?) s\b")
-_PAREN = re.compile(r"^\(([^)]*)\)")
-
-
 def _dependency_label(dependency: str | None) -> str:
     """``"deribit public/ticker"`` → ``"Deribit public API"``; other names as they are."""
     if not dependency:
@@ -240,36 +239,43 @@ def _dependency_label(dependency: str | None) -> str:
 
 
 def describe_error(error: BastionError) -> str:
-    """A classified failure in one short line, from its data rather than its traceback.
+    """A classified failure in one short line, from its fields rather than its message text.
 
-    ``<dependency> <CODE> (<HTTP status or exchange code>)[, retry after <n> s]``; a timeout
-    reads ``<dependency> NETWORK: timeout after <n> s``. Deribit codes that only restate the
-    HTTP status (13009, 13020, 13021, 13028) give way to the status.
+    ``<dependency> <CODE> (<source>)[, retry after <n> s]``, where the source is the venue's
+    own error code when it says more than the HTTP status (the status alone would classify
+    differently, or there is none), else ``HTTP <status>``, else the class of the foreign
+    exception behind it. A timeout of ours reads ``<dependency> NETWORK: timeout after <n> s``
+    (its ``timeout``). An error without a dependency, or with none of these fields, is
+    ``<CODE>: <message>``: its message is then all there is to say.
     """
     code = error.code
-    if not error.dependency or not error.message.startswith(f"{error.dependency}: {code.name}"):
-        return _one_line(f"{code.name}: {error.message}")  # not in the taxonomy's format
     where = _dependency_label(error.dependency)
-    rest = error.message.split(" — ", 1)[0].removeprefix(f"{error.dependency}: {code.name}")
-    rest = rest.strip()
-    paren = _PAREN.match(rest)
+    source = _source(error)
+    if not where or (source is None and error.timeout is None and error.retry_after is None):
+        return _one_line(f"{code.name}: {error.message}")
     if code is ErrorCode.TIMEOUT and error.http_status is None:
-        after = _AFTER.search(rest)
-        text = "NETWORK: timeout" + (f" after {after.group(1)} s" if after else "")
-        if not after and paren:
-            text += f" ({paren.group(1)})"
+        text = "NETWORK: timeout"
+        if error.timeout is not None:
+            text += f" after {error.timeout:.3g} s"
+        elif source is not None:
+            text += f" ({source})"
     else:
-        text = code.name
-        exchange_code, status = error.exchange_code, error.http_status
-        if exchange_code is not None and not (exchange_code in _HTTP_LEVEL_CODES and status):
-            text += f" ({exchange_code})"
-        elif status is not None:
-            text += f" (HTTP {status})"
-        elif paren:
-            text += f" ({paren.group(1)})"
+        text = code.name if source is None else f"{code.name} ({source})"
     if error.retry_after is not None:
         text += f", retry after {error.retry_after:g} s"
     return _one_line(f"{where} {text}")
+
+
+def _source(error: BastionError) -> str | None:
+    """What answered with the failure: the venue's code, the HTTP status, or the exception."""
+    status, venue = error.http_status, error.exchange_code
+    if venue is not None and (status is None or code_for_http_status(status) is not error.code):
+        return str(venue)
+    if status is not None:
+        return f"HTTP {status}"
+    if error.__cause__ is not None:
+        return type(error.__cause__).__name__
+    return None
 
 
 def _one_line(text: str, limit: int = _MAX_DETAIL) -> str:

@@ -414,8 +414,8 @@ async def test_override_applies_to_returned_results_with_a_code() -> None:
 # -- classified details from the paper exchange -------------------------------------------------
 
 
-async def test_rate_limit_detail_names_the_code_and_the_wait(rig: Rig) -> None:
-    """A 10028 with Retry-After reads `RATE_LIMIT (10028), retry after 2 s`."""
+async def test_rate_limit_detail_names_the_status_and_the_wait(rig: Rig) -> None:
+    """A 10028 with HTTP 429 and Retry-After reads `RATE_LIMIT (HTTP 429), retry after 2 s`."""
     rig.paper.faults.arm(
         {
             "kind": "error",
@@ -428,7 +428,7 @@ async def test_rate_limit_detail_names_the_code_and_the_wait(rig: Rig) -> None:
     report = await rig.full("paper").run()
     public = report.check("exchange_public")
     assert public is not None
-    assert public.detail == "Deribit public API RATE_LIMIT (10028), retry after 2 s"
+    assert public.detail == "Deribit public API RATE_LIMIT (HTTP 429), retry after 2 s"
     assert (public.status, public.code) == (WARN, "rate_limit")
     assert "Deribit public WARN (rate_limit)" in report.summary
 
@@ -485,8 +485,15 @@ async def test_private_auth_failure_is_described_as_the_private_api(rig: Rig) ->
     report = await rig.full("paper").run()
     private = report.check("exchange_private")
     assert private is not None
-    assert private.detail == "Deribit private API AUTH (13004)"
+    assert private.detail == "Deribit private API AUTH (HTTP 401)"
     assert (private.status, private.code) == (FAIL, "auth")
+
+
+RATE_LIMIT, FORBIDDEN, FUNDS = (
+    ErrorCode.RATE_LIMIT,
+    ErrorCode.FORBIDDEN,
+    ErrorCode.INSUFFICIENT_FUNDS,
+)
 
 
 @pytest.mark.parametrize(
@@ -494,18 +501,58 @@ async def test_private_auth_failure_is_described_as_the_private_api(rig: Rig) ->
     [
         ({"http_status": 403}, "Deribit public API FORBIDDEN (HTTP 403)"),
         (
-            {"exchange_code": 10028, "retry_after": 2.0},
+            {"code": RATE_LIMIT, "exchange_code": 10028, "retry_after": 2.0},
             "Deribit public API RATE_LIMIT (10028), retry after 2 s",
         ),
+        (
+            {"code": RATE_LIMIT, "exchange_code": 10028, "http_status": 429, "retry_after": 2.0},
+            "Deribit public API RATE_LIMIT (HTTP 429), retry after 2 s",
+        ),
+        (
+            {"code": FORBIDDEN, "exchange_code": 13021, "http_status": 403},
+            "Deribit public API FORBIDDEN (HTTP 403)",
+        ),
+        (
+            {"code": FUNDS, "exchange_code": 10009, "http_status": 400},
+            "Deribit public API INSUFFICIENT_FUNDS (10009)",
+        ),
         ({"exc": TimeoutError(), "timeout": 5.0}, "Deribit public API NETWORK: timeout after 5 s"),
+        ({"exc": httpx.ReadTimeout("slow")}, "Deribit public API NETWORK: timeout (ReadTimeout)"),
         ({"exc": ConnectionError("refused")}, "Deribit public API NETWORK (ConnectionError)"),
         ({"http_status": 503}, "Deribit public API SERVER (HTTP 503)"),
+        ({"http_status": 504}, "Deribit public API TIMEOUT (HTTP 504)"),
     ],
 )
 def test_describe_error_table(kwargs: dict[str, Any], expected: str) -> None:
     """describe_error renders classified errors from their data."""
     error = classify(dependency="deribit public/get_time", error_class=ExchangeError, **kwargs)
     assert describe_error(error) == expected
+
+
+def test_describe_error_reads_fields_not_the_message() -> None:
+    """Timeout, retry-after and codes come from the fields, whatever the message says."""
+    error = ExchangeError(
+        "deribit public/get_time: something else entirely after 99 s (12345)",
+        code=ErrorCode.TIMEOUT,
+        dependency="deribit public/get_time",
+        timeout=0.25,
+    )
+    assert describe_error(error) == "Deribit public API NETWORK: timeout after 0.25 s"
+    limited = ExchangeError(
+        "no numbers here",
+        code=ErrorCode.RATE_LIMIT,
+        dependency="deribit private/buy",
+        exchange_code=10028,
+        retry_after=1.5,
+    )
+    assert describe_error(limited) == "Deribit private API RATE_LIMIT (10028), retry after 1.5 s"
+    opened = ExchangeError(
+        "deribit public/ticker: CIRCUIT_OPEN (deribit open; retry in 3 s)",
+        code=ErrorCode.CIRCUIT_OPEN,
+        dependency="deribit public/ticker",
+        retry_after=3.0,
+    )
+    assert describe_error(opened) == "Deribit public API CIRCUIT_OPEN, retry after 3 s"
 
 
 def test_describe_error_outside_the_message_format() -> None:

@@ -111,15 +111,19 @@ def test_auth_refresh_retries_at_once() -> None:
 
 def test_deribit_error_keeps_its_code_row_whatever_the_status() -> None:
     """A Deribit 10009 arriving with HTTP 400 uses the INSUFFICIENT_FUNDS row, not 400's."""
-    error = classify(dependency=DEP, exchange_code=10009, http_status=400)
+    error = classify(
+        dependency=DEP, code=ErrorCode.INSUFFICIENT_FUNDS, exchange_code=10009, http_status=400
+    )
     assert policy_for(error) is POLICIES[ErrorCode.INSUFFICIENT_FUNDS]
 
 
 def test_status_refines_only_its_own_code() -> None:
     """A Deribit maintenance error (SERVER) sent with HTTP 503 uses the 503 refinement."""
-    error = classify(dependency=DEP, exchange_code=11051, http_status=503)
+    error = classify(dependency=DEP, code=ErrorCode.SERVER, exchange_code=11051, http_status=503)
     assert policy_for(error).action is Action.ALTERNATIVE
-    error = classify(dependency=DEP, exchange_code=10028, http_status=500)
+    error = classify(
+        dependency=DEP, code=ErrorCode.RATE_LIMIT, exchange_code=10028, http_status=500
+    )
     assert policy_for(error) is POLICIES[ErrorCode.RATE_LIMIT]
 
 
