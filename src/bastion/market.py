@@ -1,8 +1,10 @@
 """The market vocabulary: exchange-neutral, frozen models of instruments, quotes and orders.
 
 The runtime, risk review and agents see only these frozen models, never raw JSON, so a second
-venue is a second adapter and nothing else changes. Amounts follow Deribit's units: options in
-coin, perpetuals and futures in USD; option prices in coin.
+venue is a second adapter and nothing else changes. Amounts are in the venue's units, and each
+:class:`Instrument` says which (``amount_unit``, set by the adapter that lists it): on Deribit,
+options and linear instruments in coin, inverse perpetuals and futures in USD; option prices in
+coin.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Literal
 
 __all__ = [
     "AccountSummary",
+    "AmountUnit",
     "Direction",
     "Fill",
     "Instrument",
@@ -28,11 +31,17 @@ Direction = Literal["buy", "sell"]
 OrderType = Literal["limit", "market"]
 OrderState = Literal["open", "filled", "rejected", "cancelled", "untriggered", "triggered"]
 InstrumentKind = Literal["option", "future"]
+AmountUnit = Literal["coin", "usd"]
+"""What an order ``amount`` and a position ``size`` count: coins of the base currency, or USD."""
 
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """A tradable instrument. ``expiration_ms`` is Deribit's sentinel for perpetuals."""
+    """A tradable instrument. ``expiration_ms`` is Deribit's sentinel for perpetuals.
+
+    ``amount_unit`` is what its amounts count, as the venue adapter read it; the default is
+    coin because counting USD as coin overstates exposure (a cap rejects), never understates it.
+    """
 
     name: str
     kind: InstrumentKind
@@ -44,6 +53,7 @@ class Instrument:
     strike: float | None = None
     option_type: Literal["call", "put"] | None = None
     settlement_period: str = "month"
+    amount_unit: AmountUnit = "coin"
 
     @property
     def is_perpetual(self) -> bool:

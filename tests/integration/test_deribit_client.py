@@ -172,11 +172,13 @@ async def test_public_reads(client: DeribitClient, clock: SimClock) -> None:
     perpetual = next(i for i in instruments if i.name == "BTC-PERPETUAL")
     assert perpetual.is_perpetual
     assert perpetual.kind == "future"
+    assert perpetual.amount_unit == "usd"  # an inverse perpetual trades in USD
     assert perpetual.contract_size > 0
 
     options = await client.get_instruments("BTC", "option")
     assert options
     assert all(i.kind == "option" and i.strike and i.option_type for i in options)
+    assert {i.amount_unit for i in options} == {"coin"}
 
     index = await client.get_index_price("BTC")
     assert index > 0

@@ -23,7 +23,10 @@ point; the socket carries cancel-on-disconnect when the session asks for it.
 Deribit's JSON-RPC error codes are translated here, at the edge, and nowhere else
 (:data:`DERIBIT_CODES`, :func:`code_for_deribit`, :func:`rpc_error`; the WebSocket session uses
 the same table): :func:`bastion.errors.classify` gets our :class:`~bastion.errors.ErrorCode`
-with the raw code for the record, and the rest of Bastion reasons in ErrorCodes only.
+with the raw code for the record, and the rest of Bastion reasons in ErrorCodes only. Parsing
+instruments, the client also says in which unit each one's amounts are
+(:attr:`~bastion.market.Instrument.amount_unit`): USD for inverse futures and perpetuals, coin
+for options and linear instruments.
 
 The client secret is a :class:`~pydantic.SecretStr`, read only to build the ``public/auth``
 body; it and the tokens never appear in a repr, a message or an exception.
@@ -52,6 +55,7 @@ from bastion.errors import (
 )
 from bastion.market import (
     AccountSummary,
+    AmountUnit,
     Direction,
     Fill,
     Instrument,
@@ -505,13 +509,29 @@ def _token_fields(raw: Any) -> tuple[str, str | None, float]:
     return access, refresh if isinstance(refresh, str) else None, _float(raw["expires_in"])
 
 
+def _amount_unit(raw: Any, kind: str) -> AmountUnit:
+    """USD for inverse (``reversed``) futures and perpetuals; coin for options and linear ones.
+
+    ``instrument_type`` is optional in Deribit's schema; without it, a future settled in its
+    own base coin is inverse (``BTC-PERPETUAL``), one settled in another (``BTC_USDC-…``) linear.
+    """
+    if kind != "future":
+        return "coin"
+    instrument_type = raw.get("instrument_type")
+    if instrument_type is not None:
+        return "coin" if instrument_type == "linear" else "usd"
+    settlement = raw.get("settlement_currency")
+    return "usd" if settlement in (None, raw.get("base_currency")) else "coin"
+
+
 def _instrument(raw: Any) -> Instrument:
     option_type = raw.get("option_type")
     if option_type not in (None, "call", "put"):
         raise _InvalidResponse(f"unexpected option_type {option_type!r}")
+    kind = cast("InstrumentKind", _one_of(raw["kind"], _KINDS, "kind"))
     return Instrument(
         name=str(raw["instrument_name"]),
-        kind=cast("InstrumentKind", _one_of(raw["kind"], _KINDS, "kind")),
+        kind=kind,
         currency=str(raw["base_currency"]),
         expiration_ms=_as_int(raw["expiration_timestamp"]),
         tick_size=_float(raw["tick_size"]),
@@ -520,6 +540,7 @@ def _instrument(raw: Any) -> Instrument:
         strike=_opt_float(raw.get("strike")),
         option_type=option_type,
         settlement_period=str(raw.get("settlement_period", "month")),
+        amount_unit=_amount_unit(raw, kind),
     )
 
 

@@ -4,8 +4,10 @@ Nothing an agent (or an LLM behind it) writes can widen these limits: the review
 agent has decided, on plain numbers, and it is the only way an intent reaches the exchange. It
 does no I/O, so every rejection is reproducible from the trace.
 
-Amounts are judged in coin: perpetual and future amounts (USD on Deribit) are converted at the
-index, so one ``max_order_amount`` and one ``max_position`` mean the same risk on every kind.
+Amounts are judged in coin: an instrument whose amounts are USD (its ``amount_unit``, which the
+venue adapter sets: Deribit's inverse perpetuals and futures) is converted at the index, so one
+``max_order_amount`` and one ``max_position`` mean the same risk on every instrument. An
+instrument the observation does not list is taken as coin-quoted, the stricter reading.
 Exposure is judged worst-case: the position after an intent counts what is held, what is still
 resting on the book in the same direction, and the intents approved earlier in the same
 decision. A reduce-only intent that shrinks the position is never blocked by the position cap.
@@ -73,18 +75,18 @@ def _signed(intent: OrderIntent) -> float:
 
 def _usd_quoted(obs: Observation, instrument_name: str) -> bool:
     instrument = obs.instruments.get(instrument_name)
-    return instrument is not None and instrument.kind == "future"
+    return instrument is not None and instrument.amount_unit == "usd"
 
 
 def in_coin(obs: Observation, instrument_name: str, amount: float) -> float:
-    """An amount in coin: futures and perpetuals are quoted in USD on Deribit."""
+    """An amount in coin: a USD-quoted instrument's amount is divided by the index."""
     if _usd_quoted(obs, instrument_name):
         return amount / obs.index_price
     return amount
 
 
 def notional_usd(intent: OrderIntent, obs: Observation) -> float:
-    """USD notional: perpetuals and futures are quoted in USD, options in coin × index."""
+    """USD notional: a USD-quoted amount is its own notional, a coin amount × the index."""
     if _usd_quoted(obs, intent.instrument_name):
         return intent.amount
     return intent.amount * obs.index_price

@@ -19,11 +19,16 @@ LIMITS = RiskLimits(
 
 
 def _instrument(name: str) -> Instrument:
-    kind = "future" if name.endswith("PERPETUAL") else "option"
-    return Instrument(name, kind, "BTC", 0, 0.0001, 0.1, 1.0)
+    if name.endswith("PERPETUAL"):  # Deribit's inverse perpetuals trade in USD
+        return Instrument(name, "future", "BTC", 0, 0.5, 10, 10, amount_unit="usd")
+    return Instrument(name, "option", "BTC", 0, 0.0001, 0.1, 1.0)
 
 
-def _obs(positions: tuple[Position, ...] = (), open_orders: tuple[Order, ...] = ()) -> Observation:
+def _obs(
+    positions: tuple[Position, ...] = (),
+    open_orders: tuple[Order, ...] = (),
+    instruments: dict[str, Instrument] | None = None,
+) -> Observation:
     return Observation(
         time_ms=0,
         currency="BTC",
@@ -32,7 +37,7 @@ def _obs(positions: tuple[Position, ...] = (), open_orders: tuple[Order, ...] = 
         positions=positions,
         open_orders=open_orders,
         tickers={},
-        instruments={n: _instrument(n) for n in (OPTION, PERP, "ETH-PERPETUAL")},
+        instruments=instruments or {n: _instrument(n) for n in (OPTION, PERP, "ETH-PERPETUAL")},
     )
 
 
@@ -89,6 +94,27 @@ def test_perpetual_amounts_are_capped_in_coin() -> None:
     """$48,000 of perpetual at a 40,000 index is 1.2 BTC, above max_order_amount 1.0."""
     [verdict] = review(Decision((_sell(48_000, PERP),)), _obs(), LIMITS)
     assert (verdict.cap, verdict.observed) == ("max_order_amount", 1.2)
+
+
+def test_the_quote_unit_decides_not_the_kind() -> None:
+    """A USD-quoted option is judged in USD and a coin-quoted (linear) perpetual in coin."""
+    usd_option = Instrument(OPTION, "option", "BTC", 0, 0.0001, 0.1, 1.0, amount_unit="usd")
+    linear = Instrument(PERP, "future", "BTC", 0, 0.5, 0.001, 1.0, amount_unit="coin")
+    obs = _obs(instruments={OPTION: usd_option, PERP: linear})
+    option_usd, perp_coin = review(Decision((_sell(30_000), _sell(1.2, PERP))), obs, LIMITS)
+    assert option_usd.approved  # $30,000 is 0.75 BTC at a 40,000 index
+    assert (perp_coin.cap, perp_coin.observed) == ("max_order_amount", 1.2)
+
+    [too_big] = review(Decision((_sell(48_000),)), obs, LIMITS)
+    assert (too_big.cap, too_big.observed) == ("max_order_amount", 1.2)
+
+
+def test_an_instrument_defaults_to_coin_the_stricter_reading() -> None:
+    """Without an amount_unit an amount counts as coin: 30,000 of it is far above the cap."""
+    plain = Instrument(PERP, "future", "BTC", 0, 0.5, 10, 10)
+    assert plain.amount_unit == "coin"
+    [verdict] = review(Decision((_sell(30_000, PERP),)), _obs(instruments={PERP: plain}), LIMITS)
+    assert verdict.cap == "max_order_amount"
 
 
 def test_position_cap_counts_held_resting_and_earlier_intents() -> None:
