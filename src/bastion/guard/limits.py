@@ -1,0 +1,206 @@
+"""Halt triggers: every automatic reason to stop trading, judged in one place, once per step.
+
+A :class:`Trigger` looks at the step's :class:`~bastion.agent.Observation` and at the
+:class:`Ledger` (what the runtime knows beyond the observation) and answers with a
+:class:`Breach` or None. It does no I/O and trips nothing itself: :meth:`Limits.check` asks
+every trigger in turn, and the loop turns the first breach into ``halt.trip(breach.reason,
+who=breach.who, detail=breach.detail)``, the one halt path (any further breaches of the same
+check ride along in the detail as ``also``). Adding a trigger is one class with a ``check``
+method and a place in :meth:`Limits.default`.
+
+When the loop checks (see :mod:`bastion.runtime.loop`): once per trading step, right after it
+observes and before the agent decides; also when the observation failed (with no observation:
+triggers that need one stay silent, the ledger's still judge); and once more when a run ends,
+so a budget used up by the last step's call still halts. The three triggers built here:
+
+* **position drift** (:class:`DriftTrigger`): the expected book of our own fills
+  (:class:`~bastion.guard.drift.PositionBook`, kept by the order tracker) against the
+  positions observed; it trips at the check of the observation where the drift has persisted
+  for ``observations`` looks.
+* **cost cap** (:class:`CostCapTrigger`): the budget's ``on_exhausted`` callback records the
+  reason in the ledger the moment a call is refused for, or settled into, an exhausted daily or
+  USD budget. A refused call fails its own step; the next step's check trips the halt before
+  that step's decision. A call that used the budget up was admitted within it, so its step's
+  orders may still go out; they are cancelled by the trip at the next step's check.
+* **health** (:class:`HealthTrigger`): the health guard's re-check runs at the top of a step
+  and records its :class:`HealthReading`; an OK/WARN → FAIL reading with
+  ``auto_kill_on_health_fail`` on trips at the same step's check, before any decision.
+
+What the ledger records is a notice for the next check; when trading resumes the loop calls
+:meth:`Ledger.reset`: the person who resumed has accepted the book, the spend and the health as
+they stand, so none of them trips again until something new happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from bastion.agent import Observation
+from bastion.guard.drift import PositionBook
+from bastion.guard.health import HealthStatus
+
+__all__ = [
+    "Breach",
+    "CostCapTrigger",
+    "DriftTrigger",
+    "HaltReason",
+    "HealthReading",
+    "HealthTrigger",
+    "Ledger",
+    "Limits",
+    "Trigger",
+]
+
+
+class HaltReason(StrEnum):
+    """Why trading stopped, as the flag file, the ``halts`` rows and the metrics spell it.
+
+    The values are the strings written since the first release, so stored rows and flag files
+    stay readable; a person may still give any text as the reason of ``bastion kill``.
+    """
+
+    OPERATOR = "operator"
+    """A person: ``bastion kill`` (its default reason) or the console."""
+    POSITION_DRIFT = "position_drift"
+    COST_CAP = "cost_cap"
+    HEALTH_FAIL = "health_fail"
+    KILL_SWITCH_FILE = "kill_switch_file"
+    """A flag file that is empty, unreadable or not a halt record: halted all the same."""
+    DAILY_LOSS = "daily_loss"
+    DRAWDOWN = "drawdown"
+    ERROR_RATE = "error_rate"
+    FLEET_FLAG = "fleet_flag"
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    """A trigger's verdict that trading must stop: why, who says so, and the figures."""
+
+    reason: HaltReason
+    who: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason.value, "who": self.who, "detail": dict(self.detail)}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReading:
+    """One runtime re-check of System Health as the health guard recorded it.
+
+    ``auto_kill`` is the guard's ``auto_kill_on_health_fail``: it travels with the reading so
+    that one setting, on the guard, decides whether health may stop trading.
+    """
+
+    status: HealthStatus
+    previous: HealthStatus | None
+    summary: str
+    report: Mapping[str, Any]
+    auto_kill: bool
+
+    @property
+    def halts(self) -> bool:
+        """True for the OK/WARN → FAIL transition under ``auto_kill`` (FAIL → FAIL is not new)."""
+        return (
+            self.auto_kill
+            and self.status is HealthStatus.FAIL
+            and self.previous is not HealthStatus.FAIL
+        )
+
+
+@dataclass(slots=True)
+class Ledger:
+    """What the runtime knows beyond the observation, for the triggers to judge.
+
+    ``book`` is the expected positions from our own fills (the order tracker feeds it);
+    ``budget_exhausted`` the first exhaustion the budget reported since trading (re)started;
+    ``health`` the health guard's latest reading.
+    """
+
+    book: PositionBook
+    budget_exhausted: str | None = None
+    health: HealthReading | None = None
+
+    def record_budget_exhausted(self, reason: str) -> None:
+        """The budget's ``on_exhausted`` callback: keep the first reason until it is judged."""
+        if self.budget_exhausted is None:
+            self.budget_exhausted = reason
+
+    def record_health(self, reading: HealthReading) -> None:
+        """The health guard's re-check: the latest reading replaces the one before."""
+        self.health = reading
+
+    def reset(self) -> None:
+        """Trading resumes: forget the notices and the expected book (re-seeded next look)."""
+        self.book.reset()
+        self.budget_exhausted = None
+        self.health = None
+
+
+class Trigger(Protocol):
+    """One reason to halt. ``check`` is pure (no I/O) and called once per check."""
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        """A breach, or None; ``observation`` is None when the step could not observe."""
+        ...
+
+
+class DriftTrigger:
+    """Positions the exchange reports that our own fills do not explain, persistently."""
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        book = ledger.book
+        if observation is None or not book.seeded:
+            return None
+        drift = book.check(
+            observation.positions,
+            observation.instruments,
+            now_ms=observation.time_ms,
+            index_price=observation.index_price,
+        )
+        if not drift:
+            return None
+        return Breach(HaltReason.POSITION_DRIFT, "bastion", {"drift": [d.to_dict() for d in drift]})
+
+
+class CostCapTrigger:
+    """A daily or USD budget the budget reported as used up."""
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        if ledger.budget_exhausted is None:
+            return None
+        return Breach(HaltReason.COST_CAP, "budget", {"reason": ledger.budget_exhausted})
+
+
+class HealthTrigger:
+    """System Health turning FAIL at a runtime re-check, with ``auto_kill_on_health_fail``."""
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        reading = ledger.health
+        if reading is None or not reading.halts:
+            return None
+        return Breach(
+            HaltReason.HEALTH_FAIL,
+            "health guard (auto_kill_on_health_fail)",
+            {"summary": reading.summary, "report": dict(reading.report)},
+        )
+
+
+class Limits:
+    """Every trigger, asked in order; the first breach is the one the halt records."""
+
+    def __init__(self, triggers: Sequence[Trigger]) -> None:
+        self.triggers = tuple(triggers)
+
+    @classmethod
+    def default(cls) -> Limits:
+        """Health first (a failing dependency often explains the rest), cost cap, drift."""
+        return cls([HealthTrigger(), CostCapTrigger(), DriftTrigger()])
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> list[Breach]:
+        """Every breach of this check, in trigger order (each trigger asked exactly once)."""
+        breaches = (t.check(observation, ledger) for t in self.triggers)
+        return [b for b in breaches if b is not None]

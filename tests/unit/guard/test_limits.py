@@ -1,0 +1,174 @@
+"""Halt triggers: pure verdicts on the observation and the ledger, asked once per check."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.agent import Observation
+from bastion.guard.drift import PositionBook
+from bastion.guard.health import HealthStatus
+from bastion.guard.limits import (
+    Breach,
+    CostCapTrigger,
+    DriftTrigger,
+    HaltReason,
+    HealthReading,
+    HealthTrigger,
+    Ledger,
+    Limits,
+)
+from bastion.market import AccountSummary, Instrument, Position
+
+PERP = "BTC-PERPETUAL"
+INSTRUMENTS = {
+    PERP: Instrument(
+        PERP, "future", "BTC", 32503708800000, 0.5, 10, 10, settlement_period="perpetual"
+    )
+}
+OK, WARN, FAIL = HealthStatus.OK, HealthStatus.WARN, HealthStatus.FAIL
+
+
+def _obs(*positions: Position) -> Observation:
+    account = AccountSummary("BTC", 10.0, 10.0, 10.0, 0.0, 0.0)
+    return Observation(
+        time_ms=1_000,
+        currency="BTC",
+        index_price=100_000.0,
+        account=account,
+        positions=positions,
+        open_orders=(),
+        tickers={},
+        instruments=INSTRUMENTS,
+    )
+
+
+def _perp(size: float) -> Position:
+    return Position(PERP, "future", size, 100_000.0, 100_000.0)
+
+
+def _ledger(observations: int = 1) -> Ledger:
+    book = PositionBook(dust_coin=1e-4, observations=observations)
+    book.seed(())
+    return Ledger(book=book)
+
+
+def _reading(
+    status: HealthStatus, previous: HealthStatus | None, *, auto_kill: bool = True
+) -> HealthReading:
+    return HealthReading(status, previous, f"scripted {status.value}", {}, auto_kill)
+
+
+@pytest.mark.parametrize(
+    ("reason", "value"),
+    [
+        (HaltReason.OPERATOR, "operator"),
+        (HaltReason.POSITION_DRIFT, "position_drift"),
+        (HaltReason.COST_CAP, "cost_cap"),
+        (HaltReason.HEALTH_FAIL, "health_fail"),
+        (HaltReason.KILL_SWITCH_FILE, "kill_switch_file"),
+    ],
+)
+def test_reasons_are_the_strings_already_on_record(reason: HaltReason, value: str) -> None:
+    """Flag files and halts rows written before the enum still compare equal."""
+    assert reason == value
+    assert str(reason) == value
+
+
+def test_nothing_wrong_is_no_breach() -> None:
+    """A quiet ledger and an explained book: every trigger silent."""
+    assert Limits.default().check(_obs(), _ledger()) == []
+
+
+def test_drift_is_a_breach_with_the_figures() -> None:
+    """Positions our fills do not explain: position_drift, by bastion, with the drift."""
+    [breach] = Limits.default().check(_obs(_perp(50)), _ledger())
+    assert (breach.reason, breach.who) == (HaltReason.POSITION_DRIFT, "bastion")
+    [drift] = breach.detail["drift"]
+    assert (drift["instrument"], drift["expected"], drift["reported"]) == (PERP, 0.0, 50)
+
+
+def test_drift_waits_for_a_seeded_book_and_an_observation() -> None:
+    """Before the first look, or when the step could not observe, drift says nothing."""
+    unseeded = Ledger(book=PositionBook(dust_coin=1e-4, observations=1))
+    assert DriftTrigger().check(_obs(_perp(50)), unseeded) is None
+    assert DriftTrigger().check(None, _ledger()) is None
+
+
+def test_drift_must_persist_across_checks() -> None:
+    """With observations=2 the first disagreeing check is forgiven, the second trips."""
+    ledger = _ledger(observations=2)
+    limits = Limits.default()
+    assert limits.check(_obs(_perp(50)), ledger) == []
+    assert [b.reason for b in limits.check(_obs(_perp(50)), ledger)] == ["position_drift"]
+
+
+def test_a_used_up_budget_is_a_cost_cap_breach_even_without_an_observation() -> None:
+    """The budget's notice trips on its own: by budget, with the budget's reason."""
+    ledger = _ledger()
+    ledger.record_budget_exhausted("Daily budget exhausted (1,000 of 1,000 tokens used)")
+    ledger.record_budget_exhausted("a later one")
+    [breach] = Limits.default().check(None, ledger)
+    assert breach == Breach(
+        HaltReason.COST_CAP,
+        "budget",
+        {"reason": "Daily budget exhausted (1,000 of 1,000 tokens used)"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "previous", "auto_kill", "halts"),
+    [
+        (FAIL, OK, True, True),
+        (FAIL, WARN, True, True),
+        (FAIL, None, True, True),
+        (FAIL, FAIL, True, False),  # still failing is not news
+        (FAIL, OK, False, False),  # auto_kill_on_health_fail off
+        (WARN, OK, True, False),
+        (OK, FAIL, True, False),
+    ],
+)
+def test_health_trips_on_the_turn_to_fail_under_auto_kill(
+    status: HealthStatus, previous: HealthStatus | None, auto_kill: bool, halts: bool
+) -> None:
+    """Only an OK/WARN -> FAIL reading with auto_kill on is a health_fail breach."""
+    ledger = _ledger()
+    ledger.record_health(_reading(status, previous, auto_kill=auto_kill))
+    breach = HealthTrigger().check(None, ledger)
+    assert (breach is not None) == halts
+    if breach is not None:
+        assert (breach.reason, breach.who) == (
+            HaltReason.HEALTH_FAIL,
+            "health guard (auto_kill_on_health_fail)",
+        )
+        assert breach.detail["summary"] == "scripted FAIL"
+
+
+def test_every_breach_is_reported_in_trigger_order() -> None:
+    """Health first, then cost cap, then drift; each trigger is asked once."""
+    ledger = _ledger()
+    ledger.record_health(_reading(FAIL, OK))
+    ledger.record_budget_exhausted("spent")
+    reasons = [b.reason for b in Limits.default().check(_obs(_perp(50)), ledger)]
+    assert reasons == ["health_fail", "cost_cap", "position_drift"]
+
+
+def test_reset_forgets_the_notices_and_the_book() -> None:
+    """Resuming accepts what stands: no notice left, the book to be seeded again."""
+    ledger = _ledger()
+    ledger.record_health(_reading(FAIL, OK))
+    ledger.record_budget_exhausted("spent")
+    ledger.book.apply_fill(PERP, "buy", 10)
+    ledger.reset()
+    assert (ledger.health, ledger.budget_exhausted, ledger.book.seeded) == (None, None, False)
+    assert CostCapTrigger().check(None, ledger) is None
+
+
+def test_a_trigger_is_any_object_with_check() -> None:
+    """Adding a trigger is one class: Limits asks it like the built-in ones."""
+
+    class Always:
+        def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+            return Breach(HaltReason.DAILY_LOSS, "test", {"loss": 1.0})
+
+    [breach] = Limits([Always()]).check(None, _ledger())
+    assert breach.to_dict() == {"reason": "daily_loss", "who": "test", "detail": {"loss": 1.0}}
