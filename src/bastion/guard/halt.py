@@ -1,7 +1,8 @@
 """The one halt path.
 
-Every stop trigger (operator kill, and later daily loss, cost cap, error rate, drift, health)
-calls :meth:`Halt.trip`. It always does the same three things in the same order:
+Every stop calls :meth:`Halt.trip`: a person (``bastion kill``, the console) directly, and the
+automatic triggers (drift, cost cap, health; see :mod:`bastion.guard.limits`) through the loop's
+limits check. It always does the same three things in the same order:
 
 1. **raise the flag**: ``data/kill_switch.flag`` (JSON: reason, who, when) written atomically,
    and a ``halts`` row in the store, so nothing new is sent from this moment on;
@@ -25,7 +26,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import orjson
 from bastion.clock import Clock
 from bastion.errors import BastionError, HaltedError
 from bastion.events import EventKind, Journal
+from bastion.guard.limits import HaltReason
 from bastion.status import HaltState
 from bastion.store import HaltRecord, Store
 from bastion.telemetry.metrics import Metrics
@@ -71,7 +73,13 @@ class Halt:
 
     # -- reading ------------------------------------------------------------------------
     def state(self) -> HaltState | None:
-        """The active halt, or None. A flag that cannot be read or parsed still halts."""
+        """The active halt, or None.
+
+        A flag file that is empty (``touch kill_switch.flag``), cannot be read or is not a halt
+        record still halts: failing open would let a person's stop be ignored. Such a halt has
+        reason ``kill_switch_file``, names what is wrong with the file as ``who`` and dates
+        itself by the file's modification time.
+        """
         try:
             raw = self.flag_path.read_bytes()
         except FileNotFoundError:
@@ -79,13 +87,15 @@ class Halt:
             return None
         except OSError as exc:  # a directory, no permission...: fail safe, not open
             self._set_gauge(active=True)
-            return HaltState(reason="kill_switch_flag_unreadable", who="unknown", when=str(exc))
+            return self._file_halt(f"unreadable: {exc.strerror or exc}")
         self._set_gauge(active=True)
+        if not raw.strip():
+            return self._file_halt("empty")
         try:
             data = orjson.loads(raw)
             return HaltState(reason=str(data["reason"]), who=str(data["who"]), when=data["when"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            return HaltState(reason="kill_switch_flag_unreadable", who="unknown", when="")
+            return self._file_halt("not a halt record")
 
     def active(self) -> bool:
         return self.state() is not None
@@ -110,6 +120,7 @@ class Halt:
         reported in the alert, never raised, so the caller (a CLI, a console route, a guard)
         always gets a halted system back.
         """
+        reason = str(reason)  # a HaltReason is recorded as its plain value
         existing = self.state()
         state = existing or HaltState(reason=reason, who=who, when=self._now().isoformat())
         problems: dict[str, str] = {}
@@ -232,6 +243,18 @@ class Halt:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._set_gauge(active=True)
+
+    def _file_halt(self, problem: str) -> HaltState:
+        """The halt a flag file stands for when it does not say who raised it."""
+        try:
+            mtime = self.flag_path.stat().st_mtime
+        except OSError:
+            when = ""
+        else:
+            when = datetime.fromtimestamp(mtime, tz=UTC).isoformat()
+        return HaltState(
+            reason=HaltReason.KILL_SWITCH_FILE, who=f"the flag file ({problem})", when=when
+        )
 
     def _set_gauge(self, *, active: bool) -> None:
         if self._metrics is not None:

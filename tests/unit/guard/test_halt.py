@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -139,7 +140,7 @@ def test_an_unreadable_flag_still_halts(tmp_path: Path, events: list[Event]) -> 
     halt = _halt(tmp_path, events)
     state = halt.state()
     assert state is not None
-    assert state.reason == "kill_switch_flag_unreadable"
+    assert (state.reason, state.who) == ("kill_switch_file", "the flag file (not a halt record)")
     with pytest.raises(HaltedError):
         halt.check()
 
@@ -192,3 +193,34 @@ def test_a_flag_that_cannot_be_read_still_halts(tmp_path: Path, events: list[Eve
     (tmp_path / "kill_switch.flag").mkdir()
     with pytest.raises(HaltedError):
         _halt(tmp_path, events).check()
+
+
+def test_an_empty_flag_file_halts_and_says_so(tmp_path: Path, events: list[Event]) -> None:
+    """`touch kill_switch.flag` halts; the state names the empty file and when it appeared."""
+    flag = tmp_path / "kill_switch.flag"
+    flag.touch()
+    os.utime(flag, (1_800_000_000, 1_800_000_000))
+    halt = _halt(tmp_path, events)
+    state = halt.state()
+    assert state is not None
+    assert (state.reason, state.who, state.when) == (
+        "kill_switch_file",
+        "the flag file (empty)",
+        "2027-01-15T08:00:00+00:00",
+    )
+    with pytest.raises(HaltedError, match=r"kill_switch_file, by the flag file \(empty\)"):
+        halt.check()
+
+
+def test_a_flag_path_that_cannot_be_read_names_the_problem(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """A directory where the flag should be: halted, and the state says why and since when."""
+    flag = tmp_path / "kill_switch.flag"
+    flag.mkdir()
+    os.utime(flag, (1_800_000_000, 1_800_000_000))
+    state = _halt(tmp_path, events).state()
+    assert state is not None
+    assert state.reason == "kill_switch_file"
+    assert state.who.startswith("the flag file (unreadable: ")
+    assert state.when == "2027-01-15T08:00:00+00:00"
