@@ -349,3 +349,34 @@ async def test_a_trade_by_hand_on_the_account_halts_for_position_drift(
     finally:
         await by_hand.close()
         await runner.aclose()
+
+
+async def test_the_status_shows_the_book_after_the_steps_sends(
+    runner_factory: RunnerFactory,
+) -> None:
+    """An order sent and resting this step is in status.open_orders when the step returns;
+    once it fills, it leaves them."""
+
+    def bid_at_the_touch(obs: Observation, ctx: Context) -> Decision:
+        if ctx.step > 1:
+            return Decision()
+        bid = obs.tickers["BTC-PERPETUAL"].best_bid_price
+        return Decision((OrderIntent("BTC-PERPETUAL", "buy", 10.0, price=bid),))
+
+    runner = runner_factory(ScriptedAgent(bid_at_the_touch))
+    await runner.loop.step()
+    [resting] = await runner.exchange.get_open_orders("BTC")
+    status = runner.loop.status
+    assert [o.order_id for o in status.open_orders] == [resting.order_id]
+    assert status.to_dict()["open_orders"][0]["label"] == f"{runner.run_id}-1-0"
+    assert status.orders_sent == 1
+
+    assert isinstance(runner.clock, SimClock)
+    for _ in range(500):  # the index wanders until the ask comes down to our bid
+        runner.clock.advance(1)
+        if not await runner.exchange.get_open_orders("BTC"):
+            break
+    await runner.loop.step()
+    status = runner.loop.status
+    assert status.open_orders == ()
+    assert status.orders_filled == 1

@@ -3,8 +3,10 @@
 Start-up runs every check: FAIL aborts before the first step (nothing is traded, the run is
 recorded as failed), WARN starts with a warning. While running, the loop asks the guard at the
 top of each step; every ``recheck_interval`` seconds of the injected clock it re-runs the
-*lightweight* checks, and an OK/WARN → FAIL transition trips the one halt path with reason
-``health_fail`` when ``auto_kill`` is on. The guard itself never sends an order; it only stops.
+*lightweight* checks and records a :class:`~bastion.guard.limits.HealthReading` in the loop's
+ledger. The health trigger (:class:`~bastion.guard.limits.HealthTrigger`) turns an OK/WARN →
+FAIL reading into the one halt path, reason ``health_fail``, at the same step's limits check
+when ``auto_kill`` is on. The guard itself never sends an order nor trips anything at runtime.
 
 ``paused`` (``agent_paused_due_to_health`` in the API) is derived from the halt flag, so it is
 the same in every process that looks and clears itself when a person resumes.
@@ -18,12 +20,14 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode
 from bastion.guard.halt import Halt
 from bastion.guard.health import HealthChecker, HealthReport, HealthStatus
+from bastion.guard.limits import HaltReason, HealthReading, Ledger
 
 __all__ = ["HEALTH_FAIL_REASON", "HealthAborted", "HealthGuard"]
 
 _log = logging.getLogger(__name__)
 
-HEALTH_FAIL_REASON = "health_fail"
+HEALTH_FAIL_REASON = HaltReason.HEALTH_FAIL
+"""The halt reason of a health FAIL (kept under this name for the CLI and the API)."""
 
 
 class HealthAborted(BastionError):
@@ -72,22 +76,28 @@ class HealthGuard:
             _log.warning("Starting agent with WARN health status: %s", report.summary)
         return report
 
-    async def maybe_recheck(self) -> HealthReport | None:
-        """Re-run the lightweight checks when due; trip the halt on OK/WARN -> FAIL."""
+    async def maybe_recheck(self, ledger: Ledger) -> HealthReport | None:
+        """Re-run the lightweight checks when due and record the reading in ``ledger``.
+
+        Returns the report, or None when no re-check was due. A reading that halts (OK/WARN →
+        FAIL under ``auto_kill``) is announced here; the loop's limits check trips it.
+        """
         now = self._clock.monotonic()
         if self._last_at is not None and now - self._last_at < self._interval:
             return None
         previous = self._last_status
         report = await self.checker.run_and_cache_healthcheck(lightweight_only=True)
         self._remember(report)
-        failed_now = report.overall_status is HealthStatus.FAIL
-        if failed_now and previous is not HealthStatus.FAIL and self._auto_kill:
+        reading = HealthReading(
+            status=report.overall_status,
+            previous=previous,
+            summary=report.summary,
+            report=report.to_dict(),
+            auto_kill=self._auto_kill,
+        )
+        ledger.record_health(reading)
+        if reading.halts:
             _log.error("AGENT STOPPED – System Health FAIL during runtime. %s", report.summary)
-            await self._halt.trip(
-                HEALTH_FAIL_REASON,
-                who="health guard (auto_kill_on_health_fail)",
-                detail={"summary": report.summary, "report": report.to_dict()},
-            )
         return report
 
     def _remember(self, report: HealthReport) -> None:

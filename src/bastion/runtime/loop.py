@@ -1,14 +1,26 @@
-"""The guarded loop: observe, decide, review, send; one step at a time.
+"""The guarded loop: observe, judge, decide, review, send; one step at a time.
 
 One step::
 
-    halt active?        -> cancel what rests (once per halt), record, return
-    health re-check     -> lightweight checks when due; OK/WARN -> FAIL trips the halt
-    observe()           -> one exchange snapshot (every call through resilience.call)
+    halt active?        -> reconcile only: cancel what rests, look at the holdings, return
+    health re-check     -> lightweight checks when due; the reading goes to the ledger
+    observe()           -> the Observer's snapshot (every call through resilience.call), then
+                           the OrderTracker reconciles our orders against it
+    limits.check()      -> every halt trigger (health, cost cap, drift) -> halt.trip(reason)
     agent.decide()      -> under the step timeout: a hung step is abandoned, the loop goes on
     risk.review()       -> pure; rejections carry the cap and the observed value
     send approved       -> halt re-checked right before each order; idempotency label per intent
-    step_completed      -> the trace sink flushes; metrics and status updated
+    step_completed      -> with elapsed time and the halt flag as the step ended
+
+The loop only *emits*: the trace, the store, the metrics (:class:`~bastion.telemetry.sink.
+MetricsSink`) and the console's status (:class:`~bastion.runtime.status_sink.StatusSink`) are
+sinks on the journal. The status sink is the loop's own (``Loop.status`` reads it); the
+metrics sink is subscribed when ``metrics`` is given.
+
+Observe and decide share one deadline, ``step_timeout_seconds`` from the start of observing.
+The limits are checked between them, also when the observation failed (the ledger's triggers
+still judge), and once more when :meth:`Loop.run` ends; see :mod:`bastion.guard.limits` for
+when each trigger trips.
 
 Sending is deliberately *outside* the step timeout: cancelling an in-flight order request would
 leave us not knowing whether the exchange accepted it. Each send is bounded by the exchange
@@ -24,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
@@ -35,11 +47,17 @@ from bastion.exchange.base import Exchange
 from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
+from bastion.guard.limits import Breach, Ledger, Limits
 from bastion.guard.risk import RiskLimits, Verdict, review
-from bastion.market import Instrument, Order, OrderRequest, Ticker
+from bastion.market import OrderRequest
 from bastion.messages import GuardedLLM
+from bastion.runtime.observe import Observer
+from bastion.runtime.orders import OrderTracker
+from bastion.runtime.payloads import book_payload, intent_payload, observation_payload
+from bastion.runtime.status_sink import StatusSink
 from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
+from bastion.telemetry.sink import MetricsSink
 
 __all__ = ["Loop", "LoopConfig", "StepOutcome"]
 
@@ -83,17 +101,6 @@ class StepOutcome:
     detail: str = ""
 
 
-@dataclass(slots=True)
-class _Counters:
-    orders_sent: int = 0
-    orders_filled: int = 0
-    orders_rejected: int = 0
-    steps: int = 0
-    tracked: set[str] = field(default_factory=set)
-    unconfirmed: set[str] = field(default_factory=set)  # labels of sends with no answer
-    filled: dict[str, float] = field(default_factory=dict)  # order id -> filled amount seen
-
-
 class Loop:
     """Runs an agent against an exchange inside the guard rails."""
 
@@ -111,8 +118,12 @@ class Loop:
         metrics: Metrics | None = None,
         health: HealthGuard | None = None,
         llm: GuardedLLM | None = None,
+        observer: Observer | None = None,
+        halt_limits: Limits | None = None,
     ) -> None:
-        """``llm`` is lent to the agent every step as ``ctx.llm``."""
+        """``limits`` are the risk caps of every intent; ``halt_limits`` the halt triggers
+        (:meth:`Limits.default` unless given). ``llm`` is lent to the agent every step as
+        ``ctx.llm``. ``observer`` defaults to one watching the agent's watchlist."""
         self.run_id = run_id
         self.health = health
         self.llm = llm
@@ -123,19 +134,38 @@ class Loop:
         self.clock = clock
         self.limits = limits
         self.config = config
-        self.metrics = metrics or Metrics()
-        self._counts = _Counters()
-        self._instruments: dict[str, Instrument] = {}
-        self._instruments_at = float("-inf")
-        self.book = PositionBook(
+        self.halt_limits = halt_limits or Limits.default()
+        self.observer = observer or Observer(
+            exchange=exchange,
+            clock=clock,
+            currency=config.currency,
+            watchlist=agent.watchlist,
+            instruments_refresh_seconds=config.instruments_refresh_seconds,
+            ticker_concurrency=config.ticker_concurrency,
+        )
+        book = PositionBook(
             dust_coin=config.drift_dust_coin, observations=config.drift_observations
         )
-        self.status = RuntimeStatus(
-            run_id=run_id,
-            agent=f"{agent.name} {agent.version}",
-            currency=config.currency,
-            dry_run=config.dry_run,
+        self.orders = OrderTracker(exchange=exchange, journal=journal, book=book)
+        self.ledger = Ledger(book=book)
+        self._status = StatusSink(
+            RuntimeStatus(
+                run_id=run_id,
+                agent=f"{agent.name} {agent.version}",
+                currency=config.currency,
+                dry_run=config.dry_run,
+            )
         )
+        journal.subscribe(self._status)
+        if metrics is not None:
+            journal.subscribe(MetricsSink(metrics))
+        self._steps = 0
+        self._halted = False  # seen halted since the last trading step
+
+    @property
+    def status(self) -> RuntimeStatus:
+        """The console's picture, folded from this loop's events by its status sink."""
+        return self._status.status
 
     # -- running ------------------------------------------------------------------------
     async def run(
@@ -145,25 +175,29 @@ class Loop:
         duration_seconds: float | None = None,
         stop: asyncio.Event | None = None,
     ) -> int:
-        """Step until ``max_steps``, ``duration_seconds`` or ``stop``; returns steps taken."""
+        """Step until ``max_steps``, ``duration_seconds`` or ``stop``; returns steps taken.
+
+        The limits are checked once more at the end, so a notice the last step recorded (a
+        budget its LLM call used up) still halts.
+        """
         started = self.clock.monotonic()
-        self._set_status(state="running")
         while True:
-            if max_steps is not None and self._counts.steps >= max_steps:
+            if max_steps is not None and self._steps >= max_steps:
                 break
             tick_started = self.clock.monotonic()
             if duration_seconds is not None and tick_started - started >= duration_seconds:
                 break
             await self.step()
-            if max_steps is not None and self._counts.steps >= max_steps:
+            if max_steps is not None and self._steps >= max_steps:
                 break
             deadline = tick_started + self.config.interval_seconds
             if duration_seconds is not None:
                 deadline = min(deadline, started + duration_seconds)
             if await self._wait(deadline, stop):
                 break
-        self._set_status(state="stopped")
-        return self._counts.steps
+        if not self.halt.active():
+            await self._check_limits(None)
+        return self._steps
 
     async def _wait(self, deadline: float, stop: asyncio.Event | None) -> bool:
         """Sleep until ``deadline`` in slices, enforcing a halt as soon as its flag appears.
@@ -182,95 +216,103 @@ class Loop:
 
     async def step(self) -> StepOutcome:
         """One guarded step. Never raises for trading conditions; they become outcomes."""
-        self._counts.steps += 1
-        n = self._counts.steps
+        self._steps += 1
+        n = self._steps
         t0 = self.clock.monotonic()
+        book: dict[str, Any] | None = None
         if self.halt.active():
-            outcome = await self._halted_step(n)
+            outcome, book = await self._halted_step(n)
         else:
             outcome = await self._trading_step(n)
         elapsed = self.clock.monotonic() - t0
-        self.metrics.steps.labels(outcome=outcome.status).inc()
-        self.metrics.step_duration.observe(elapsed)
-        self.journal.emit(
-            EventKind.STEP_COMPLETED,
-            {
-                "step": n,
-                "status": outcome.status,
-                "orders_sent": outcome.orders_sent,
-                "detail": outcome.detail,
-                "elapsed_s": round(elapsed, 6),
-            },
-        )
-        self._set_status(
-            last_step=n,
-            last_step_at=self.clock.now().isoformat(),
-            last_outcome=outcome.status,
-            last_detail=outcome.detail,
-        )
+        halt = self.halt.state()
+        payload: dict[str, Any] = {
+            "step": n,
+            "status": outcome.status,
+            "orders_sent": outcome.orders_sent,
+            "detail": outcome.detail,
+            "elapsed_s": round(elapsed, 6),
+            "at": self.clock.now().isoformat(),
+            "halt": halt.to_dict() if halt is not None else None,
+        }
+        if book is not None:
+            payload["book"] = book
+        self.journal.emit(EventKind.STEP_COMPLETED, payload)
         return outcome
 
-    async def _halted_step(self, n: int) -> StepOutcome:
+    async def _halted_step(self, n: int) -> tuple[StepOutcome, dict[str, Any] | None]:
         """Reconcile only: cancel leftovers (an order in flight at the trip may have landed)."""
         await self._enforce_halt()
-        ex, cur = self.exchange, self.config.currency
         try:
-            if await ex.get_open_orders(cur):
+            if await self.exchange.get_open_orders(self.config.currency):
                 await self.halt.enforce(always=True)
-            open_orders = tuple(await ex.get_open_orders(cur))
-            await self._reconcile(open_orders)
-            account = await ex.get_account_summary(cur)
-            positions = tuple(await ex.get_positions(cur))
+            held = await self.observer.holdings()
+            await self.orders.reconcile(n, held.open_orders)
         except BastionError as exc:
-            return StepOutcome(n, "halted", detail=f"halted; could not reconcile: {exc}")
-        self._set_status(
-            open_orders=open_orders,
-            positions=positions,
-            equity=account.equity,
-            balance=account.balance,
-        )
-        return StepOutcome(n, "halted", detail="halted: reconcile only")
+            return StepOutcome(n, "halted", detail=f"halted; could not reconcile: {exc}"), None
+        book = book_payload(held.account, held.positions, held.open_orders)
+        return StepOutcome(n, "halted", detail="halted: reconcile only"), book
 
     async def _enforce_halt(self) -> None:
-        """Mark the status halted and cancel what rests, once per halt (cheap to call often)."""
-        self._set_status(state="halted", halt=self.halt.state())
+        """Cancel what rests, once per halt (cheap to call often); the halt emits what it did."""
+        self._halted = True
         await self.halt.enforce()
 
     async def _trading_step(self, n: int) -> StepOutcome:
-        if self.status.state == "halted":
+        if self._halted:
+            self._halted = False
             self.journal.emit(EventKind.TRADING_RESUMED, {"step": n})
-            self.book.reset()  # resuming accepts the positions as they stand
-        self._set_status(state="running", halt=None)
+            self.ledger.reset()  # resuming accepts the positions, spend and health as they stand
         if self.health is not None:
-            await self.health.maybe_recheck()
-            if self.halt.active():
-                return StepOutcome(n, "halted", detail="halted by the health guard")
+            await self.health.maybe_recheck(self.ledger)
+        deadline = asyncio.get_running_loop().time() + self.config.step_timeout_seconds
+        observed = await self._observe_by(deadline, n)
+        breach = await self._check_limits(observed if isinstance(observed, Observation) else None)
+        if breach is not None:
+            return StepOutcome(n, "halted", detail=f"halted by {breach.who}: {breach.reason}")
+        if isinstance(observed, StepOutcome):
+            return observed
+        obs = observed
+        if self.halt.active():  # raised elsewhere while we observed
+            return StepOutcome(n, "halted", detail="halted during observation")
         try:
-            async with asyncio.timeout(self.config.step_timeout_seconds):
-                obs = await self.observe()
-                if self.halt.active():  # observe() found drift and tripped the halt
-                    return StepOutcome(n, "halted", detail="halted during observation")
+            async with asyncio.timeout_at(deadline):
                 decision = await self.agent.decide(obs, self._context(n))
-        except TimeoutError:
-            detail = f"step {n} abandoned after {self.config.step_timeout_seconds:g} s"
-            self.journal.emit(EventKind.STEP_TIMEOUT, {"step": n, "detail": detail})
-            return StepOutcome(n, "timeout", detail=detail)
-        except BastionError as exc:
-            self.journal.emit(EventKind.STEP_FAILED, {"step": n, "error": exc.to_dict()})
-            return StepOutcome(n, "failed", detail=str(exc))
         except Exception as exc:  # an agent bug must not kill the loop; it is recorded
-            _log.exception("step %d failed", n)
-            self.journal.emit(
-                EventKind.STEP_FAILED, {"step": n, "error": {"kind": "agent", "repr": repr(exc)}}
-            )
-            return StepOutcome(n, "failed", detail=f"agent error: {exc!r}")
+            return self._failure(n, exc)
         self._record_decision(n, decision)
         verdicts = review(decision, obs, self.limits)
         for verdict in verdicts:
             self.journal.emit(EventKind.RISK_VERDICT, {"step": n, **verdict.to_dict()})
-            if not verdict.approved:
-                self.metrics.orders.labels(outcome="risk_rejected").inc()
         return await self._send_approved(n, verdicts)
+
+    def _failure(self, n: int, exc: Exception) -> StepOutcome:
+        """Record why the step's observe or decide did not finish, as an outcome."""
+        if isinstance(exc, TimeoutError):
+            detail = f"step {n} abandoned after {self.config.step_timeout_seconds:g} s"
+            self.journal.emit(EventKind.STEP_TIMEOUT, {"step": n, "detail": detail})
+            return StepOutcome(n, "timeout", detail=detail)
+        if isinstance(exc, BastionError):
+            self.journal.emit(EventKind.STEP_FAILED, {"step": n, "error": exc.to_dict()})
+            return StepOutcome(n, "failed", detail=str(exc))
+        _log.error("step %d failed", n, exc_info=exc)
+        self.journal.emit(
+            EventKind.STEP_FAILED, {"step": n, "error": {"kind": "agent", "repr": repr(exc)}}
+        )
+        return StepOutcome(n, "failed", detail=f"agent error: {exc!r}")
+
+    async def _check_limits(self, obs: Observation | None) -> Breach | None:
+        """Ask every halt trigger; the first breach trips the halt (the rest ride along)."""
+        breaches = self.halt_limits.check(obs, self.ledger)
+        if not breaches:
+            return None
+        first, rest = breaches[0], breaches[1:]
+        detail = dict(first.detail)
+        if rest:
+            detail["also"] = [b.to_dict() for b in rest]
+        await self.halt.trip(first.reason, who=first.who, detail=detail)
+        self._halted = True
+        return first
 
     async def _send_approved(self, n: int, verdicts: Sequence[Verdict]) -> StepOutcome:
         sent = 0
@@ -283,9 +325,14 @@ class Loop:
                 skipped = len(approved) - k
                 self.journal.emit(
                     EventKind.ORDER_SKIPPED,
-                    {"step": n, "reason": "halted", "skipped": skipped, "detail": str(exc)},
+                    {
+                        "step": n,
+                        "stage": "send",
+                        "reason": "halted",
+                        "skipped": skipped,
+                        "detail": str(exc),
+                    },
                 )
-                self.metrics.orders.labels(outcome="halted").inc(skipped)
                 return StepOutcome(n, "halted", orders_sent=sent, detail=str(exc))
         return StepOutcome(n, "ok", orders_sent=sent)
 
@@ -296,9 +343,14 @@ class Loop:
         if self.config.dry_run:
             self.journal.emit(
                 EventKind.ORDER_SKIPPED,
-                {"step": n, "reason": "dry_run", "label": label, **_intent_dict(intent)},
+                {
+                    "step": n,
+                    "stage": "send",
+                    "reason": "dry_run",
+                    "label": label,
+                    **intent_payload(intent),
+                },
             )
-            self.metrics.orders.labels(outcome="dry_run").inc()
             return False
         request = OrderRequest(
             instrument_name=intent.instrument_name,
@@ -315,156 +367,44 @@ class Loop:
             raise
         except BastionError as exc:
             refused = exc.code in _REFUSALS
-            kind = EventKind.ORDER_REJECTED if refused else EventKind.ORDER_FAILED
             unknown = exc.code in _UNKNOWN_OUTCOME
             if unknown:
-                self._counts.unconfirmed.add(label)
+                self.orders.unanswered(label)
             self.journal.emit(
-                kind,
+                EventKind.ORDER_REJECTED if refused else EventKind.ORDER_FAILED,
                 {
                     "step": n,
+                    "stage": "send",
                     "label": label,
-                    **_intent_dict(intent),
+                    **intent_payload(intent),
                     "error": exc.to_dict(),
                     "outcome_unknown": unknown,
                 },
             )
-            self.metrics.orders.labels(outcome="rejected" if refused else "failed").inc()
-            self._counts.orders_rejected += 1
             return False
-        self._counts.orders_sent += 1
-        self._counts.tracked.add(order.order_id)
-        self._apply_fill(order)
-        self.metrics.orders.labels(outcome="sent").inc()
-        self.journal.emit(EventKind.ORDER_SENT, {"step": n, **_order_dict(order)})
-        if order.order_state == "filled":
-            self._record_fill(n, order)
-        self._set_status(orders_sent=self._counts.orders_sent)
+        self.orders.accepted(n, order)
         return True
 
     # -- observing ----------------------------------------------------------------------
     async def build_observation(self) -> Observation:
-        """One snapshot of account and market, with no side effect (the health check uses it)."""
-        ex, cur = self.exchange, self.config.currency
-        now_ms = await ex.get_time()
-        instruments = await self._current_instruments(now_ms)
-        index_price = await ex.get_index_price(cur)
-        account = await ex.get_account_summary(cur)
-        positions = tuple(await ex.get_positions(cur))
-        open_orders = tuple(await ex.get_open_orders(cur))
-        names = self.agent.watchlist(list(instruments.values()), index_price, now_ms)
-        names = list(dict.fromkeys([*names, *(p.instrument_name for p in positions)]))
-        return Observation(
-            time_ms=now_ms,
-            currency=cur,
-            index_price=index_price,
-            account=account,
-            positions=positions,
-            open_orders=open_orders,
-            tickers=await self._tickers(names),
-            instruments=instruments,
-        )
+        """One snapshot with no side effect: the observer's (kept for callers of the loop)."""
+        return await self.observer.observe()
 
-    async def observe(self) -> Observation:
-        """The step's snapshot: reconciles orders that left the book, checks drift, records."""
-        obs = await self.build_observation()
-        cur, account = self.config.currency, obs.account
-        index_price, positions, open_orders = obs.index_price, obs.positions, obs.open_orders
-        await self._reconcile(open_orders)
-        await self._check_drift(obs)
-        self.metrics.equity.labels(currency=cur).set(account.equity)
-        self._set_status(
-            equity=account.equity,
-            balance=account.balance,
-            index_price=index_price,
-            positions=positions,
-            open_orders=open_orders,
-        )
-        self.journal.emit(EventKind.OBSERVATION, _observation_dict(self._counts.steps, obs))
+    async def _observe_by(self, deadline: float, n: int) -> Observation | StepOutcome:
+        """The step's observation, or the outcome of a step that could not observe."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._observe(n)
+        except Exception as exc:  # classified and recorded like a failed decide
+            return self._failure(n, exc)
+
+    async def _observe(self, n: int) -> Observation:
+        """The step's snapshot; our orders reconciled against it; recorded."""
+        obs = await self.observer.observe()
+        await self.orders.reconcile(n, obs.open_orders)
+        self.orders.seed(obs.positions)
+        self.journal.emit(EventKind.OBSERVATION, observation_payload(n, obs))
         return obs
-
-    async def _check_drift(self, obs: Observation) -> None:
-        """Seed the expected book on the first look; afterwards, persistent drift halts."""
-        if not self.book.seeded:
-            self.book.seed(obs.positions)
-            return
-        drift = self.book.check(
-            obs.positions, obs.instruments, now_ms=obs.time_ms, index_price=obs.index_price
-        )
-        if drift:
-            await self.halt.trip(
-                "position_drift", who="bastion", detail={"drift": [d.to_dict() for d in drift]}
-            )
-
-    def _apply_fill(self, order: Order) -> None:
-        """Move the expected book by what this order filled since we last looked."""
-        seen = self._counts.filled.get(order.order_id, 0.0)
-        delta = order.filled_amount - seen
-        if delta > 0:
-            self.book.apply_fill(order.instrument_name, order.direction, delta)
-            self._counts.filled[order.order_id] = order.filled_amount
-
-    async def _current_instruments(self, now_ms: int) -> dict[str, Instrument]:
-        stale = self.clock.monotonic() - self._instruments_at > (
-            self.config.instruments_refresh_seconds
-        )
-        expired = any(i.expiration_ms <= now_ms for i in self._instruments.values())
-        if stale or expired or not self._instruments:
-            listed = await self.exchange.get_instruments(self.config.currency)
-            self._instruments = {i.name: i for i in listed}
-            self._instruments_at = self.clock.monotonic()
-        return self._instruments
-
-    async def _tickers(self, names: Sequence[str]) -> dict[str, Ticker]:
-        gate = asyncio.Semaphore(self.config.ticker_concurrency)
-
-        async def one(name: str) -> Ticker:
-            async with gate:
-                return await self.exchange.get_ticker(name)
-
-        results = await asyncio.gather(*(one(n) for n in names))
-        return {t.instrument_name: t for t in results}
-
-    async def _reconcile(self, open_orders: Sequence[Order]) -> None:
-        """Record what became of our orders since the last step.
-
-        An order whose send got no answer is recognised on the book by its label and recorded
-        as sent after all. An order that left the book is looked up: a fill is recorded, as is
-        a cancel from outside. An id is forgotten only once its fate is recorded, so a failed
-        lookup is retried next step instead of losing the fill from the trace.
-        """
-        for order in open_orders:
-            if order.order_id in self._counts.tracked:
-                self._apply_fill(order)  # a partial fill while resting
-            if order.label in self._counts.unconfirmed:
-                self._counts.unconfirmed.discard(order.label)
-                self._counts.tracked.add(order.order_id)
-                self._apply_fill(order)
-                self.journal.emit(
-                    EventKind.ORDER_SENT,
-                    {"step": self._counts.steps, "confirmed_late": True, **_order_dict(order)},
-                )
-        still_open = {o.order_id for o in open_orders}
-        for order_id in sorted(self._counts.tracked - still_open):
-            order = await self.exchange.get_order_state(order_id)
-            self._counts.tracked.discard(order_id)
-            self._apply_fill(order)
-            self._counts.filled.pop(order_id, None)
-            if order.order_state == "filled":
-                self._record_fill(self._counts.steps, order)
-            else:
-                self.journal.emit(
-                    EventKind.ORDER_REJECTED
-                    if order.order_state == "rejected"
-                    else EventKind.ORDER_SKIPPED,
-                    {"step": self._counts.steps, "reason": order.order_state, **_order_dict(order)},
-                )
-
-    def _record_fill(self, n: int, order: Order) -> None:
-        self._counts.orders_filled += 1
-        self.metrics.orders.labels(outcome="filled").inc()
-        self.journal.emit(EventKind.ORDER_FILLED, {"step": n, **_order_dict(order)})
-        self._set_status(orders_filled=self._counts.orders_filled)
 
     # -- helpers ------------------------------------------------------------------------
     def _context(self, n: int) -> Context:
@@ -482,60 +422,6 @@ class Loop:
             {
                 "step": n,
                 "rationale": decision.rationale,
-                "intents": [_intent_dict(i) for i in decision.intents],
+                "intents": [intent_payload(i) for i in decision.intents],
             },
         )
-
-    def _set_status(self, **changes: Any) -> None:
-        self.status = replace(self.status, **changes)
-
-
-def _intent_dict(intent: OrderIntent) -> dict[str, Any]:
-    return {
-        "instrument": intent.instrument_name,
-        "direction": intent.direction,
-        "amount": intent.amount,
-        "order_type": intent.order_type,
-        "price": intent.price,
-        "reduce_only": intent.reduce_only,
-        "reason": intent.reason,
-    }
-
-
-def _order_dict(order: Order) -> dict[str, Any]:
-    return {
-        "order_id": order.order_id,
-        "instrument": order.instrument_name,
-        "direction": order.direction,
-        "amount": order.amount,
-        "filled_amount": order.filled_amount,
-        "price": order.price,
-        "average_price": order.average_price,
-        "order_state": order.order_state,
-        "label": order.label,
-    }
-
-
-def _observation_dict(n: int, obs: Observation) -> dict[str, Any]:
-    return {
-        "step": n,
-        "time_ms": obs.time_ms,
-        "index_price": obs.index_price,
-        "equity": obs.account.equity,
-        "balance": obs.account.balance,
-        "available_funds": obs.account.available_funds,
-        "positions": [
-            {"instrument": p.instrument_name, "size": p.size, "mark_price": p.mark_price}
-            for p in obs.positions
-        ],
-        "open_orders": [o.order_id for o in obs.open_orders],
-        "tickers": {
-            name: {
-                "mark": t.mark_price,
-                "bid": t.best_bid_price,
-                "ask": t.best_ask_price,
-                "delta": t.delta,
-            }
-            for name, t in obs.tickers.items()
-        },
-    }
