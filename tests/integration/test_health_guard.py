@@ -126,3 +126,42 @@ async def test_the_console_runs_and_serves_real_health_checks(
     assert ran["agent_paused_due_to_health"] is False
     assert last["last_run_at"] == ran["last_run_at"]
     assert len(history["runs"]) == 1
+
+
+async def test_without_auto_kill_a_runtime_fail_is_recorded_not_tripped(
+    runner_factory: RunnerFactory,
+) -> None:
+    """auto_kill_on_health_fail off: the reading reaches the ledger, trading goes on."""
+    runner = runner_factory(
+        ScriptedAgent(lambda o, c: Decision()),
+        health_recheck_interval_seconds=10.0,
+        auto_kill_on_health_fail=False,
+    )
+    _with_check(runner, [HealthStatus.OK, HealthStatus.FAIL])
+    await runner.guard.startup()
+    assert isinstance(runner.clock, SimClock)
+    runner.clock.advance(11)
+    assert (await runner.loop.step()).status == "ok"
+    reading = runner.loop.ledger.health
+    assert reading is not None
+    assert (reading.status, reading.halts) == (HealthStatus.FAIL, False)
+    assert not runner.halt.active()
+
+
+async def test_resuming_while_still_failing_does_not_trip_again(
+    runner_factory: RunnerFactory,
+) -> None:
+    """FAIL -> FAIL is no news: after a person resumes, only a new turn to FAIL halts."""
+    runner = runner_factory(
+        ScriptedAgent(lambda o, c: Decision()), health_recheck_interval_seconds=10.0
+    )
+    _with_check(runner, [HealthStatus.OK, HealthStatus.FAIL])
+    await runner.guard.startup()
+    assert isinstance(runner.clock, SimClock)
+    runner.clock.advance(11)
+    assert (await runner.loop.step()).status == "halted"
+    runner.halt.resume(who="ops", why="known outage, trading on")
+    assert (await runner.loop.step()).status == "ok"
+    runner.clock.advance(11)
+    assert (await runner.loop.step()).status == "ok"  # re-checked, still FAIL
+    assert not runner.halt.active()

@@ -380,3 +380,82 @@ async def test_the_status_shows_the_book_after_the_steps_sends(
     status = runner.loop.status
     assert status.open_orders == ()
     assert status.orders_filled == 1
+
+
+def _spends_the_budget(holder: dict[str, Runner]) -> Callable[..., Decision]:
+    """Step 1 uses the budget up (as the chain's settlement would) and rests a bid."""
+
+    def decide(obs: Observation, ctx: Context) -> Decision:
+        if ctx.step == 1:
+            ledger = holder["r"].loop.ledger
+            ledger.record_budget_exhausted("Daily budget exhausted (1,000 of 1,000)")
+            return perp_buy(10.0, market=False)(obs, ctx)
+        return Decision()
+
+    return decide
+
+
+async def test_a_budget_used_up_in_a_step_halts_before_the_next_decision(
+    runner_factory: RunnerFactory,
+) -> None:
+    """The call that used the budget up was admitted: its order goes out; the next step trips
+    cost_cap before deciding and cancels the order."""
+    holder: dict[str, Runner] = {}
+    agent = ScriptedAgent(_spends_the_budget(holder))
+    runner = holder["r"] = runner_factory(agent)
+    events = _collect(runner)
+    assert (await runner.loop.step()).orders_sent == 1
+    outcome = await runner.loop.step()
+    assert (outcome.status, agent.calls) == ("halted", 1)
+    [tripped] = [e.payload for e in events if e.kind is EventKind.HALT_TRIPPED]
+    assert (tripped["reason"], tripped["who"], tripped["cancelled_orders"]) == (
+        "cost_cap",
+        "budget",
+        1,
+    )
+    assert tripped["detail"] == {"reason": "Daily budget exhausted (1,000 of 1,000)"}
+    assert runner.loop.status.state == "halted"
+
+
+async def test_a_budget_used_up_by_the_last_step_still_halts_the_run(
+    runner_factory: RunnerFactory,
+) -> None:
+    """run() checks the limits once more at its end: the run is recorded as halted."""
+    holder: dict[str, Runner] = {}
+    runner = holder["r"] = runner_factory(ScriptedAgent(_spends_the_budget(holder)))
+    summary = await runner.run(max_steps=1)
+    state = runner.halt.state()
+    assert state is not None
+    assert (state.reason, summary.status) == ("cost_cap", "halted")
+
+
+async def test_a_step_that_cannot_observe_still_trips_a_pending_halt(
+    runner_factory: RunnerFactory,
+) -> None:
+    """The exchange answers garbage: the step fails to observe, the ledger's triggers judge."""
+    agent = ScriptedAgent(lambda o, c: Decision())
+    runner = runner_factory(agent)
+    events = _collect(runner)
+    runner.loop.ledger.record_budget_exhausted("spent")
+    assert runner.paper is not None
+    runner.paper.faults.arm({"kind": "malformed", "method": "private/get_positions", "times": None})
+    outcome = await runner.loop.step()
+    assert (outcome.status, agent.calls) == ("halted", 0)
+    assert [k for k in kinds(events) if k in {"step_failed", "halt_tripped"}] == [
+        "step_failed",
+        "halt_tripped",
+    ]
+
+
+async def test_the_runs_metrics_come_from_its_events(runner_factory: RunnerFactory) -> None:
+    """Steps by outcome, their duration, orders sent and filled, equity: all counted by the
+    metrics sink on the run's journal."""
+    runner = runner_factory(ScriptedAgent(perp_buy(10.0)))
+    await runner.run(max_steps=2)
+    r = runner.metrics.registry
+    assert r.get_sample_value("bastion_steps_total", {"outcome": "ok"}) == 2
+    assert r.get_sample_value("bastion_step_duration_seconds_count") == 2
+    assert r.get_sample_value("bastion_orders_total", {"outcome": "sent"}) == 2
+    assert r.get_sample_value("bastion_orders_total", {"outcome": "filled"}) == 2
+    assert r.get_sample_value("bastion_account_equity", {"currency": "BTC"}) > 0  # type: ignore[operator]
+    assert runner.loop.status.orders_filled == 2
