@@ -6,6 +6,7 @@ credentials, so every passing private call below also proves the HMAC check.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -131,6 +132,47 @@ def test_perp_market_order_trades_and_positions(deribit: ccxt.deribit) -> None:
         100,
     )
     assert position["entryPrice"] == trade["price"]
+
+
+def test_fetch_ohlcv(deribit: ccxt.deribit) -> None:
+    """Minute candles up to now: aligned, a minute apart, low <= open, close <= high."""
+    candles = deribit.fetch_ohlcv("BTC/USD:BTC", "1m", limit=5)
+    now = deribit.fetch_time()
+    assert len(candles) == 5
+    ticks = [c[0] for c in candles]
+    assert all(t % 60_000 == 0 for t in ticks)
+    assert [b - a for a, b in itertools.pairwise(ticks)] == [60_000] * 4
+    assert ticks[-1] <= now < ticks[-1] + 120_000
+    for _, open_, high, low, close, volume in candles:
+        assert low <= min(open_, close) <= max(open_, close) <= high
+        assert volume >= 0
+    index = deribit.fetch_ticker("BTC/USD:BTC")["indexPrice"]
+    assert abs(candles[-1][4] - index) / index < 0.01
+
+
+def test_fetch_ohlcv_counts_a_fill(deribit: ccxt.deribit) -> None:
+    """A market buy shows as volume in the last candles (coin: USD amount over price)."""
+    order = deribit.create_order("BTC/USD:BTC", "market", "buy", 1000)
+    candles = deribit.fetch_ohlcv("BTC/USD:BTC", "1m", limit=2)
+    volume = sum(c[5] for c in candles)
+    assert volume >= 1000 / order["average"] * 0.999
+    assert any(c[3] <= order["average"] <= c[2] for c in candles)
+
+
+def test_fetch_closed_orders(deribit: ccxt.deribit) -> None:
+    """A filled order is closed history at once; a cancelled untouched one with include_unfilled."""
+    filled = deribit.create_order("BTC/USD:BTC", "market", "buy", 10)
+    bid = deribit.fetch_ticker("BTC/USD:BTC")["bid"]
+    resting = deribit.create_order("BTC/USD:BTC", "limit", "buy", 10, round(bid * 0.95))
+    deribit.cancel_order(resting["id"])
+    (closed,) = deribit.fetch_closed_orders("BTC/USD:BTC")
+    assert (closed["id"], closed["status"], closed["filled"]) == (filled["id"], "closed", 10)
+    assert [o["id"] for o in deribit.fetch_closed_orders()] == [filled["id"]]
+    with_unfilled = deribit.fetch_closed_orders("BTC/USD:BTC", params={"include_unfilled": True})
+    by_id = {o["id"]: o for o in with_unfilled}
+    assert by_id[resting["id"]]["status"] == "canceled"
+    assert by_id[resting["id"]]["filled"] == 0
+    assert set(by_id) == {filled["id"], resting["id"]}
 
 
 def _buy(**params: Any) -> Callable[[ccxt.deribit], Any]:

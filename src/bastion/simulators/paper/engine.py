@@ -4,7 +4,9 @@ Its matching model is described in :mod:`.venue`. The engine is the only writer 
 trades and positions; the margin check before an order is accepted uses the rules of
 :mod:`.margin` with the new order counted as resting: the order is refused with 10009 when it
 would leave ``available_funds`` negative and lower than before (so an order that reduces risk
-is never refused for funds).
+is never refused for funds). Every change it makes is also emitted on ``events``
+(:mod:`.events`): an :class:`~.events.OrderChanged` once an order settles into its state after a
+call (placed, filled, cancelled) and a :class:`~.events.TradeExecuted` per fill.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 
 from bastion.simulators.paper.accounts import Account, fee_for
 from bastion.simulators.paper.errors import RpcError, invalid_argument
+from bastion.simulators.paper.events import Listeners, OrderChanged, TradeExecuted
 from bastion.simulators.paper.instruments import Instrument
 from bastion.simulators.paper.margin import value_ledger
 from bastion.simulators.paper.market import Market, Quote
@@ -27,9 +30,12 @@ _IMMEDIATE = ("immediate_or_cancel", "fill_or_kill")
 class Engine:
     """Orders, fills and trades of every account of one venue."""
 
-    def __init__(self, market: Market, accounts: Mapping[int, Account]) -> None:
+    def __init__(
+        self, market: Market, accounts: Mapping[int, Account], events: Listeners | None = None
+    ) -> None:
         self._market = market
         self._accounts = accounts
+        self._events = events if events is not None else Listeners()
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
         self._trades: dict[int, list[Trade]] = {}
@@ -62,6 +68,10 @@ class Engine:
         if order is None or order.account_id != account.account_id:
             raise RpcError(10004, data={"reason": "order not found", "param": "order_id"})
         return order
+
+    def orders(self, account_id: int) -> list[Order]:
+        """Every order ``account_id`` ever placed (open or closed), in placement order."""
+        return [o for o in self._orders.values() if o.account_id == account_id]
 
     def trades(self, account_id: int) -> list[Trade]:
         return self._trades.get(account_id, [])
@@ -97,15 +107,21 @@ class Engine:
         self._last_order_id += 1
         order.order_id = f"{instrument.currency}-{self._last_order_id}"
         self._orders[order.order_id] = order
+        trades: list[Trade] = []
         if takes:
-            return order, [self._execute(order, price=touch, amount=order.remaining, maker=False)]
-        if price is None:
+            trades.append(self._execute(order, price=touch, amount=order.remaining, maker=False))
+        elif price is None:
             order.close(reason="no_liquidity", now_ms=order.creation_ms)
         elif request.time_in_force in _IMMEDIATE:
             order.close(reason="immediate_or_cancel", now_ms=order.creation_ms)
         else:
             self._open[order.order_id] = order
-        return order, []
+        self._changed(order)
+        return order, trades
+
+    def _changed(self, order: Order) -> None:
+        if self._events:
+            self._events.emit(OrderChanged(order.account_id, order.instrument, order.to_deribit()))
 
     def _new_order(
         self,
@@ -202,6 +218,8 @@ class Engine:
         )
         tape.append(trade)
         self._trades.setdefault(order.account_id, []).append(trade)
+        if self._events:
+            self._events.emit(TradeExecuted(trade))
         return trade
 
     def match_resting(self) -> None:
@@ -226,6 +244,8 @@ class Engine:
                 self._execute(order, price=price, amount=amount, maker=True)
             if order.is_open:
                 self.cancel_order(order, reason="reduce_only", now_ms=now)
+            else:
+                self._changed(order)
 
     # -- cancelling -----------------------------------------------------------------------
     def cancel_order(self, order: Order, *, reason: str, now_ms: int) -> Order:
@@ -234,6 +254,7 @@ class Engine:
             raise RpcError(11044, data={"reason": f"order is {order.state}", "param": "order_id"})
         order.close(reason=reason, now_ms=now_ms)
         self._open.pop(order.order_id, None)
+        self._changed(order)
         return order
 
 

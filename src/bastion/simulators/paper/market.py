@@ -141,6 +141,10 @@ class Market:
         """The index at any time since the start: settlement reads the past."""
         return self._paths[currency].price_at(t)
 
+    def index_path(self, currency: str) -> IndexPath:
+        """The seeded path behind a currency's index (charts read it step by step)."""
+        return self._paths[currency]
+
     def instrument(self, name: str) -> Instrument:
         """An active instrument, or Deribit's 10020 for anything else."""
         instrument = self.catalog.get(name)
@@ -172,18 +176,35 @@ class Market:
             max_price=instrument.floor_price(mark * (1 + PERP_PRICE_BAND)),
         )
 
-    def years_to_expiry(self, instrument: Instrument) -> float:
-        return max(0.0, (instrument.expiration_ms - self.now_ms) / 1000 / SECONDS_PER_YEAR)
+    def years_to_expiry(self, instrument: Instrument, at_ms: int | None = None) -> float:
+        """Years from ``at_ms`` (default now) to the expiry, never negative."""
+        now = self.now_ms if at_ms is None else at_ms
+        return max(0.0, (instrument.expiration_ms - now) / 1000 / SECONDS_PER_YEAR)
+
+    def _smile(self, instrument: Instrument, spot: float) -> float:
+        spec = self.specs[instrument.currency]
+        strike = instrument.strike or spot
+        return smile_vol(base_vol=spec.vol, smile_coef=spec.smile_coef, strike=strike, forward=spot)
+
+    def option_mark(self, instrument: Instrument, spot: float, at_ms: int) -> float:
+        """The model mark, in coin, of an option at index ``spot`` and time ``at_ms``.
+
+        The same arithmetic as the live quote, so a chart drawn from past marks agrees with the
+        marks the market quoted at the time.
+        """
+        strike = instrument.strike or spot
+        years = self.years_to_expiry(instrument, at_ms)
+        vol = self._smile(instrument, spot)
+        usd = bs_price(spot=spot, strike=strike, years=years, vol=vol, is_call=instrument.is_call)
+        return round(usd / spot, 8)
 
     def _option_quote(self, instrument: Instrument) -> Quote:
-        spec = self.specs[instrument.currency]
         spot = self.index(instrument.currency)
         strike = instrument.strike or spot
         years = self.years_to_expiry(instrument)
         is_call = instrument.is_call
-        vol = smile_vol(base_vol=spec.vol, smile_coef=spec.smile_coef, strike=strike, forward=spot)
-        usd = bs_price(spot=spot, strike=strike, years=years, vol=vol, is_call=is_call)
-        mark = round(usd / spot, 8)
+        vol = self._smile(instrument, spot)
+        mark = self.option_mark(instrument, spot, self.now_ms)
         tick = instrument.tick_size
         half = max(tick, OPTION_HALF_SPREAD * mark)
         bid = instrument.floor_price(mark - half)

@@ -4,6 +4,11 @@ Handlers hold no trading logic; they only name, type and default the parameters 
 defines for the method and pick the venue call. Unknown parameters are ignored (ccxt sends
 ``include_old`` and friends), and options the paper exchange does not model (``detailed`` on
 ``cancel_all``, ``subaccount_id``) are accepted and ignored.
+
+The tables name every method the exchange knows, the :data:`WEBSOCKET_ONLY` ones included: over
+HTTP those answer 10030 ``must_be_websocket_request`` (Deribit serves subscriptions,
+heartbeats and cancel-on-disconnect on sockets only); the WebSocket endpoint (:mod:`.ws`)
+serves them itself.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion.simulators.paper.auth import Authenticator
+from bastion.simulators.paper.candles import RESOLUTIONS
 from bastion.simulators.paper.errors import INTERNAL_SERVER_ERROR, RpcError, invalid_param
 from bastion.simulators.paper.params import Params
 from bastion.simulators.paper.rules import OrderRequest
 from bastion.simulators.paper.venue import PaperVenue
 
-__all__ = ["PRIVATE", "PUBLIC", "VERSION", "Call", "Handler"]
+__all__ = ["PRIVATE", "PUBLIC", "VERSION", "WEBSOCKET_ONLY", "Call", "Handler"]
 
 VERSION = "1.2.26"
 _CURRENCY_FILTERS = ("BTC", "ETH", "USDC", "USDT", "EURR", "any")
@@ -53,6 +59,24 @@ def _resting_types(params: Params) -> bool:
     return params.choice("type", _ORDER_TYPE_FILTERS, "all") in ("all", "limit")
 
 
+WEBSOCKET_ONLY = frozenset({
+    "public/subscribe", "public/unsubscribe", "public/unsubscribe_all",
+    "public/set_heartbeat", "public/disable_heartbeat",
+    "private/subscribe", "private/unsubscribe", "private/unsubscribe_all",
+    "private/enable_cancel_on_disconnect", "private/disable_cancel_on_disconnect",
+    "private/get_cancel_on_disconnect", "private/logout",
+})  # fmt: skip
+"""Methods only a socket can serve; listed in the tables so HTTP answers 10030 for them."""
+
+
+def _websocket_only(call: Call) -> None:
+    raise RpcError(10030, data={"reason": "this method is served over WebSocket only"})
+
+
+def _served_by_sockets(scope: str) -> dict[str, Handler]:
+    return {name: _websocket_only for name in sorted(WEBSOCKET_ONLY) if name.startswith(scope)}
+
+
 # -- public -------------------------------------------------------------------------------
 def _test(call: Call) -> dict[str, str]:
     if call.params.text("expected_result", "") == "exception":
@@ -81,6 +105,16 @@ def _order_book(call: Call) -> dict[str, Any]:
     return call.venue.order_book(p.text("instrument_name"), p.integer("depth", 10))
 
 
+def _chart(call: Call) -> dict[str, Any]:
+    p = call.params
+    return call.venue.chart(
+        p.text("instrument_name"),
+        resolution=p.choice("resolution", list(RESOLUTIONS)),
+        start_ms=p.integer("start_timestamp"),
+        end_ms=p.integer("end_timestamp"),
+    )
+
+
 PUBLIC: dict[str, Handler] = {
     "public/auth": lambda c: c.auth.grant(c.params),
     "public/test": _test,
@@ -91,6 +125,8 @@ PUBLIC: dict[str, Handler] = {
     "public/get_index_price": _index_price,
     "public/ticker": lambda c: c.venue.ticker(c.params.text("instrument_name")),
     "public/get_order_book": _order_book,
+    "public/get_tradingview_chart_data": _chart,
+    **_served_by_sockets("public/"),
 }
 
 
@@ -177,8 +213,21 @@ def _user_trades(*, by_instrument: bool) -> Handler:
     return trades
 
 
-def _websocket_only(call: Call) -> None:
-    raise RpcError(10030, data={"reason": "cancel-on-disconnect needs a WebSocket connection"})
+def _order_history(*, by_instrument: bool) -> Handler:
+    def history(call: Call) -> list[dict[str, Any]]:
+        p, venue = call.params, call.venue
+        return venue.order_history(
+            call.client_id,
+            currency=None if by_instrument else p.choice("currency", list(venue.specs)),
+            instrument_name=p.text("instrument_name") if by_instrument else None,
+            kind=None if by_instrument else _kind(p),
+            count=p.integer("count", 20),
+            offset=p.integer("offset", 0),
+            include_old=p.flag("include_old"),
+            include_unfilled=p.flag("include_unfilled"),
+        )
+
+    return history
 
 
 PRIVATE: dict[str, Handler] = {
@@ -202,6 +251,7 @@ PRIVATE: dict[str, Handler] = {
     "private/get_user_trades_by_currency_and_time": _user_trades(by_instrument=False),
     "private/get_user_trades_by_instrument": _user_trades(by_instrument=True),
     "private/get_user_trades_by_instrument_and_time": _user_trades(by_instrument=True),
-    "private/enable_cancel_on_disconnect": _websocket_only,
-    "private/disable_cancel_on_disconnect": _websocket_only,
+    "private/get_order_history_by_currency": _order_history(by_instrument=False),
+    "private/get_order_history_by_instrument": _order_history(by_instrument=True),
+    **_served_by_sockets("private/"),
 }

@@ -98,6 +98,15 @@ class Params:
             return value.lower() in _TRUE
         raise invalid_argument(name, "must be a boolean")
 
+    def strings(self, name: str) -> list[str]:
+        """A required JSON list of strings (``channels``); Deribit's reason when it is not."""
+        value = self._value(name, _MISSING)
+        if not isinstance(value, list):
+            raise invalid_param(name, "value must be a list")
+        if not all(isinstance(item, str) for item in value):
+            raise invalid_param(name, "value must be a list of strings")
+        return list(value)
+
     @overload
     def choice(self, name: str, options: Collection[str]) -> str: ...
     @overload

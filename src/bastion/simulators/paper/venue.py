@@ -20,6 +20,11 @@ Matching model (no other traders, unlimited size at the touch):
 - ``immediate_or_cancel`` and ``fill_or_kill`` are the same thing here (the touch has
   unlimited size): fill in full now or cancel; ``good_til_day`` behaves like
   ``good_til_cancelled``; trigger orders (stop, take, trailing) are not supported (11029).
+
+History: every order the venue accepted is kept, so ``order_history`` serves Deribit's
+``get_order_history_by_*`` from the venue's own record, and ``chart`` draws candles from the
+market's marks and the paper trades (:mod:`.candles`). Every change is emitted on
+:attr:`PaperVenue.events` (:mod:`.events`) for the WebSocket feed.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from typing import Any
 from bastion.clock import Clock
 from bastion.errors import UsageError
 from bastion.simulators.paper.accounts import Account, Ledger
+from bastion.simulators.paper.candles import Charts
 from bastion.simulators.paper.engine import Engine
 from bastion.simulators.paper.errors import invalid_param
+from bastion.simulators.paper.events import Listeners, MarketMoved
 from bastion.simulators.paper.instruments import Instrument
 from bastion.simulators.paper.margin import (
     InstrumentRisk,
@@ -53,6 +60,8 @@ __all__ = ["DEFAULT_BALANCES", "PaperVenue", "Settlement"]
 DEFAULT_BALANCES: Mapping[str, float] = {"BTC": 10.0, "ETH": 100.0}
 _DAY_MS = 86_400_000
 _MAX_TRADES = 1000
+_MAX_ORDERS = 1000
+_RECENT_ORDERS_MS = 2 * _DAY_MS  # Deribit's order history hides older orders without include_old
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +101,9 @@ class PaperVenue:
         }
         self._accounts: dict[str, Account] = {}
         self._by_id: dict[int, Account] = {}
-        self.engine = Engine(self.market, self._by_id)
+        self.events = Listeners()
+        self.engine = Engine(self.market, self._by_id, self.events)
+        self.charts = Charts(self.market, seed=seed)
         self._matched_step = self.market.step
 
     # -- time -----------------------------------------------------------------------------
@@ -104,6 +115,8 @@ class PaperVenue:
         if self.market.step != self._matched_step:
             self._matched_step = self.market.step
             self.engine.match_resting()
+            if self.events:
+                self.events.emit(MarketMoved(self.market.step, self.market.now_ms))
         return self.market.now_ms
 
     def _settle(self, expired: list[Instrument]) -> None:
@@ -173,6 +186,17 @@ class PaperVenue:
         self.sync()
         instrument = self.market.instrument(instrument_name)
         return self.market.order_book(instrument, depth, self._activity(instrument))
+
+    def chart(
+        self, instrument_name: str, *, resolution: str, start_ms: int, end_ms: int
+    ) -> dict[str, Any]:
+        """``public/get_tradingview_chart_data``: candles up to now (see :mod:`.candles`)."""
+        self.sync()
+        instrument = self.market.instrument(instrument_name)
+        tape = self.engine.tape(instrument.name)
+        return self.charts.chart(
+            instrument, tape, resolution=resolution, start_ms=start_ms, end_ms=end_ms
+        )
 
     def _activity(self, instrument: Instrument) -> Activity:
         tape = self.engine.tape(instrument.name)
@@ -304,6 +328,51 @@ class PaperVenue:
         """The account's resting orders that match, oldest first."""
         self.sync()
         return [o.to_deribit() for o in self._orders_of(client_id, currency, instrument_name, kind)]
+
+    def order_history(
+        self,
+        client_id: str,
+        *,
+        currency: str | None = None,
+        instrument_name: str | None = None,
+        kind: str | None = None,
+        count: int = 20,
+        offset: int = 0,
+        include_old: bool = False,
+        include_unfilled: bool = False,
+    ) -> list[dict[str, Any]]:
+        """``private/get_order_history_by_*``: the account's closed orders, newest first.
+
+        As on Deribit: an order that closed without any fill (cancelled or expired untouched)
+        is listed only with ``include_unfilled``, and one last updated more than two days ago
+        only with ``include_old``. "Newest" is the last update (the close), ties broken by the
+        later placement. Open orders never appear: the paper venue fills in full, so an order
+        is either resting untouched or closed.
+        """
+        now = self.sync()
+        if not 1 <= count <= _MAX_ORDERS:
+            raise invalid_param("count", f"must be between 1 and {_MAX_ORDERS}")
+        if offset < 0:
+            raise invalid_param("offset", "must not be negative")
+        account = self.account(client_id)
+        if currency is not None:
+            self._currency(currency)
+        if instrument_name is not None and not any(
+            i.name == instrument_name for i in self.market.catalog.expired()
+        ):
+            self.market.instrument(instrument_name)  # 10020 unless listed (or recently expired)
+        chosen = [
+            (order.last_update_ms, position, order)
+            for position, order in enumerate(self.engine.orders(account.account_id))
+            if not order.is_open
+            and (currency is None or order.instrument.currency == currency)
+            and (instrument_name is None or order.instrument.name == instrument_name)
+            and (kind is None or order.instrument.kind == kind)
+            and (include_unfilled or order.filled_amount > 0)
+            and (include_old or order.last_update_ms >= now - _RECENT_ORDERS_MS)
+        ]
+        chosen.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+        return [order.to_deribit() for _, _, order in chosen[offset : offset + count]]
 
     def order_state(self, client_id: str, order_id: str) -> dict[str, Any]:
         self.sync()

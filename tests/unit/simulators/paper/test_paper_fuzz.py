@@ -19,13 +19,14 @@ NAMES = [
     "post_only", "reject_post_only", "reduce_only", "order_id", "currency", "kind", "depth",
     "count", "sorting", "start_timestamp", "end_timestamp", "expired", "index_name", "extended",
     "grant_type", "client_id", "client_secret", "refresh_token", "timestamp", "signature",
-    "nonce", "data", "scope", "state", "expected_result",
+    "nonce", "data", "scope", "state", "expected_result", "resolution", "offset",
+    "include_old", "include_unfilled", "channels", "interval",
 ]  # fmt: skip
 VALUES = st.one_of(
     st.sampled_from([
         PERP, CALL, "BTC", "ETH", "any", "option", "future", "limit", "market", "BTC-1", "true",
         "false", "client_credentials", "refresh_token", "client_signature", "btc_usd", "asc",
-        "fill_or_kill", "stop_limit", "expires:0", "expires:x",
+        "fill_or_kill", "stop_limit", "expires:0", "expires:x", "1", "60", "1D",
     ]),
     st.text(max_size=80),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
