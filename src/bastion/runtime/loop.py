@@ -178,7 +178,8 @@ class Loop:
         """Step until ``max_steps``, ``duration_seconds`` or ``stop``; returns steps taken.
 
         The limits are checked once more at the end, so a notice the last step recorded (a
-        budget its LLM call used up) still halts.
+        budget its LLM call used up) still halts; not after a halt seen since the last trading
+        step, whose notices were judged already.
         """
         started = self.clock.monotonic()
         while True:
@@ -195,7 +196,7 @@ class Loop:
                 deadline = min(deadline, started + duration_seconds)
             if await self._wait(deadline, stop):
                 break
-        if not self.halt.active():
+        if not self._halted and not self.halt.active():
             await self._check_limits(None)
         return self._steps
 
