@@ -4,6 +4,9 @@ Each :class:`Metrics` owns its own ``CollectorRegistry`` instead of the process-
 so two runtimes (or two tests) in one process never collide, and ``/metrics`` serves exactly the
 runtime it belongs to. Names carry the ``bastion_`` prefix and base units (seconds), counters end
 in ``_total``.
+
+The loop's instruments (steps, step duration, orders, equity) are not set by the loop: the
+:class:`~bastion.telemetry.sink.MetricsSink` counts them from the loop's events.
 """
 
 from __future__ import annotations
