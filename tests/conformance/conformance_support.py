@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import ccxt
+import ccxt.pro
 
 from bastion.simulators.paper import PaperExchangeApp
 
@@ -23,4 +24,12 @@ def make_client(url: str, key: str, secret: str) -> ccxt.deribit:
     """ccxt's deribit pointed at the loopback simulator exactly as shared/deribit.md §4 says."""
     exchange = ccxt.deribit({"apiKey": key, "secret": secret, "enableRateLimit": False})
     exchange.urls["api"] = {"rest": url}
+    return exchange
+
+
+def make_pro_client(url: str, key: str, secret: str) -> ccxt.pro.deribit:
+    """ccxt.pro's deribit on the loopback simulator: REST for ``sign()``, ``ws`` for sockets."""
+    exchange = ccxt.pro.deribit({"apiKey": key, "secret": secret, "enableRateLimit": False})
+    ws = url.replace("http://", "ws://") + "/ws/api/v2"
+    exchange.urls["api"] = {"rest": url, "ws": ws}
     return exchange

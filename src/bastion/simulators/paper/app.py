@@ -9,6 +9,11 @@ Accepted forms (shared/deribit.md §1):
 - ``POST /api/v2`` with the method in the body. A POST with an empty body reads its params from
   the query string, like a GET.
 
+The request is then decoded, checked and dispatched by :mod:`.rpc`, the same code the
+WebSocket face (:mod:`.ws`, served at ``/ws/api/v2``) uses, so both transports accept and
+refuse exactly the same requests. Methods only a socket can serve (subscriptions, heartbeats,
+cancel-on-disconnect) answer 10030 ``must_be_websocket_request`` here.
+
 Every answer is the Deribit envelope (``jsonrpc, id?, result|error, usIn, usOut, usDiff,
 testnet``) serialised by orjson in a fixed key order, with times from the injected clock, so a
 session on a ``SimClock`` is byte-identical run to run. Errors are HTTP 400, except 401 for
@@ -24,11 +29,9 @@ any status, hang or drop the connection. Their loopback-only control routes live
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,38 +39,36 @@ from starlette.routing import Route, WebSocketRoute
 
 from bastion.clock import Clock
 from bastion.simulators.faults.responses import DroppedResponse, HangingResponse
+from bastion.simulators.paper import rpc
 from bastion.simulators.paper.auth import Authenticator
 from bastion.simulators.paper.control import FaultControl
 from bastion.simulators.paper.envelope import NO_ID, encode_envelope
 from bastion.simulators.paper.errors import (
     BAD_REQUEST,
-    INTERNAL_SERVER_ERROR,
-    INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
     RpcError,
     http_status_for,
-    invalid_param,
 )
 from bastion.simulators.paper.fault_responses import SERVER, garble, with_retry_after
 from bastion.simulators.paper.faults import Fault, FaultInjector, InjectedCrash
-from bastion.simulators.paper.methods import PRIVATE, PUBLIC, Call
-from bastion.simulators.paper.params import Params
+from bastion.simulators.paper.feed import Feed
 from bastion.simulators.paper.venue import PaperVenue
-from bastion.simulators.paper.ws import serve_websocket
+from bastion.simulators.paper.ws import WebSocketServer, WebSocketState
 
 __all__ = ["MAX_BODY_BYTES", "PaperExchangeApp"]
 
-logger = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 32 * 1024
+MAX_BODY_BYTES = rpc.MAX_MESSAGE_BYTES
 _MAX_QUERY_FIELDS = 100
 _HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _NO_ID = NO_ID
 
 
 class PaperExchangeApp(Starlette):
-    """A Starlette app serving one :class:`PaperVenue` (also at ``app.state.venue``)."""
+    """A Starlette app serving one :class:`PaperVenue` (also at ``app.state.venue``).
+
+    ``app.feed`` pushes the venue's changes to WebSocket subscribers (:mod:`.feed`; tests may
+    shorten ``app.feed.tick_seconds``) and ``app.websocket`` serves the sockets (:mod:`.ws`).
+    """
 
     def __init__(
         self,
@@ -79,12 +80,20 @@ class PaperExchangeApp(Starlette):
         faults: FaultInjector | None = None,
     ) -> None:
         self.faults = faults if faults is not None else FaultInjector()
+        self.feed = Feed(venue)
+        self.websocket = WebSocketServer(
+            venue=venue,
+            auth=auth,
+            feed=self.feed,
+            state=WebSocketState(),
+            testnet=testnet,
+        )
         super().__init__(
             routes=[
                 Route("/api/v2/{scope}/{method}", self._endpoint, methods=_HTTP_METHODS),
                 Route("/api/v2", self._endpoint, methods=_HTTP_METHODS),
                 Route("/api/v2/", self._endpoint, methods=_HTTP_METHODS),
-                WebSocketRoute("/ws/api/v2", serve_websocket),
+                WebSocketRoute("/ws/api/v2", self.websocket.serve),
                 *FaultControl(self.faults).routes,
                 Route("/{path:path}", self._endpoint, methods=_HTTP_METHODS),
             ]
@@ -95,6 +104,7 @@ class PaperExchangeApp(Starlette):
         self._clock = clock
         self.state.venue = venue
         self.state.faults = self.faults
+        self.state.websocket = self.websocket.state
 
     def _us(self) -> int:
         return round(self._clock.time() * 1_000_000)
@@ -108,22 +118,20 @@ class PaperExchangeApp(Starlette):
             body = await request.body()
             message = _message(request, body)
             rpc_id = message.get("id", _NO_ID)
-            method = _method(request, message)
-            if method not in PUBLIC and method not in PRIVATE:
-                raise RpcError(METHOD_NOT_FOUND)
+            call = rpc.read(message, require_id=False, method=_path_method(request, message))
+            method = call.method
             fault = self.faults.take(method)  # every call of a real method is counted
             answer = None if fault is None else await self._fault(fault, method, us_in, rpc_id)
             if answer is not None:
                 return answer
-            result = self._dispatch(request, method, message.get("params"), body)
+            result = rpc.dispatch(
+                call, venue=self.venue, auth=self.auth, caller=lambda: self._caller(request, body)
+            )
         except RpcError as exc:
             response = self._respond(us_in, rpc_id, error=exc)
         except Exception as exc:
-            logger.exception("paper exchange: unexpected error in %s", method)
-            reason = {"reason": f"unexpected {type(exc).__name__}"}
-            response = self._respond(
-                us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason)
-            )
+            error = rpc.internal_error(exc, method, transport="HTTP")
+            response = self._respond(us_in, rpc_id, error=error)
         else:
             response = self._respond(us_in, rpc_id, result=result)
         return response if fault is None else garble(fault, response)
@@ -156,19 +164,14 @@ class PaperExchangeApp(Starlette):
                 return None
         return with_retry_after(fault, answer)
 
-    def _dispatch(self, request: Request, method: str, raw: Any, body: bytes) -> Any:
-        handler = PUBLIC.get(method) or PRIVATE[method]
-        if raw is not None and not isinstance(raw, dict):
-            raise invalid_param("params", "must be an object of named parameters")
-        client_id = ""
-        if method in PRIVATE:
-            client_id = self.auth.identify(
-                request.headers.get("authorization"),
-                method=request.method,
-                target=_raw_target(request),
-                body=body.decode("utf-8", "replace"),
-            )
-        return handler(Call(self.venue, self.auth, Params(raw or {}), client_id))
+    def _caller(self, request: Request, body: bytes) -> str:
+        """The client a private call comes from, by its Authorization header."""
+        return self.auth.identify(
+            request.headers.get("authorization"),
+            method=request.method,
+            target=_raw_target(request),
+            body=body.decode("utf-8", "replace"),
+        )
 
     def _respond(
         self, us_in: int, rpc_id: Any, *, result: Any = None, error: RpcError | None = None
@@ -194,16 +197,7 @@ def _raw_target(request: Request) -> str:
 def _message(request: Request, body: bytes) -> dict[str, Any]:
     """The JSON-RPC message: the POST body, or one built from the query string."""
     if request.method == "POST" and body.strip():
-        if len(body) > MAX_BODY_BYTES:
-            raise RpcError(INVALID_REQUEST, "request entity too large")
-        try:
-            decoded: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise RpcError(PARSE_ERROR, data={"reason": "body is not valid JSON"}) from None
-        if not isinstance(decoded, dict):
-            reason = "body must be one JSON-RPC request object (batches are not supported)"
-            raise RpcError(INVALID_REQUEST, data={"reason": reason})
-        return {str(key): value for key, value in decoded.items()}
+        return rpc.decode(body, what="body")
     if request.method not in ("GET", "HEAD", "POST"):
         reason = f"HTTP method {request.method} is not supported; use GET or POST"
         raise RpcError(BAD_REQUEST, data={"reason": reason})
@@ -230,18 +224,15 @@ def _query(raw: bytes) -> list[tuple[str, str]]:
         raise RpcError(BAD_REQUEST, data={"reason": f"unreadable query string: {exc}"}) from None
 
 
-def _method(request: Request, message: dict[str, Any]) -> str:
-    """The method named by the path (``/api/v2/{scope}/{method}``) or by the body."""
-    from_body = message.get("method")
-    if from_body is not None and not isinstance(from_body, str):
-        raise RpcError(INVALID_REQUEST, data={"reason": "method must be a string"})
+def _path_method(request: Request, message: dict[str, Any]) -> str | None:
+    """The method the URL names (``/api/v2/{scope}/{method}``), None for ``/api/v2``.
+
+    Anything else (the catch-all route), and ``/api/v2`` with no method in the body, serves
+    no method at all.
+    """
     scope, name = request.path_params.get("scope"), request.path_params.get("method")
-    if scope is None or name is None:
-        if "path" in request.path_params or from_body is None:
-            raise RpcError(METHOD_NOT_FOUND)
-        return from_body
-    from_path = f"{scope}/{name}"
-    if from_body is not None and from_body != from_path:
-        reason = f"method {from_body!r} in the body differs from {from_path!r} in the path"
-        raise RpcError(INVALID_REQUEST, data={"reason": reason})
-    return from_path
+    if scope is not None and name is not None:
+        return f"{scope}/{name}"
+    if "path" in request.path_params or message.get("method") is None:
+        raise RpcError(METHOD_NOT_FOUND)
+    return None

@@ -2,8 +2,17 @@
 
 Each text frame is one JSON-RPC request (named params, an ``id``; no batches); each answer is
 the same envelope the HTTP face sends (``jsonrpc, id, result|error, usIn, usOut, usDiff,
-testnet``), produced by the same method table (:mod:`.methods`), so a call behaves identically
-over either transport. What only a socket has (shared/deribit.md §1, §3):
+testnet``), decoded, checked and dispatched by the same code (:mod:`.rpc`, :mod:`.methods`), so
+a call behaves identically over either transport. What only a socket has (shared/deribit.md
+§1, §3):
+
+- **Subscriptions.** ``public/subscribe``, ``private/subscribe``, ``public/unsubscribe``,
+  ``private/unsubscribe``, ``public/unsubscribe_all`` and ``private/unsubscribe_all``, for the
+  channels of :mod:`.channels`, by the rules of :mod:`.subscriptions`; notifications
+  (``{"method": "subscription", "params": {channel, data}}``) are pushed by the app's
+  :mod:`.feed`. A client that stops reading while more than :data:`MAX_QUEUED_NOTIFICATIONS`
+  pile up is disconnected (close code 1008), as an exchange drops a slow consumer rather than
+  buffer for it forever.
 
 - **Connection auth.** ``public/auth`` (``client_credentials``, ``client_signature`` as ccxt pro
   sends it, ``refresh_token``) authenticates the connection: later private calls on it need no
@@ -31,7 +40,7 @@ over either transport. What only a socket has (shared/deribit.md §1, §3):
   run on wall time (they are transport liveness, not market time), scaled by
   ``WebSocketState.heartbeat_unit`` so tests need not wait tens of seconds.
 
-Not served on the socket: subscriptions, and fault injection (faults apply to HTTP only).
+Not served on the socket: fault injection (faults apply to HTTP only).
 """
 
 from __future__ import annotations
@@ -42,34 +51,32 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import orjson
+from starlette.datastructures import State
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
+from bastion.simulators.paper import rpc
+from bastion.simulators.paper.auth import Authenticator
 from bastion.simulators.paper.envelope import NO_ID, encode_envelope
 from bastion.simulators.paper.errors import (
     AUTHORIZATION_REQUIRED,
-    INTERNAL_SERVER_ERROR,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    PARSE_ERROR,
     RpcError,
     invalid_argument,
-    invalid_param,
 )
-from bastion.simulators.paper.methods import PRIVATE, PUBLIC, Call
+from bastion.simulators.paper.feed import Feed
 from bastion.simulators.paper.params import Params
-
-if TYPE_CHECKING:
-    from bastion.simulators.paper.app import PaperExchangeApp
+from bastion.simulators.paper.subscriptions import Subscriptions
+from bastion.simulators.paper.venue import PaperVenue
 
 __all__ = [
     "CANCEL_REASON",
+    "MAX_QUEUED_NOTIFICATIONS",
     "MIN_HEARTBEAT_SECONDS",
     "Disconnect",
+    "WebSocketServer",
     "WebSocketState",
-    "serve_websocket",
     "websocket_state",
 ]
 
@@ -78,7 +85,8 @@ logger = logging.getLogger(__name__)
 CANCEL_REASON = "cancel_on_disconnect"
 MIN_HEARTBEAT_SECONDS = 10
 HEARTBEAT_MISSED_CLOSE_CODE = 1008
-_MAX_FRAME_BYTES = 32 * 1024  # the HTTP body limit, for the same reason
+SLOW_CONSUMER_CLOSE_CODE = 1008
+MAX_QUEUED_NOTIFICATIONS = 10_000
 _SCOPES = ("connection", "account")
 _NO_ID = NO_ID
 # What sending on or closing a socket the peer has left raises (Starlette wraps OSError).
@@ -125,7 +133,12 @@ class WebSocketState:
             return self._changed.wait_for(closed, timeout)
 
 
-def websocket_state(app: PaperExchangeApp) -> WebSocketState:
+class _HasState(Protocol):
+    @property
+    def state(self) -> State: ...
+
+
+def websocket_state(app: _HasState) -> WebSocketState:
     """The app's :class:`WebSocketState` (``app.state.websocket``), created on first use."""
     state = getattr(app.state, "websocket", None)
     if state is None:
@@ -134,19 +147,42 @@ def websocket_state(app: PaperExchangeApp) -> WebSocketState:
     return cast("WebSocketState", state)
 
 
-async def serve_websocket(websocket: WebSocket) -> None:
-    """The ``/ws/api/v2`` endpoint: one :class:`_Connection` per socket."""
-    await _Connection(cast("PaperExchangeApp", websocket.app), websocket).serve()
+class WebSocketServer:
+    """The ``/ws/api/v2`` endpoint of one venue: :meth:`serve` runs one socket.
+
+    It takes what it serves explicitly (the app builds it) rather than reaching into the app,
+    so this module needs nothing from :mod:`.app`.
+    """
+
+    def __init__(
+        self,
+        *,
+        venue: PaperVenue,
+        auth: Authenticator,
+        feed: Feed,
+        state: WebSocketState,
+        testnet: bool = True,
+    ) -> None:
+        self.venue = venue
+        self.auth = auth
+        self.feed = feed
+        self.state = state
+        self.testnet = testnet
+
+    async def serve(self, websocket: WebSocket) -> None:
+        await _Connection(self, websocket).serve()
 
 
 class _Connection:
-    """One socket: its identity, its cancel-on-disconnect setting and its orders."""
+    """One socket: its identity, subscriptions, cancel-on-disconnect setting and orders."""
 
-    def __init__(self, app: PaperExchangeApp, websocket: WebSocket) -> None:
-        self._app = app
-        self._venue = app.venue
+    def __init__(self, server: WebSocketServer, websocket: WebSocket) -> None:
+        self._server = server
+        self._venue = server.venue
+        self._auth = server.auth
+        self._feed = server.feed
         self._ws = websocket
-        self._state = websocket_state(app)
+        self._state = server.state
         self._client_id: str | None = None
         self._cod = False
         self._placed: set[str] = set()
@@ -154,6 +190,14 @@ class _Connection:
         self._send_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
         self._answered = True
+        self._subscriptions = Subscriptions(self._venue)
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED_NOTIFICATIONS)
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        return self._subscriptions
 
     def _us(self) -> int:
         return round(self._venue.clock.time() * 1_000_000)
@@ -174,8 +218,10 @@ class _Connection:
         except _GONE:
             pass  # the peer vanished while we were answering: the finally does the rest
         finally:
-            if self._heartbeat is not None:
-                self._heartbeat.cancel()
+            self._feed.detach(self)
+            for task in (self._heartbeat, self._writer):
+                if task is not None:
+                    task.cancel()
             self._on_close()
 
     async def _send(self, payload: bytes) -> None:
@@ -186,61 +232,73 @@ class _Connection:
         with contextlib.suppress(*_GONE):
             await self._ws.close(code)
 
+    # -- notifications --------------------------------------------------------------------
+    def deliver(self, frames: list[bytes]) -> None:
+        """Queue notifications for the writer; a reader this far behind is disconnected."""
+        for frame in frames:
+            try:
+                self._outbox.put_nowait(frame)
+            except asyncio.QueueFull:
+                if self._closer is None:
+                    logger.warning("paper exchange: dropping a socket that stopped reading")
+                    self._closer = asyncio.get_running_loop().create_task(
+                        self._close(SLOW_CONSUMER_CLOSE_CODE)
+                    )
+                return
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._send(await self._outbox.get())
+        except _GONE:
+            return
+
+    def _follow(self) -> None:
+        """Start receiving notifications (on the first subscribe)."""
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        self._feed.attach(self)
+        self._feed.flush_soon()
+
     # -- requests -------------------------------------------------------------------------
     def _handle(self, text: str) -> bytes:
         us_in = self._us()
         rpc_id = _NO_ID
         method = "?"
         try:
-            message = _message(text)
+            message = rpc.decode(text, what="frame")
             rpc_id = message.get("id", _NO_ID)
-            if rpc_id is _NO_ID:
-                raise RpcError(INVALID_REQUEST, data={"reason": "a request needs an id"})
-            named = message.get("method")
-            if not isinstance(named, str):
-                raise RpcError(INVALID_REQUEST, data={"reason": "method must be a string"})
-            method = named
-            raw = message.get("params")
-            if raw is not None and not isinstance(raw, dict):
-                raise invalid_param("params", "must be an object of named parameters")
-            result = self._dispatch(method, Params(raw or {}))
+            request = rpc.read(message, require_id=True)
+            method = request.method
+            result = self._dispatch(request)
         except RpcError as exc:
             return self._envelope(us_in, rpc_id, error=exc)
         except Exception as exc:
-            logger.exception("paper exchange: unexpected error in %s over WebSocket", method)
-            reason = {"reason": f"unexpected {type(exc).__name__}"}
-            return self._envelope(us_in, rpc_id, error=RpcError(INTERNAL_SERVER_ERROR, data=reason))
+            error = rpc.internal_error(exc, method, transport="WebSocket")
+            return self._envelope(us_in, rpc_id, error=error)
         return self._envelope(us_in, rpc_id, result=result)
 
-    def _dispatch(self, method: str, params: Params) -> Any:
-        if method == "public/auth":
-            result = PUBLIC[method](Call(self._venue, self._app.auth, params))
-            self._client_id = self._identify(result["access_token"])
-            return result
+    def _dispatch(self, request: rpc.RpcRequest) -> Any:
+        method, params = request.method, request.params
         if method == "public/test":
             self._answered = True
-        elif method == "public/set_heartbeat":
-            return self._set_heartbeat(params)
-        elif method == "public/disable_heartbeat":
-            self._stop_heartbeat()
-            return "ok"
-        handler = PUBLIC.get(method)
-        if handler is not None:
-            return handler(Call(self._venue, self._app.auth, params))
-        if method in _CONNECTION_METHODS:
-            return _CONNECTION_METHODS[method](self, self._caller(params), params)
-        handler = PRIVATE.get(method)
-        if handler is None:
-            raise RpcError(METHOD_NOT_FOUND)
-        result = handler(Call(self._venue, self._app.auth, params, self._caller(params)))
-        if method in ("private/buy", "private/sell"):
+        own = _CONNECTION_METHODS.get(method)
+        if own is not None:
+            caller = self._caller(params) if rpc.is_private(method) else None
+            return own(self, caller, params)
+        result = rpc.dispatch(
+            request, venue=self._venue, auth=self._auth, caller=lambda: self._caller(params)
+        )
+        if method == "public/auth":
+            self._client_id = self._identify(result["access_token"])
+        elif method in ("private/buy", "private/sell"):
             order = result["order"]
             if order.get("order_state") == "open":
                 self._placed.add(str(order["order_id"]))
         return result
 
     def _identify(self, token: str) -> str:
-        return self._app.auth.identify(f"Bearer {token}", method="GET", target="", body="")
+        return self._auth.identify(f"Bearer {token}", method="GET", target="", body="")
 
     def _caller(self, params: Params) -> str:
         """The client id of a private call: its ``access_token``, else the connection's."""
@@ -257,31 +315,52 @@ class _Connection:
         self, us_in: int, rpc_id: Any, *, result: Any = None, error: RpcError | None = None
     ) -> bytes:
         content, _ = encode_envelope(
-            us_in, self._us(), rpc_id, testnet=self._app.testnet, result=result, error=error
+            us_in, self._us(), rpc_id, testnet=self._server.testnet, result=result, error=error
         )
         return content
 
+    # -- subscriptions --------------------------------------------------------------------
+    def _subscribe(self, caller: str | None, params: Params) -> list[str]:
+        """``public/subscribe`` (``caller`` None) or ``private/subscribe``."""
+        names = params.strings("channels")
+        session = caller
+        if session is None:
+            session = self._caller(params) if "access_token" in params else self._client_id
+        subscribed = self._subscriptions.subscribe(
+            names, client_id=session, private=caller is not None
+        )
+        if subscribed:
+            self._follow()
+        return subscribed
+
+    def _unsubscribe(self, caller: str | None, params: Params) -> list[str]:
+        return self._subscriptions.unsubscribe(params.strings("channels"))
+
+    def _unsubscribe_all(self, caller: str | None, params: Params) -> str:
+        self._subscriptions.clear()
+        return "ok"
+
     # -- cancel-on-disconnect -------------------------------------------------------------
-    def _enable(self, client_id: str, params: Params) -> str:
+    def _enable(self, client_id: str | None, params: Params) -> str:
         if _scope(params) == "account":
-            self._state.account_cod.add(client_id)
+            self._state.account_cod.add(_known(client_id))
         else:
             self._cod = True
         return "ok"
 
-    def _disable(self, client_id: str, params: Params) -> str:
+    def _disable(self, client_id: str | None, params: Params) -> str:
         if _scope(params) == "account":
-            self._state.account_cod.discard(client_id)
+            self._state.account_cod.discard(_known(client_id))
         else:
             self._cod = False
         return "ok"
 
-    def _get(self, client_id: str, params: Params) -> dict[str, Any]:
+    def _get(self, client_id: str | None, params: Params) -> dict[str, Any]:
         scope = _scope(params)
-        enabled = client_id in self._state.account_cod if scope == "account" else self._cod
+        enabled = _known(client_id) in self._state.account_cod if scope == "account" else self._cod
         return {"scope": scope, "enabled": enabled}
 
-    def _logout(self, client_id: str, params: Params) -> None:
+    def _logout(self, client_id: str | None, params: Params) -> None:
         """``private/logout``: close gracefully; Deribit does not cancel on a logout."""
         self._logged_out = True
 
@@ -310,7 +389,7 @@ class _Connection:
         self._state.record(Disconnect(client_id, scope, tuple(cancelled), now_ms))
 
     # -- heartbeat ------------------------------------------------------------------------
-    def _set_heartbeat(self, params: Params) -> str:
+    def _set_heartbeat(self, caller: str | None, params: Params) -> str:
         interval = params.number("interval")
         if interval < MIN_HEARTBEAT_SECONDS:
             raise invalid_argument("interval", f"must be at least {MIN_HEARTBEAT_SECONDS}")
@@ -318,6 +397,10 @@ class _Connection:
         self._answered = True
         seconds = interval * self._state.heartbeat_unit
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat(seconds))
+        return "ok"
+
+    def _disable_heartbeat(self, caller: str | None, params: Params) -> str:
+        self._stop_heartbeat()
         return "ok"
 
     def _stop_heartbeat(self) -> None:
@@ -341,7 +424,19 @@ class _Connection:
             return
 
 
-_CONNECTION_METHODS: dict[str, Callable[[_Connection, str, Params], Any]] = {
+_ConnectionMethod = Callable[[_Connection, str | None, Params], Any]
+
+# The WEBSOCKET_ONLY methods of .methods, served by the connection itself. A private one gets
+# the caller's client id (10000 before it runs when there is none); a public one gets None.
+_CONNECTION_METHODS: dict[str, _ConnectionMethod] = {
+    "public/subscribe": _Connection._subscribe,
+    "private/subscribe": _Connection._subscribe,
+    "public/unsubscribe": _Connection._unsubscribe,
+    "private/unsubscribe": _Connection._unsubscribe,
+    "public/unsubscribe_all": _Connection._unsubscribe_all,
+    "private/unsubscribe_all": _Connection._unsubscribe_all,
+    "public/set_heartbeat": _Connection._set_heartbeat,
+    "public/disable_heartbeat": _Connection._disable_heartbeat,
     "private/enable_cancel_on_disconnect": _Connection._enable,
     "private/disable_cancel_on_disconnect": _Connection._disable,
     "private/get_cancel_on_disconnect": _Connection._get,
@@ -349,18 +444,12 @@ _CONNECTION_METHODS: dict[str, Callable[[_Connection, str, Params], Any]] = {
 }
 
 
+def _known(client_id: str | None) -> str:
+    """The caller of a private connection method (always set: private calls authenticate)."""
+    if client_id is None:
+        raise RpcError(AUTHORIZATION_REQUIRED)
+    return client_id
+
+
 def _scope(params: Params) -> Scope:
     return cast("Scope", params.choice("scope", _SCOPES, "connection"))
-
-
-def _message(text: str) -> dict[str, Any]:
-    if len(text) > _MAX_FRAME_BYTES:
-        raise RpcError(INVALID_REQUEST, "request entity too large")
-    try:
-        decoded: Any = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise RpcError(PARSE_ERROR, data={"reason": "frame is not valid JSON"}) from None
-    if not isinstance(decoded, dict):
-        reason = "a frame must be one JSON-RPC request object (batches are not supported)"
-        raise RpcError(INVALID_REQUEST, data={"reason": reason})
-    return {str(key): value for key, value in decoded.items()}

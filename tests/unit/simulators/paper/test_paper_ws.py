@@ -234,6 +234,28 @@ async def test_errors_are_shaped_as_over_http(
     assert "result" not in reply
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "[1, 2]",
+        '{"jsonrpc":"2.0","id":1,"method":5}',
+        '{"jsonrpc":"2.0","id":2,"method":"public/nope","params":[1]}',
+        '{"jsonrpc":"2.0","id":3,"method":"public/ticker","params":[1]}',
+        '{"jsonrpc":"2.0","id":4,"method":"public/ticker","params":{}}',
+        '{"jsonrpc":"2.0","id":5,"method":"public/test","params":{"label":"' + "x" * 33_000 + '"}}',
+    ],
+)
+async def test_frames_and_bodies_are_refused_alike(
+    frame: str, open_socket: Callable[[], Any], http: httpx.AsyncClient
+) -> None:
+    """The same bad request gets the same error code as a frame and as a POST body."""
+    over_ws = await (await open_socket()).raw(frame)
+    over_http = (await http.post("/api/v2", content=frame.encode())).json()
+    assert over_ws["error"]["code"] == over_http["error"]["code"]
+    assert over_ws.get("id") == over_http.get("id")
+
+
 # -- cancel-on-disconnect: the switch ------------------------------------------------------
 
 
