@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import ccxt
@@ -10,6 +11,12 @@ import ccxt.pro
 from bastion.simulators.paper import PaperExchangeApp
 
 KEYS = {f"ccxt-key-{n}": f"ccxt-secret-{n}" for n in range(64)}
+_unused_keys = itertools.count(1)  # ccxt-key-0 belongs to the session's markets client
+
+
+def fresh_key() -> str:
+    """A pinned key no other test has used: its own funded paper account."""
+    return f"ccxt-key-{next(_unused_keys)}"
 
 
 @dataclass(frozen=True)

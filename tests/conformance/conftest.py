@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import ccxt
 import pytest
-from conformance_support import KEYS, LiveExchange, make_client
+from conformance_support import KEYS, LiveExchange, fresh_key, make_client
 
 from bastion.clock import WallClock
 from bastion.simulators.paper import create_app
@@ -33,13 +32,10 @@ def markets_client(live_exchange: LiveExchange) -> Iterator[ccxt.deribit]:
         exchange.close()
 
 
-_next_key = itertools.count(1)
-
-
 @pytest.fixture
 def deribit(live_exchange: LiveExchange, markets_client: ccxt.deribit) -> Iterator[ccxt.deribit]:
     """A ccxt client with its own funded account (a fresh pinned key) and the loaded markets."""
-    key = f"ccxt-key-{next(_next_key)}"
+    key = fresh_key()
     exchange = make_client(live_exchange.url, key, KEYS[key])
     exchange.set_markets(markets_client.markets, markets_client.currencies)
     try:

@@ -7,18 +7,16 @@ Each test gets its own funded account (a fresh pinned key), so ccxt.pro's ``auth
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import ccxt
 import ccxt.pro
 import pytest
-from conformance_support import KEYS, LiveExchange, make_pro_client
+from conformance_support import KEYS, LiveExchange, fresh_key, make_pro_client
 
 PERP = "BTC/USD:BTC"
 _BOUND_S = 5.0  # a watch that has not resolved by then has failed
-_keys = itertools.count(40)
 _T = TypeVar("_T")
 
 
@@ -27,7 +25,7 @@ async def pro(
     live_exchange: LiveExchange, markets_client: ccxt.deribit
 ) -> AsyncIterator[ccxt.pro.deribit]:
     """A ccxt.pro client with its own account and the session's loaded markets."""
-    key = f"ccxt-key-{next(_keys)}"
+    key = fresh_key()
     exchange = make_pro_client(live_exchange.url, key, KEYS[key])
     exchange.set_markets(markets_client.markets, markets_client.currencies)
     try:
