@@ -191,3 +191,37 @@ def test_an_empty_variable_turns_an_optional_limit_off(monkeypatch: pytest.Monke
     assert s.daily_token_budget is None
     assert s.llm_breaker_slow_call_seconds is None
     assert s.exchange_url == ""
+
+
+QUERY_PW = "query-pw-5521"
+
+
+@pytest.mark.parametrize("key", ["password", "sslpassword", "token", "api_key", "secret"])
+@pytest.mark.parametrize("setting", ["store_url", "exchange_url", "llm_base_url"])
+def test_a_password_in_a_url_query_never_appears_in_public_dict(setting: str, key: str) -> None:
+    """Every URL-valued setting has its secret query values masked; the parameter name stays."""
+    url = {
+        "store_url": f"postgresql+psycopg://bastion@db/bastion?sslmode=require&{key}={QUERY_PW}",
+        "exchange_url": f"https://exchange.example/api?sslmode=require&{key}={QUERY_PW}",
+        "llm_base_url": f"http://127.0.0.1:8765/v1?sslmode=require&{key}={QUERY_PW}",
+    }[setting]
+    s = load_settings(**{setting: url})
+    shown = s.public_dict()
+    assert QUERY_PW not in str(shown)
+    assert shown[setting].endswith(f"?sslmode=require&{key}=***")
+    assert QUERY_PW in s.secret_values()
+
+
+def test_a_userinfo_password_is_masked_and_the_user_stays_readable() -> None:
+    """store_url shows who connects where, never with what password."""
+    s = load_settings(store_url=f"postgresql+psycopg://bastion:{QUERY_PW}@db:5432/bastion")
+    assert s.public_dict()["store_url"] == "postgresql+psycopg://bastion:***@db:5432/bastion"
+
+
+def test_the_config_hash_does_not_encode_a_query_password() -> None:
+    """Rotating a password kept in the URL query leaves the run fingerprint unchanged."""
+    url = "postgresql+psycopg://bastion@db/bastion?password="
+    assert (
+        load_settings(store_url=url + "first-pw").config_hash()
+        == load_settings(store_url=url + "second-pw").config_hash()
+    )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -12,8 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
+from bastion.clock import SimClock
 from bastion.config import Settings
-from bastion.trace import REDACTED, Redactor
+from bastion.trace import REDACTED, Redactor, TraceWriter
+from bastion.trace.redact import URL_MASK, mask_url, url_secrets
 
 SECRET = "s3cr3t-value-42"
 TOKEN = "tok_abcdef123456"
@@ -207,3 +211,159 @@ def test_no_serialised_output_ever_contains_the_secret(value: Any, before: str, 
     redactor = Redactor([SECRET])
     carrier = {"payload": value, "text": f"{before}{SECRET}{after}", "list": [value, SECRET]}
     assert SECRET.encode() not in orjson.dumps(redactor.redact(carrier))
+
+
+# -- URLs: userinfo passwords and secret-shaped query parameters -------------------------------
+QUERY_SECRET = "q-s3cret-7781"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "PASSWORD",
+        "sslpassword",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "token",
+        "access_token",
+        "X-Amz-Security-Token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "secret",
+        "client_secret",
+        "private_key",
+        "authorization",
+        "auth",
+        "sig",
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "pass%77ord",
+    ],
+)
+def test_a_secret_shaped_query_parameter_is_masked_and_its_name_kept(key: str) -> None:
+    """The value of a query parameter whose name says secret never survives mask_url."""
+    url = f"postgresql+psycopg://bastion@db/bastion?sslmode=require&{key}={QUERY_SECRET}&x=1"
+    assert mask_url(url) == (
+        f"postgresql+psycopg://bastion@db/bastion?sslmode=require&{key}={URL_MASK}&x=1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (
+            "postgresql+psycopg://bastion:pw-1234@db/bastion",
+            "postgresql+psycopg://bastion:***@db/bastion",
+        ),
+        ("redis://:pw-1234@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("https://u:p%40ss@host/v1", "https://u:***@host/v1"),
+        # Unencoded '@', '/', '?' and '#' in a password: SQLAlchemy reads them as the password.
+        ("postgresql://u:p@ss@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://u:pa/ss@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://u:pa?ss@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://u:pa#ss@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
+        (
+            "postgresql://u:pw-1234@db/x?password=pw-1234&sslmode=require",
+            "postgresql://u:***@db/x?password=***&sslmode=require",
+        ),
+    ],
+)
+def test_a_userinfo_password_is_masked_and_the_user_name_kept(url: str, masked: str) -> None:
+    """user:password@ becomes user:***@, however the password is spelled."""
+    assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql+psycopg://bastion@db/bastion?sslmode=require",
+        "sqlite:////srv/a@b/bastion.db",
+        "sqlite:///data/bastion.db",
+        "https://api.example.com:8443/v1?max_tokens=5&token_type=bearer&tokens=9",
+        "postgresql://u@db/x?sslkey=/etc/client.key&sslcert=/etc/client.crt",
+        "https://test.deribit.com",
+        "http://[::1]:8787/api/status",
+        "plain text, accents éà and emoji 🚀 = fine",
+        "",
+    ],
+)
+def test_urls_and_text_without_a_secret_are_left_as_they_are(text: str) -> None:
+    """Non-secret parameters (sslmode, max_tokens, sslkey's path) stay readable."""
+    assert mask_url(text) == text
+
+
+def test_masking_is_idempotent_and_finds_every_url_in_running_text() -> None:
+    """Several URLs in one message are all masked; masking again changes nothing."""
+    text = (
+        f"tried postgresql://u:pw-1234@db/x?password={QUERY_SECRET} then "
+        f"'https://h/v1?api_key={QUERY_SECRET}' and conninfo password={QUERY_SECRET}"
+    )
+    masked = mask_url(text)
+    assert QUERY_SECRET not in masked
+    assert "pw-1234" not in masked
+    assert masked == (
+        "tried postgresql://u:***@db/x?password=*** then "
+        "'https://h/v1?api_key=***' and conninfo password=***"
+    )
+    assert mask_url(masked) == masked
+
+
+def test_url_secrets_are_the_values_in_every_spelling() -> None:
+    """The raw and decoded forms are listed, since a driver's error may echo either."""
+    url = "postgresql://u:p%40ss-word@db/x?sslpassword=a%2Bb+c-9&sslmode=require&token="
+    assert set(url_secrets(url)) == {"p%40ss-word", "p@ss-word", "a%2Bb+c-9", "a+b+c-9", "a+b c-9"}
+    assert url_secrets("sqlite:///data/bastion.db?mode=ro") == []
+
+
+def test_the_redactor_masks_a_url_secret_nobody_told_it_about() -> None:
+    """A URL with a secret query inside any traced string is masked, known secrets or not."""
+    payload = {
+        "error": f"cannot connect to postgresql://bastion@db/x?password={QUERY_SECRET}",
+        "nested": [f"GET /v1/models?api_key={QUERY_SECRET} 401"],
+    }
+    text = orjson.dumps(Redactor(()).redact(payload)).decode()
+    assert QUERY_SECRET not in text
+    assert "password=***" in text
+
+
+def test_settings_query_secrets_are_known_secrets_of_the_redactor() -> None:
+    """Settings.secret_values() lists query secrets, so they vanish even outside a URL."""
+    settings = Settings(
+        store_url=f"postgresql+psycopg://bastion@db/bastion?password={QUERY_SECRET}",
+        exchange_url="https://exchange.example/?token=exchange-query-token",
+    )
+    redactor = Redactor(settings.secret_values())
+    said = redactor.redact_text(f"FATAL: password {QUERY_SECRET} rejected; exchange-query-token")
+    assert QUERY_SECRET not in said
+    assert "exchange-query-token" not in said
+
+
+@given(st.text(min_size=1, max_size=16), st.sampled_from(["password", "sslpassword", "token"]))
+def test_no_encoded_secret_survives_in_a_url(value: str, key: str) -> None:
+    """Property: a percent-encoded secret, in userinfo or in a secret query key, is masked."""
+    encoded = "Zq" + quote(value, safe="")
+    url = f"postgresql://bastion:{encoded}@db/x?sslmode=require&{key}={encoded}"
+    masked = mask_url(url)
+    assert encoded not in masked
+    assert masked.endswith("?sslmode=require&" + key + "=***")
+
+
+def test_a_run_started_line_with_the_settings_carries_no_url_secret(tmp_path: Path) -> None:
+    """Query and userinfo passwords of configured URLs never reach the trace file, in any form."""
+    settings = Settings(
+        store_url="postgresql+psycopg://bastion:userinfo-pw-1@db/bastion?password=query-pw-2"
+        "&sslmode=require",
+        llm_base_url="http://127.0.0.1:8765/v1?api_key=llm-query-key-3",
+    )
+    clock = SimClock(start=1_767_225_600)
+    with TraceWriter(tmp_path / "traces", "run-1", clock, settings.secret_values()) as writer:
+        writer.write("run_started", {"settings": settings.public_dict()})
+        writer.write("error", {"message": "login failed: password query-pw-2 refused"})
+    written = writer.path.read_text()
+    for secret in ("userinfo-pw-1", "query-pw-2", "llm-query-key-3"):
+        assert secret not in written
+    assert "sslmode=require" in written
