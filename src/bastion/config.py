@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -28,6 +29,7 @@ from pydantic_settings import (
 )
 
 from bastion.errors import ConfigError
+from bastion.trace.redact import mask_url, url_secrets
 
 __all__ = ["ENV_PREFIX", "Settings", "ensure_data_dir", "load_settings", "markdown_table"]
 
@@ -511,10 +513,11 @@ class Settings(BaseSettings):
         if self.llm_api_key is not None:
             values.append(self.llm_api_key.get_secret_value())
         values.extend(s.get_secret_value() for s in self.paper_allowed_credentials.values())
-        if self.store_url and "@" in self.store_url:
-            credentials = self.store_url.split("://", 1)[-1].split("@", 1)[0]
-            if ":" in credentials:
-                values.append(credentials.split(":", 1)[1])
+        # Passwords and secret query values of every URL-valued setting (store, exchange, LLM,
+        # and any added later), so they are caught even where a message quotes them bare.
+        values.extend(
+            v for text in _strings(self.model_dump(mode="json")) for v in url_secrets(text)
+        )
         return [v for v in values if v]
 
     def public_dict(self) -> dict[str, Any]:
@@ -526,10 +529,8 @@ class Settings(BaseSettings):
                 isinstance(value, dict) and any(isinstance(v, SecretStr) for v in value.values())
             ):
                 data[name] = "[REDACTED]"
-        if self.store_url and "@" in self.store_url:
-            scheme, rest = self.store_url.split("://", 1)
-            data["store_url"] = f"{scheme}://[REDACTED]@{rest.split('@', 1)[1]}"
-        return data
+        # Every URL-valued setting, by shape: userinfo passwords and secret query values.
+        return {name: _mask_urls(value) for name, value in data.items()}
 
     def config_hash(self) -> str:
         """A short, stable fingerprint of the effective settings, recorded with every run."""
@@ -550,6 +551,29 @@ class Settings(BaseSettings):
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a dumped setting value (lists and dicts walked)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _mask_urls(value: Any) -> Any:
+    """``value`` (dumped to JSON types) with :func:`mask_url` applied to every string in it."""
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, dict):
+        return {key: _mask_urls(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(item) for item in value]
+    return value
 
 
 def _optional(name: str) -> bool:

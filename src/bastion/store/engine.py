@@ -45,7 +45,7 @@ def parse_url(url: str) -> URL:
     """
     try:
         parsed = sa.make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             "store_url (BASTION_STORE_URL) is not a database URL. Fix: use "
             "sqlite:///data/bastion.db or postgresql+psycopg://user:pass@host/db."

@@ -16,6 +16,7 @@ from bastion.store.halts import HaltStore
 from bastion.store.health import HealthStore
 from bastion.store.migrate import upgrade
 from bastion.store.runs import RunStore
+from bastion.trace.redact import Redactor, mask_url, url_secrets
 
 __all__ = ["Store"]
 
@@ -53,8 +54,10 @@ class Store:
             upgrade(engine)
         except sa.exc.OperationalError as exc:
             engine.dispose()
-            where = parsed.render_as_string(hide_password=True)
+            # mask_url, not SQLAlchemy's hide_password: that leaves ?password= in the query.
+            where = mask_url(url)
             cause = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            cause = Redactor(url_secrets(url)).redact_text(cause)
             raise BastionError(
                 f"cannot open the store {where}: {cause}. Fix: check store_url "
                 "(BASTION_STORE_URL) and that the database is running and reachable.",
