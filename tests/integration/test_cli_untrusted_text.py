@@ -46,6 +46,18 @@ def test_status_shows_a_hand_edited_flag_reason_in_its_visible_form(
     assert f"HALTED: {VISIBLE} (by ops\\x1b]8;;http://evil\\x07 at now)" in result.output
 
 
+def test_status_survives_a_flag_file_whose_fields_are_not_text(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    """A hand-edited flag with a number for "when" is shown, not a traceback."""
+    flag = tmp_path / "data" / "kill_switch.flag"
+    flag.parent.mkdir(parents=True)
+    flag.write_bytes(orjson.dumps({"reason": HOSTILE, "who": "ops", "when": 5}))
+    result = cli.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert f"HALTED: {VISIBLE} (by ops at 5)" in result.output
+
+
 def test_kill_resume_and_run_echo_a_hostile_reason_inert_and_store_it_raw(
     cli: CliRunner, tmp_path: Path
 ) -> None:

@@ -33,8 +33,11 @@ _KEPT_FORMAT = frozenset("\u200c\u200d")
 _ESCAPED_SPACE = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def safe(text: str, *, limit: int | None = None) -> str:
+def safe(text: object, *, limit: int | None = None) -> str:
     """``text`` ready to interpolate into one line of Rich output, whatever it contains.
+
+    Anything that is not a string is shown as its ``str()``: untrusted data is not always the
+    type it claims (a hand-edited flag file with ``"when": 5``), and printing it must not crash.
 
     * C0 and C1 controls (ESC, BEL, backspace, CR, DEL, CSI...) and newlines and tabs become
       visible escapes: ``\\x1b``, ``\\x07``, ``\\r``, ``\\n``, ``\\t``; a one-line context stays
@@ -52,7 +55,7 @@ def safe(text: str, *, limit: int | None = None) -> str:
     """
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be at least 1, got {limit}")
-    pieces = [_visible(ch) for ch in text]
+    pieces = [_visible(ch) for ch in (text if isinstance(text, str) else str(text))]
     if limit is not None and sum(map(len, pieces)) > limit:
         kept: list[str] = []
         room = limit - len(ELLIPSIS)

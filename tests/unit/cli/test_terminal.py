@@ -125,6 +125,12 @@ def test_a_limit_below_one_is_a_usage_error() -> None:
         safe("x", limit=0)
 
 
+@pytest.mark.parametrize(("value", "shown"), [(5, "5"), (None, "None"), (["[b]"], "['\\[b]']")])
+def test_a_value_that_is_not_text_is_shown_as_its_text(value: object, shown: str) -> None:
+    """Untrusted data of the wrong type (a flag file's "when": 5) prints instead of crashing."""
+    assert safe(value) == shown
+
+
 def test_the_raw_text_is_not_modified() -> None:
     """safe() renders; the caller's value (what the store keeps) is untouched."""
     reason = "\x1b[2J"
