@@ -382,6 +382,12 @@ class Settings(BaseSettings):
     console_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the console page refreshes its status."
     )
+    console_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the console answers to besides localhost, 127.0.0.1, [::1] and "
+        "console_host (e.g. a proxy's name), as a JSON list; any other Host header gets 400, so "
+        "a DNS-rebinding page cannot read the console.",
+    )
 
     @model_validator(mode="before")
     @classmethod

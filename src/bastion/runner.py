@@ -257,6 +257,7 @@ class Runner:
             health_paused=lambda: self.guard.paused,
             budget=self.budget.usage_today,
             approvals=self.approvals,
+            allowed_hosts=[s.console_host, *s.console_allowed_hosts],
         )
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()

@@ -31,6 +31,7 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
         # A fixed port, so `bastion status` in another process can find the running console.
         BASTION_CONSOLE_PORT=str(port),
         BASTION_LOOP_INTERVAL_SECONDS="0.5",
+        BASTION_CONSOLE_ALLOWED_HOSTS='["console.example"]',
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -93,6 +94,17 @@ def _until(url: str, predicate: Any, what: str) -> dict[str, Any]:
     raise AssertionError(f"gave up waiting for {what}; last status: {_status(url)}")
 
 
+def _assert_served_only_by_its_names(url: str) -> None:
+    """The live console answers loopback and configured names, refuses others, and hardens."""
+    base = url.split("/?token=", maxsplit=1)[0]
+    for host, expected in (("console.example:8787", 200), ("evil.example", 400)):
+        response = httpx.get(f"{base}/metrics", headers={"Host": host})
+        assert response.status_code == expected, (host, response.text)
+    page = httpx.get(f"{base}/")
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
 def test_run_trade_kill_resume_and_stop(
     running: tuple[subprocess.Popen[str], str, dict[str, str]], tmp_path: Path, chromium: Browser
 ) -> None:
@@ -100,6 +112,7 @@ def test_run_trade_kill_resume_and_stop(
     proc, url, env = running
     traded = _until(url, lambda s: s["orders_sent"] >= 1 and s["open_orders"], "a first order")
     order = traded["open_orders"][0]
+    _assert_served_only_by_its_names(url)
 
     page = chromium.new_page()
     page.goto(url)

@@ -3,13 +3,15 @@
 It only translates between people and the runtime: every answer comes from the injected
 ``status`` provider, the :class:`Halt` and the :class:`Metrics`; it holds no logic of its own.
 ``/healthz`` (liveness) and ``/metrics`` (Prometheus) are open for probes and scrapers on
-loopback; every ``/api`` route requires the console token.
+loopback; every ``/api`` route requires the console token. Every request first passes the
+Host allow-list and the body cap, and every answer carries the CSP
+(:mod:`bastion.api.security`).
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
 
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from bastion.api.approvals import approvals_router
 from bastion.api.health import HealthProvider, health_router
+from bastion.api.security import BodyLimit, HostGuard, SecurityHeaders
 from bastion.api.token import TokenGuard
 from bastion.guard.approvals import Approvals
 from bastion.guard.halt import Halt
@@ -103,9 +106,20 @@ def create_app(
     health_paused: Callable[[], bool] | None = None,
     budget: BudgetProvider | None = None,
     approvals: Approvals | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> FastAPI:
-    """Build the console app for one runtime."""
+    """Build the console app for one runtime.
+
+    ``allowed_hosts`` are the names, beyond loopback and the bound address, that the console
+    answers to (``console_allowed_hosts``, a proxy's name); any other ``Host`` gets 400, so a
+    DNS-rebinding page cannot read it. See :mod:`bastion.api.security`.
+    """
     app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
+    # Each added middleware wraps the ones before it: the headers go on every answer, refusals
+    # included; a foreign Host is refused before a byte of its body is read.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(HostGuard, allowed=allowed_hosts)
+    app.add_middleware(SecurityHeaders)
     guard = TokenGuard(token)
     page = _console_page(refresh_seconds)
 
