@@ -122,6 +122,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     guard = TokenGuard(token)
     page = _console_page(refresh_seconds)
+    icon = resources.files("bastion.api").joinpath("static/favicon.svg").read_bytes()
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -141,6 +142,10 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     def console() -> str:
         return page
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(icon, media_type="image/svg+xml")
 
     static_dir = resources.files("bastion.api").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")

@@ -233,6 +233,7 @@ async def test_every_response_carries_the_security_headers(client: httpx.AsyncCl
     responses = [
         await client.get("/"),
         await client.get("/static/console.js"),
+        await client.get("/favicon.ico"),
         await client.get("/api/status", headers=AUTH),
         await client.get("/api/status"),
         await client.post("/api/kill", content=b"{bad", headers=AUTH),
@@ -243,7 +244,7 @@ async def test_every_response_carries_the_security_headers(client: httpx.AsyncCl
         await client.post("/api/kill", content=big, headers=AUTH),
     ]
     assert [r.status_code for r in responses] == [
-        200, 200, 200, 401, 422, 200, 200, 404, 400, 413,
+        200, 200, 200, 200, 401, 422, 200, 200, 404, 400, 413,
     ]  # fmt: skip
     for response in responses:
         _assert_hardened(response)
@@ -257,3 +258,14 @@ async def test_the_page_has_no_inline_script(client: httpx.AsyncClient) -> None:
         assert tag.split(">", 1)[1].startswith("</script>")
     assert re.search(r"\son[a-z]+\s*=", page) is None, "an inline event handler"
     assert "javascript:" not in page
+
+
+async def test_the_favicon_is_served_where_browsers_look(client: httpx.AsyncClient) -> None:
+    """/favicon.ico and the page's icon link both answer an SVG, so no tab logs a 404."""
+    page = (await client.get("/")).text
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    for path in ("/favicon.ico", "/static/favicon.svg"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("image/svg+xml"), path
+        assert response.text.lstrip().startswith("<svg"), path

@@ -3,16 +3,10 @@
 // badge and the Overview card show it wherever the operator is; the lists poll while the tab is open.
 (() => {
   "use strict";
-  const { $, api, refreshMs, currentTab, onTabChange } = window.Bastion;
+  const { $, api, utc, updatedAt, refreshMs, currentTab, onTabChange } = window.Bastion;
   const PENDING_LIMIT = 100;
   const DECIDED_SHOWN = 20;
   const SUBJECT_CHARS = 140;
-  // Any ISO-8601 instant from the API -> "2026-11-21 10:31:05 UTC" (or without seconds).
-  const utc = (iso, seconds = true) => {
-    if (!iso) return "";
-    const text = new Date(iso).toISOString();
-    return `${text.slice(0, 10)} ${text.slice(11, seconds ? 19 : 16)} UTC`;
-  };
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   // {"input_class": "quote", "models": ["a", "b"], "errors": [{kind: "network"}, …]}
@@ -170,7 +164,7 @@
       $("approvals-card-detail").title = "";
       renderPending(pending.approvals, pending.pending);
       if (recent) renderDecided(recent.approvals);
-      $("approvals-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      $("approvals-updated").textContent = updatedAt();
     } catch (err) {
       shownPending = "";
       emptyRow($("approvals-pending").tBodies[0], `Approvals unavailable: ${err.message}`);

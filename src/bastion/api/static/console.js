@@ -2,8 +2,8 @@
 // page URL. Shares its helpers with the other tabs' scripts as window.Bastion.
 (() => {
   "use strict";
-  const params = new URLSearchParams(window.location.search);
-  const token = params.get("token") || "";
+  const TOKEN_KEY = "bastion-console-token";
+  const token = takeToken();
   const refreshMs = Number(document.body.dataset.refreshMs) || 2000;
   const $ = (id) => document.getElementById(id);
   const fmt = (v, digits = 4) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
@@ -11,8 +11,74 @@
     v === null || v === undefined
       ? "–"
       : `$${Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
-  // ISO-8601 from the API -> "2026-11-21 10:31:05 UTC"
-  const utc = (iso) => (iso ? `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC` : "");
+
+  // The token arrives in the URL `bastion run` printed. Keep it for this tab (a reload still
+  // works) and take it out of the address bar, history and any screenshot of the page. If it
+  // cannot be kept, it stays in the URL: a console that forgets its token on reload is worse.
+  function takeToken() {
+    const params = new URLSearchParams(window.location.search);
+    const offered = params.get("token");
+    let kept = null;
+    try {
+      if (offered) window.sessionStorage.setItem(TOKEN_KEY, offered);
+      kept = window.sessionStorage.getItem(TOKEN_KEY);
+    } catch {
+      return offered || "";
+    }
+    if (offered && kept === offered) {
+      params.delete("token");
+      const query = params.toString();
+      const { pathname, hash } = window.location;
+      window.history.replaceState(window.history.state, "", `${pathname}${query ? `?${query}` : ""}${hash}`);
+    }
+    return offered || kept || "";
+  }
+
+  // Any instant from the API (ISO-8601, with or without an offset; the API means UTC when it
+  // gives none) or a Date -> "2026-12-02 04:21:28 UTC" (or to the minute). Every time the
+  // console shows is UTC, like the logs, traces and `bastion status`.
+  function utc(value, seconds = true) {
+    if (value === null || value === undefined || value === "") return "";
+    let when = value;
+    if (!(value instanceof Date)) {
+      const text = String(value);
+      when = new Date(/^\d{4}-\d\d-\d\dT[\d:.]+$/.test(text) ? `${text}Z` : text);
+    }
+    if (Number.isNaN(when.getTime())) return String(value);
+    const iso = when.toISOString();
+    return `${iso.slice(0, 10)} ${iso.slice(11, seconds ? 19 : 16)} UTC`;
+  }
+  const updatedAt = () => `updated ${utc(new Date())}`;
+
+  // /api/status carries no tick size, so prices are shown to the decimals Deribit's ticks allow
+  // for the instrument's kind, trimmed: options 0.0001 / 0.0005 BTC (4 decimals), perpetuals
+  // 0.5 USD and futures 2.5 USD (1 decimal). Anything else keeps up to 8, without float noise.
+  const OPTION = /^[A-Z]+(_[A-Z]+)?-\d{1,2}[A-Z]{3}\d{2}-[0-9d.]+-[CP]$/;
+  const FUTURE = /^[A-Z]+(_[A-Z]+)?-(PERPETUAL|\d{1,2}[A-Z]{3}\d{2})$/;
+  const priceDecimals = (instrument) => {
+    const name = String(instrument || "");
+    if (OPTION.test(name)) return 4;
+    return FUTURE.test(name) ? 1 : 8;
+  };
+  const price = (v, instrument) =>
+    v === null || v === undefined
+      ? "–"
+      : Number(v).toLocaleString("en-US", { maximumFractionDigits: priceDecimals(instrument) });
+  // Amounts: Deribit steps are 0.1 BTC for options and 10 USD for perpetuals; 4 decimals is
+  // ample and hides float noise such as 0.30000000000000004.
+  const amount = (v) =>
+    v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US", { maximumFractionDigits: 4 });
+
+  // A breaker forgets its failure count when it opens, so an open or half-open breaker's count
+  // is always 0; what opened it is its threshold, which the snapshot's config carries.
+  function breakerFailures(b) {
+    const config = b.config || {};
+    const threshold = config.failure_threshold;
+    if (threshold === undefined || threshold === null) return String(b.failures);
+    const span = config.window === null || config.window === undefined ? "in a row" : `within ${config.window} s`;
+    if (b.state === "closed") return `${b.failures} of ${threshold} ${span}`;
+    return `tripped: ${threshold} ${span}${b.state === "half_open" ? " · probing" : ""}`;
+  }
 
   async function api(path, options = {}) {
     const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
@@ -88,20 +154,40 @@
     $("orders").textContent = `${s.orders_sent} / ${s.orders_filled}`;
     renderBudget(s.budget);
     rows($("positions").tBodies[0], s.positions, (p) => [
-      p.instrument, p.size, fmt(p.average_price), fmt(p.mark_price), fmt(p.floating_profit_loss, 6),
+      p.instrument,
+      amount(p.size),
+      price(p.average_price, p.instrument),
+      price(p.mark_price, p.instrument),
+      fmt(p.floating_profit_loss, 6),
     ]);
     rows($("open-orders").tBodies[0], s.open_orders, (o) => [
-      o.order_id, o.instrument, o.direction, o.amount, o.price === null ? "market" : o.price, o.label,
+      o.order_id,
+      o.instrument,
+      o.direction,
+      amount(o.amount),
+      o.price === null ? "market" : price(o.price, o.instrument),
+      o.label,
     ]);
-    rows($("breakers").tBodies[0], s.breakers || [], (b) => [
-      b.dependency, b.layer, b.state.replace("_", "-"), b.failures,
-      b.retry_after === null ? "" : `${b.retry_after} s`,
+    const breakers = s.breakers || [];
+    rows($("breakers").tBodies[0], breakers, (b) => [
+      b.dependency,
+      b.layer,
+      b.state.replace("_", "-"),
+      breakerFailures(b),
+      b.retry_after === null || b.retry_after === undefined ? "" : `${Math.ceil(b.retry_after)} s`,
     ]);
-    for (const tr of $("breakers").tBodies[0].rows) {
-      const cell = tr.cells[2];
-      if (cell) cell.className = `circuit ${cell.textContent}`;
-    }
-    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    breakers.forEach((b, i) => {
+      const tr = $("breakers").tBodies[0].rows[i];
+      tr.cells[2].className = `circuit ${b.state.replace("_", "-")}`;
+      if (b.state !== "closed") {
+        tr.cells[3].title = "A breaker clears its count when it opens: this is the threshold it reached.";
+      }
+    });
+    // Offer only the control that applies; the API would accept either, but a second kill
+    // would only overwrite who halted and why.
+    $("kill").disabled = Boolean(s.halted);
+    $("resume").disabled = !s.halted;
+    $("updated").textContent = updatedAt();
   }
 
   async function refresh() {
@@ -112,16 +198,19 @@
     }
   }
 
-  $("kill").addEventListener("click", async () => {
-    const reason = window.prompt("Reason for the halt?", "operator via console");
-    if (reason) await api("/api/kill", { method: "POST", body: JSON.stringify({ reason }) });
-    refresh();
-  });
-  $("resume").addEventListener("click", async () => {
-    const reason = window.prompt("Why is it safe to resume?", "");
-    if (reason) await api("/api/resume", { method: "POST", body: JSON.stringify({ reason }) });
-    refresh();
-  });
+  async function control(path, question, suggestion) {
+    const reason = window.prompt(question, suggestion);
+    if (!reason) return;
+    $("kill").disabled = $("resume").disabled = true;
+    try {
+      await api(path, { method: "POST", body: JSON.stringify({ reason }) });
+    } catch (err) {
+      $("updated").textContent = `${path} failed: ${err.message}`;
+    }
+    await refresh();
+  }
+  $("kill").addEventListener("click", () => control("/api/kill", "Reason for the halt?", "operator via console"));
+  $("resume").addEventListener("click", () => control("/api/resume", "Why is it safe to resume?", ""));
 
   // Tabs: the URL hash names the open one (#overview, #system-health, #approvals), so a link or a
   // reload opens the same tab; arrow keys, Home and End move between tabs as WAI-ARIA describes.
@@ -170,6 +259,8 @@
     $,
     api,
     rows,
+    utc,
+    updatedAt,
     refreshMs,
     currentTab: () => currentTab,
     onTabChange: (listener) => tabListeners.push(listener),

@@ -2,19 +2,15 @@
 // runs as a strip, and a button that runs the checks now. Polls only while the tab is open.
 (() => {
   "use strict";
-  const { $, api, rows, refreshMs, currentTab, onTabChange } = window.Bastion;
+  const { $, api, rows, updatedAt, refreshMs, currentTab, onTabChange } = window.Bastion;
   const HISTORY_RUNS = 50;
   const STATUSES = ["ok", "warn", "fail"];
   const statusClass = (status) => {
     const lower = String(status || "").toLowerCase();
     return STATUSES.includes(lower) ? lower : "none";
   };
-  // Any ISO-8601 instant from the API -> "2026-11-21 10:31 UTC" (or with seconds).
-  const utc = (iso, seconds = false) => {
-    if (!iso) return "";
-    const text = new Date(iso).toISOString();
-    return `${text.slice(0, 10)} ${text.slice(11, seconds ? 19 : 16)} UTC`;
-  };
+  // Any instant from the API -> "2026-11-21 10:31 UTC" (or with seconds).
+  const utc = (iso, seconds = false) => window.Bastion.utc(iso, seconds);
   const latency = (ms) => {
     if (ms === null || ms === undefined) return "–";
     return `${ms < 10 ? Number(ms).toFixed(1) : Math.round(ms)} ms`;
@@ -74,7 +70,7 @@
       ]);
       renderStatus(last);
       renderHistory(history.runs);
-      $("system-health-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      $("system-health-updated").textContent = updatedAt();
     } catch (err) {
       showError(err);
     }
