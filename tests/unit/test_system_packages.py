@@ -1,0 +1,275 @@
+"""scripts/system-packages.sh: install what `make test` needs, or stop at once with one line.
+
+Every case runs the script in a sandbox: the checked paths point into tmp_path, PATH holds only
+stand-ins (``id``, ``apt-get``, ``sudo``) written here, so nothing is ever installed; the stand-in
+``apt-get`` records its calls and "installs" by creating the checked files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "system-packages.sh"
+SHELLS = [shell for shell in ("sh", "bash") if shutil.which(shell)]
+QUICK_SECONDS = 10.0
+"""Well inside the minute the script may take before it stops."""
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@dataclass
+class Sandbox:
+    """A PATH of stand-ins and where the checks look."""
+
+    root: Path
+    bin: Path
+    chromium: Path
+    pg_glob: str
+    pg_bin: Path
+    apt_log: Path
+
+    def tool(self, name: str, body: str) -> None:
+        path = self.bin / name
+        path.write_text("#!/bin/sh\n" + body)
+        path.chmod(0o755)
+
+    def as_uid(self, uid: int) -> None:
+        self.tool("id", f'[ "$1" = -u ] && echo {uid}\n')
+
+    def with_apt_get(self, *, fail: str = "", creates: bool = True) -> None:
+        """A stand-in apt-get: records each call; "install" creates the checked files."""
+        make = (
+            f"mkdir -p '{self.chromium.parent}' '{self.pg_bin}'\n"
+            f"touch '{self.chromium}' '{self.pg_bin}/pg_ctl' '{self.pg_bin}/initdb'\n"
+            f"chmod +x '{self.chromium}' '{self.pg_bin}/pg_ctl' '{self.pg_bin}/initdb'\n"
+            if creates
+            else ":\n"
+        )
+        self.tool(
+            "apt-get",
+            f"PATH='{os.environ['PATH']}'\n"
+            f"echo \"DEBIAN_FRONTEND=$DEBIAN_FRONTEND $*\" >> '{self.apt_log}'\n"
+            + (f'[ "$1" = {fail} ] && exit 100\n' if fail else "")
+            + f'if [ "$1" = install ]; then\n{make}fi\n',
+        )
+
+    def with_sudo(self, *, passwordless: bool) -> None:
+        """A stand-in sudo: `-n` fails when a password would be asked, else runs the command."""
+        env = shutil.which("env")
+        assert env is not None
+        if passwordless:
+            body = (
+                '[ "$1" = -n ] || exit 1\nshift\n[ "$1" = true ] && exit 0\n'
+                f"PATH='{self.bin}' exec {env} \"$@\"\n"
+            )
+        else:
+            body = "echo 'sudo: a password is required' >&2\nexit 1\n"
+        self.tool("sudo", body)
+
+    def present(self) -> None:
+        """Chromium and the PostgreSQL server binaries are where the checks look."""
+        for path in (self.chromium, self.pg_bin / "pg_ctl", self.pg_bin / "initdb"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("#!/bin/sh\n")
+            path.chmod(0o755)
+
+    def apt_calls(self) -> list[str]:
+        return self.apt_log.read_text().splitlines() if self.apt_log.exists() else []
+
+    def run(self, shell: str = "sh", **env: str) -> Result:
+        executable = shutil.which(shell)
+        assert executable is not None
+        environment = {
+            "PATH": str(self.bin),
+            "HOME": str(self.root),
+            "LC_ALL": "C",
+            "SYSTEM_PACKAGES_CHROMIUM": str(self.chromium),
+            "SYSTEM_PACKAGES_PG_BINDIRS": self.pg_glob,
+            **env,
+        }
+        started = time.monotonic()
+        done = subprocess.run(
+            [executable, str(SCRIPT)],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    (tmp_path / "bin").mkdir()
+    box = Sandbox(
+        root=tmp_path,
+        bin=tmp_path / "bin",
+        chromium=tmp_path / "usr" / "bin" / "chromium",
+        pg_glob=str(tmp_path / "usr" / "lib" / "postgresql" / "*" / "bin"),
+        pg_bin=tmp_path / "usr" / "lib" / "postgresql" / "15" / "bin",
+        apt_log=tmp_path / "apt-get.log",
+    )
+    box.as_uid(1000)
+    return box
+
+
+def assert_stops_with(result: Result, line: str) -> None:
+    assert result.returncode != 0
+    assert result.seconds < QUICK_SECONDS
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [line]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_install_forbidden_stops_at_once_naming_the_command(sandbox: Sandbox, shell: str) -> None:
+    """Both missing, installing forbidden: one line naming both packages, apt-get never run."""
+    sandbox.as_uid(0)
+    sandbox.with_apt_get()
+    result = sandbox.run(
+        shell,
+        SYSTEM_PACKAGES_INSTALL="no",
+        SYSTEM_PACKAGES_CHROMIUM="/nonexistent/chromium",
+        SYSTEM_PACKAGES_PG_BINDIRS="/nonexistent/postgresql/*/bin",
+    )
+    assert_stops_with(
+        result,
+        "make test needs chromium and postgresql: run apt-get install -y chromium postgresql",
+    )
+    assert sandbox.apt_calls() == []
+
+
+def test_non_root_without_sudo_names_the_sudo_command(sandbox: Sandbox) -> None:
+    """Not root and no sudo: the line says what to run with sudo."""
+    sandbox.with_apt_get()
+    assert_stops_with(
+        sandbox.run(),
+        "make test needs chromium and postgresql: run sudo apt-get install -y chromium postgresql",
+    )
+    assert sandbox.apt_calls() == []
+
+
+def test_sudo_that_asks_for_a_password_is_not_waited_on(sandbox: Sandbox) -> None:
+    """sudo is only tried non-interactively (-n); one asking for a password means stop."""
+    sandbox.with_apt_get()
+    sandbox.with_sudo(passwordless=False)
+    assert_stops_with(
+        sandbox.run(),
+        "make test needs chromium and postgresql: run sudo apt-get install -y chromium postgresql",
+    )
+    assert sandbox.apt_calls() == []
+
+
+def test_root_without_apt_get_names_the_command(sandbox: Sandbox) -> None:
+    """Root but no apt-get on PATH (not Debian): stop with the Debian command all the same."""
+    sandbox.as_uid(0)
+    assert_stops_with(
+        sandbox.run(),
+        "make test needs chromium and postgresql: run apt-get install -y chromium postgresql",
+    )
+
+
+def test_only_the_missing_package_is_named(sandbox: Sandbox) -> None:
+    """Chromium there, PostgreSQL server not: only postgresql is asked for."""
+    sandbox.present()
+    shutil.rmtree(sandbox.pg_bin)
+    assert_stops_with(
+        sandbox.run(), "make test needs postgresql: run sudo apt-get install -y postgresql"
+    )
+
+
+def test_a_postgresql_directory_without_initdb_does_not_count(sandbox: Sandbox) -> None:
+    """Both server binaries are needed: pg_ctl alone (a client-only layout) is not enough."""
+    sandbox.present()
+    (sandbox.pg_bin / "initdb").unlink()
+    assert_stops_with(
+        sandbox.run(), "make test needs postgresql: run sudo apt-get install -y postgresql"
+    )
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_everything_present_prints_nothing_and_never_calls_apt_get(
+    sandbox: Sandbox, shell: str
+) -> None:
+    """The second and every later `make test`: silent, quick, no apt-get."""
+    sandbox.as_uid(0)
+    sandbox.with_apt_get()
+    sandbox.present()
+    result = sandbox.run(shell)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert result.seconds < QUICK_SECONDS
+    assert sandbox.apt_calls() == []
+
+
+def test_root_installs_exactly_the_missing_packages_once(sandbox: Sandbox) -> None:
+    """As root: one `apt-get update -qq`, one non-interactive install; a rerun does nothing."""
+    sandbox.as_uid(0)
+    sandbox.with_apt_get()
+    first = sandbox.run()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == ""
+    assert first.stderr.splitlines() == ["make test: installing chromium postgresql with apt-get"]
+    assert sandbox.apt_calls() == [
+        "DEBIAN_FRONTEND=noninteractive update -qq",
+        "DEBIAN_FRONTEND=noninteractive install -y -qq --no-install-recommends chromium postgresql",
+    ]
+    again = sandbox.run()
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+    assert len(sandbox.apt_calls()) == 2
+
+
+def test_passwordless_sudo_installs_only_what_is_missing(sandbox: Sandbox) -> None:
+    """Not root but passwordless sudo: installs through sudo, only the missing package."""
+    sandbox.with_apt_get()
+    sandbox.with_sudo(passwordless=True)
+    sandbox.present()
+    sandbox.chromium.unlink()
+    result = sandbox.run()
+    assert result.returncode == 0, result.stderr
+    assert sandbox.apt_calls() == [
+        "DEBIAN_FRONTEND=noninteractive update -qq",
+        "DEBIAN_FRONTEND=noninteractive install -y -qq --no-install-recommends chromium",
+    ]
+
+
+def test_a_failing_apt_get_ends_with_the_command_to_run(sandbox: Sandbox) -> None:
+    """apt-get's own error stays on stderr; the last line says what to run, the status fails."""
+    sandbox.as_uid(0)
+    sandbox.with_apt_get(fail="install")
+    result = sandbox.run()
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[-1] == (
+        "make test needs chromium and postgresql: run apt-get install -y chromium postgresql"
+    )
+
+
+def test_an_install_that_leaves_a_need_unmet_fails(sandbox: Sandbox) -> None:
+    """apt-get succeeding is not taken on trust: the needs are checked again afterwards."""
+    sandbox.as_uid(0)
+    sandbox.with_apt_get(creates=False)
+    result = sandbox.run()
+    assert result.returncode != 0
+    assert "still missing" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_the_script_is_shellcheck_clean() -> None:
+    """POSIX sh, no warnings."""
+    done = subprocess.run(
+        ["shellcheck", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout
