@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test system-packages lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/bastion run
 
-test: $(STAMP) lint typecheck pytest
+test: system-packages $(STAMP) lint typecheck pytest
+
+# Chromium and the PostgreSQL server, installed with apt-get when missing and possible; otherwise
+# one line naming the command to run. Prints nothing when everything is there.
+system-packages:
+	@sh scripts/system-packages.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -25,8 +30,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/pytest -q
+# Debian keeps the PostgreSQL server binaries (pg_ctl, initdb) off PATH; the store tests need them.
+# Globbed in the shell, not by make, so a PostgreSQL that system-packages just installed is found.
+pytest: system-packages $(STAMP)
+	for bindir in /usr/lib/postgresql/*/bin; do [ -d "$$bindir" ] && PATH="$$bindir:$$PATH"; done; \
+	export PATH; $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_tick.py
