@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Ctrl-C (SIGINT) or SIGTERM stops `bastion run` after the current step with 130 or 143: a clean
+# stop, not a make error; any other status still fails. The traps keep this recipe's shell alive
+# through the signal, which reaches the whole process group (Ctrl-C, timeout, systemd), so that
+# it waits for bastion's status; bastion gets the default handlers back. A SIGTERM sent to make's
+# pid alone is not passed on to bastion: signal the group (kill -TERM -PGID) instead.
 run: $(STAMP)
-	$(BIN)/bastion run
+	@trap : INT TERM; $(BIN)/bastion run || { \
+	    status=$$?; [ $$status -eq 130 ] || [ $$status -eq 143 ] || exit $$status; }
 
 test: system-packages $(STAMP) lint typecheck pytest
 
