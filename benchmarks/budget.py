@@ -19,7 +19,9 @@ from pathlib import Path
 import orjson
 
 from bastion.clock import SimClock
-from bastion.guard.budget import Budget, BudgetExhausted, BudgetLimits, Cost
+from bastion.errors import BudgetExhausted
+from bastion.guard.budget import Budget, BudgetLimits
+from bastion.llm.pricing import Cost
 from bastion.store import Store
 
 SECONDS = 3.0

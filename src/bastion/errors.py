@@ -17,7 +17,8 @@ Exception tree::
     ├── ToolError                a tool an agent called failed
     ├── PeerError                a peer agent failed or could not be reached
     ├── HaltedError              the kill switch is active; nothing may be sent
-    └── RiskRejected             an order intent broke a cap (carries limit and observed)
+    ├── RiskRejected             an order intent broke a cap (carries limit and observed)
+    └── BudgetExhausted          a token or USD budget cannot cover a call; nothing was sent
 
     UsageError (RuntimeError)    a developer called Bastion's API wrongly; never retried
 
@@ -34,6 +35,7 @@ from typing import Any, Literal
 
 __all__ = [
     "BastionError",
+    "BudgetExhausted",
     "ConfigError",
     "ErrorCode",
     "ExchangeError",
@@ -409,3 +411,33 @@ def classify(
     if exc is not None:
         error.__cause__ = exc
     return error
+
+
+class BudgetExhausted(BastionError):
+    """A call was refused because a budget cannot cover it; nothing was sent.
+
+    ``limit`` and ``observed`` are the scope's limit and what was used (or used and held) when
+    the call was refused; ``need`` is the call's estimate, all in ``unit``.
+    """
+
+    default_code = ErrorCode.BUDGET_EXHAUSTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: float,
+        observed: float,
+        scope: str,
+        unit: Literal["tokens", "usd"],
+        need: float,
+        remaining: float,
+        exhausted: bool = False,
+    ) -> None:
+        super().__init__(message, limit=limit, observed=observed, dependency="budget")
+        self.scope = scope
+        self.unit = unit
+        self.need = need
+        self.remaining = remaining
+        self.exhausted = exhausted
+        """True when the limit is used up, not merely too small for this call."""

@@ -16,7 +16,8 @@ import orjson
 import pytest
 
 from bastion.agents.llm_seller import LLMOptionsSeller, market_summary
-from bastion.guard.budget import BudgetExhausted, Cost
+from bastion.errors import BudgetExhausted
+from bastion.llm.pricing import Cost
 from bastion.messages import Completion, Message
 from bastion.runner import Runner
 from bastion.simulators.llm import FakeLLMServer
@@ -112,8 +113,8 @@ async def test_the_llm_agent_trades_and_the_risk_review_cuts_an_adversarial_repl
     first_prompt = server.requests[0]
     assert first_prompt.model == FRONTIER
     usage = runner.budget.usage_today()
-    assert usage["invocations_today"] == 2
-    assert usage["tokens_used_today"] == sum(c["tokens_in"] + c["tokens_out"] for c in calls)
+    assert usage.invocations_today == 2
+    assert usage.tokens_used_today == sum(c["tokens_in"] + c["tokens_out"] for c in calls)
     metrics = runner.metrics.render().decode()
     assert 'bastion_llm_answers_total{tier="primary"} 2.0' in metrics
 
@@ -123,7 +124,7 @@ async def test_frontier_down_the_smaller_model_decides(
 ) -> None:
     server, base_url = fake
     runner = _llm_runner(runner_factory, base_url)
-    server.set_faults([{"kind": "status", "status": 503, "model": FRONTIER, "count": None}])
+    server.set_faults([{"kind": "status", "status": 503, "model": FRONTIER, "times": None}])
     server.set_replies(
         replies_by_model={
             SMALL: [
@@ -153,7 +154,7 @@ async def test_every_model_down_escalates_and_the_loop_goes_on(
 ) -> None:
     server, base_url = fake
     runner = _llm_runner(runner_factory, base_url)
-    server.set_faults([{"kind": "status", "status": 500, "count": None}])
+    server.set_faults([{"kind": "status", "status": 500, "times": None}])
     summary = await runner.run(max_steps=2)
     assert summary.status == "completed"
     lines = _trace(runner)
@@ -208,7 +209,7 @@ async def test_the_model_breaker_follows_its_settings(
     and the next question goes straight to the smaller model."""
     server, base_url = fake
     runner = _llm_runner(runner_factory, base_url, llm_breaker_failures=2)
-    server.set_faults([{"kind": "status", "status": 500, "model": FRONTIER, "count": None}])
+    server.set_faults([{"kind": "status", "status": 500, "model": FRONTIER, "times": None}])
     assert runner.llm is not None
     ask = [Message("user", "Sell a call?")]
     for _ in range(2):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bastion.clock import SimClock
-from bastion.errors import BastionError, ErrorCode, LLMError
+from bastion.errors import BastionError, BudgetExhausted, ErrorCode, LLMError
 from bastion.guard.approvals import Approvals
-from bastion.guard.budget import Budget, BudgetExhausted, BudgetLimits
+from bastion.guard.budget import Budget, BudgetLimits
 from bastion.llm.chain import FallbackChain, Route
 from bastion.llm.openai import OpenAIChat
 from bastion.llm.pricing import PriceBook

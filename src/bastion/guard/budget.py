@@ -28,14 +28,15 @@ import asyncio
 import contextlib
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
 from bastion.clock import Clock
-from bastion.errors import BastionError, ErrorCode, UsageError
+from bastion.errors import BudgetExhausted, UsageError
+from bastion.llm.pricing import MICROS, Cost
 from bastion.store import Store
 from bastion.store.budget import BudgetClaim, LedgerEntry, UsageRow
 from bastion.telemetry.metrics import Metrics
@@ -45,7 +46,9 @@ __all__ = [
     "BudgetAlert",
     "BudgetExhausted",
     "BudgetLimits",
+    "BudgetUsage",
     "Cost",
+    "ModelUsage",
     "Reservation",
     "format_amount",
 ]
@@ -53,25 +56,8 @@ __all__ = [
 Unit = Literal["tokens", "usd"]
 Callback = Callable[[Any], Awaitable[object] | object]
 
-_MICROS = 1_000_000
+_MICROS = MICROS
 _FLEET = "fleet"
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What a call costs, or is estimated to cost: tokens and US dollars."""
-
-    tokens: int
-    usd: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.tokens < 0 or self.usd < 0:
-            raise UsageError(f"a cost cannot be negative, got {self.tokens} tokens, ${self.usd}")
-
-    @property
-    def usd_micros(self) -> int:
-        """The USD amount in millionths of a dollar, the unit the store compares exactly."""
-        return round(self.usd * _MICROS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,34 +89,66 @@ class BudgetAlert:
     ratio: float
 
 
-class BudgetExhausted(BastionError):
-    """A call was refused because a budget cannot cover it; nothing was sent.
+@dataclass(frozen=True, slots=True)
+class ModelUsage:
+    """One model's share of today's spend."""
 
-    ``limit`` and ``observed`` are the scope's limit and what was used (or used and held) when
-    the call was refused; ``need`` is the call's estimate, all in ``unit``.
+    invocations: int
+    tokens: int
+    usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUsage:
+    """Today's spend for one agent against its daily budgets: what the API and CLI show.
+
+    ``tokens_remaining`` and ``usd_remaining`` are None without a limit; ``budget_available``
+    also looks at the fleet's daily limits. ``reset_date`` is the next UTC midnight's date.
     """
 
-    default_code = ErrorCode.BUDGET_EXHAUSTED
+    agent: str
+    daily_budget: int | None
+    daily_usd_budget: float | None
+    tokens_used_today: int
+    tokens_remaining: float | None
+    usd_used_today: float
+    usd_remaining: float | None
+    budget_available: bool
+    reset_date: str
+    invocations_today: int
+    by_model: Mapping[str, ModelUsage]
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        limit: float,
-        observed: float,
-        scope: str,
-        unit: Unit,
-        need: float,
-        remaining: float,
-        exhausted: bool = False,
-    ) -> None:
-        super().__init__(message, limit=limit, observed=observed, dependency="budget")
-        self.scope = scope
-        self.unit = unit
-        self.need = need
-        self.remaining = remaining
-        self.exhausted = exhausted
-        """True when the limit is used up, not merely too small for this call."""
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``/api/budget`` and ``bastion budget --json``."""
+        data = asdict(self)
+        data["by_model"] = {name: asdict(row) for name, row in self.by_model.items()}
+        return data
+
+    def refusal(self) -> BudgetExhausted | None:
+        """Why a run that needs the LLM may not start today, or None while budget is left.
+
+        The one refusal message: ``Run refused: budget_exhausted (1,000 of 1,000 tokens used
+        today; resets 2026-01-02 00:00 UTC). Fix: ...``.
+        """
+        if self.budget_available:
+            return None
+        used, limit = self.tokens_used_today, self.daily_budget
+        if limit is not None and used >= limit:
+            figures = f"{used:,} of {limit:,} tokens used today"
+        else:
+            figures = f"{format_amount('usd', self.usd_used_today)} used today"
+        return BudgetExhausted(
+            f"Run refused: budget_exhausted ({figures}; resets {self.reset_date} 00:00 UTC). "
+            "Fix: wait for the reset or raise BASTION_DAILY_TOKEN_BUDGET / "
+            "BASTION_DAILY_USD_BUDGET.",
+            limit=limit or 0,
+            observed=used,
+            scope=f"agent:{self.agent}",
+            unit="tokens",
+            need=0,
+            remaining=self.tokens_remaining or 0,
+            exhausted=True,
+        )
 
 
 def format_amount(unit: Unit, amount: float) -> str:
@@ -302,7 +320,7 @@ class Budget:
         """Give back every expired hold now; returns how many there were."""
         return await self._reclaim(self._clock.now())
 
-    def usage_today(self) -> dict[str, Any]:
+    def usage_today(self) -> BudgetUsage:
         """Today's figures for the API and CLI (blocking: call it off the event loop)."""
         now = self._clock.now()
         day_start = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
@@ -320,22 +338,21 @@ class Budget:
             _remaining(_micros(limits.fleet_daily_usd), fleet.usd_used, fleet.usd_reserved),
         ]
         left = [tokens_remaining, usd_remaining, *fleet_left]
-        return {
-            "agent": self.agent,
-            "daily_budget": limits.daily_tokens,
-            "daily_usd_budget": limits.daily_usd,
-            "tokens_used_today": mine.tokens_used,
-            "tokens_remaining": tokens_remaining,
-            "usd_used_today": mine.usd_used / _MICROS,
-            "usd_remaining": usd_remaining,
-            "budget_available": all(value is None or value > 0 for value in left),
-            "reset_date": tomorrow.date().isoformat(),
-            "invocations_today": sum(m.invocations for m in models),
-            "by_model": {
-                m.model: {"invocations": m.invocations, "tokens": m.tokens, "usd": m.usd / _MICROS}
-                for m in models
+        return BudgetUsage(
+            agent=self.agent,
+            daily_budget=limits.daily_tokens,
+            daily_usd_budget=limits.daily_usd,
+            tokens_used_today=mine.tokens_used,
+            tokens_remaining=tokens_remaining,
+            usd_used_today=mine.usd_used / _MICROS,
+            usd_remaining=usd_remaining,
+            budget_available=all(value is None or value > 0 for value in left),
+            reset_date=tomorrow.date().isoformat(),
+            invocations_today=sum(m.invocations for m in models),
+            by_model={
+                m.model: ModelUsage(m.invocations, m.tokens, m.usd / _MICROS) for m in models
             },
-        }
+        )
 
     def _check_request(self, estimate: Cost) -> None:
         checks: tuple[tuple[Unit, float | None, float], ...] = (

@@ -11,8 +11,8 @@ being asked while the smaller one still is), and *every attempt*, retries includ
 1. **priced and admitted**: input tokens are estimated from the messages, schema and tools,
    output tokens are the ``max_tokens`` asked for, both priced with the
    :class:`~bastion.llm.pricing.PriceBook`; :meth:`Budget.reserve
-   <bastion.guard.budget.Budget.reserve>` holds that estimate or raises
-   :class:`~bastion.guard.budget.BudgetExhausted`, and then the request is not sent. A budget
+   <bastion.guard.budget.Budget.reserve>` (the :class:`Admission`) holds that estimate or raises
+   :class:`~bastion.errors.BudgetExhausted`, and then the request is not sent. A budget
    refusal ends the question (it is not a model failure to fall back from), except a
    per-request limit, which a cheaper model further down the chain may fit;
 2. **settled** for what it may have cost: an answer's own token counts, priced at the model
@@ -37,11 +37,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from bastion.clock import Clock
-from bastion.errors import BastionError, ErrorCode
+from bastion.errors import BastionError, BudgetExhausted, ErrorCode
 from bastion.events import EventKind, Journal
-from bastion.guard.budget import Budget, BudgetExhausted, Cost, Reservation
 from bastion.llm.base import LLM
-from bastion.llm.pricing import PriceBook, snapshot_base
+from bastion.llm.pricing import Cost, PriceBook, snapshot_base
 from bastion.llm.sdk import invalid_response
 from bastion.messages import (
     Completion,
@@ -73,6 +72,37 @@ class Route:
     def dependency(self) -> str:
         """The name its calls, breaker and metrics carry: ``llm openai/gpt-4o-2024-08-06``."""
         return f"llm {self.llm.provider}/{self.model}"
+
+
+class Hold(Protocol):
+    """A reservation of budget for one request: commit what it cost, or release it."""
+
+    @property
+    def estimate(self) -> Cost: ...
+
+    async def commit(
+        self, actual: Cost, *, tokens_in: int = 0, tokens_out: int = 0, model: str | None = None
+    ) -> None: ...
+
+    async def release(self) -> None: ...
+
+
+class Admission(Protocol):
+    """What admits a request before it is sent: the budget (:class:`bastion.guard.budget.Budget`).
+
+    ``reserve`` holds ``estimate`` or raises :class:`~bastion.errors.BudgetExhausted`.
+    """
+
+    async def reserve(
+        self,
+        estimate: Cost,
+        *,
+        run_id: str | None = None,
+        workflow: str | None = None,
+        model: str = "",
+        operation: str | None = None,
+        phase: str | None = None,
+    ) -> Hold: ...
 
 
 class EscalationQueue(Protocol):
@@ -111,7 +141,7 @@ class FallbackChain:
         resilience: Resilience,
         prices: PriceBook,
         clock: Clock,
-        budget: Budget | None = None,
+        budget: Admission | None = None,
         escalations: EscalationQueue | None = None,
         timeout: float = 120.0,
         deadline: float | None = None,
@@ -236,9 +266,7 @@ class FallbackChain:
             )
         return replace(completion, model=model, usd=actual.usd)
 
-    async def _reserve(
-        self, route: Route, question: _Question, estimate: Cost
-    ) -> Reservation | None:
+    async def _reserve(self, route: Route, question: _Question, estimate: Cost) -> Hold | None:
         if self.budget is None:
             return None
         return await self.budget.reserve(
@@ -251,7 +279,7 @@ class FallbackChain:
         )
 
     async def _settle_failure(
-        self, reservation: Reservation, exc: Exception, route: Route, estimate_in: int
+        self, reservation: Hold, exc: Exception, route: Route, estimate_in: int
     ) -> None:
         """What a failed request may have cost: nothing, its prompt, or all of it.
 
@@ -268,7 +296,7 @@ class FallbackChain:
         else:
             await reservation.release()
 
-    async def _bill_input(self, reservation: Reservation, route: Route, estimate_in: int) -> None:
+    async def _bill_input(self, reservation: Hold, route: Route, estimate_in: int) -> None:
         usd = self.prices.cost_usd(route.model, estimate_in, 0)
         await reservation.commit(Cost(estimate_in, usd), tokens_in=estimate_in, model=route.model)
 

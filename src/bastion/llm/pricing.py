@@ -34,16 +34,37 @@ from bastion.errors import UsageError
 __all__ = [
     "DEFAULT_PRICES",
     "DEFAULT_UNKNOWN_PRICE",
+    "MICROS",
     "PRICES_AS_OF",
+    "Cost",
     "Price",
     "PriceBook",
     "PriceLookup",
     "snapshot_base",
 ]
 
+MICROS = 1_000_000
+"""Millionths of a dollar: the unit budgets store and compare USD in, exactly."""
 _MILLION = Decimal(1_000_000)
 _NANO_USD = Decimal("1e-9")
 _SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a call costs, or is estimated to cost: tokens and US dollars."""
+
+    tokens: int
+    usd: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0 or self.usd < 0:
+            raise UsageError(f"a cost cannot be negative, got {self.tokens} tokens, ${self.usd}")
+
+    @property
+    def usd_micros(self) -> int:
+        """The USD amount in millionths of a dollar, the unit the store compares exactly."""
+        return round(self.usd * MICROS)
 
 
 @dataclass(frozen=True, slots=True)

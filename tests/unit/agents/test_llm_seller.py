@@ -21,8 +21,7 @@ from bastion.agents.llm_seller import (
 )
 from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.clock import SimClock
-from bastion.errors import UsageError
-from bastion.guard.budget import BudgetExhausted
+from bastion.errors import BudgetExhausted, UsageError
 from bastion.guard.risk import RiskLimits, review
 from bastion.market import AccountSummary, Instrument, Order, Position, Ticker
 from bastion.messages import Completion, Escalated, GuardedLLM, JsonSchema, Message, Tool, Usage

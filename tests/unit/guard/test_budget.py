@@ -11,14 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from bastion.clock import SimClock
-from bastion.guard.budget import (
-    Budget,
-    BudgetAlert,
-    BudgetExhausted,
-    BudgetLimits,
-    Cost,
-    format_amount,
-)
+from bastion.errors import BudgetExhausted
+from bastion.guard.budget import Budget, BudgetAlert, BudgetLimits, ModelUsage, format_amount
+from bastion.llm.pricing import Cost
 from bastion.store import Store
 
 DAY = 86_400.0
@@ -39,16 +34,16 @@ async def test_reserve_commit_release_arithmetic(store: Store) -> None:
     """Holds count against the limit; commit keeps actual spend, release gives the hold back."""
     budget = _budget(store, SimClock(), daily_tokens=1000, daily_usd=1.0)
     first = await budget.reserve(Cost(600, 0.5), model="m")
-    assert budget.usage_today()["tokens_remaining"] == 400
+    assert budget.usage_today().tokens_remaining == 400
     await first.commit(Cost(300, 0.25), tokens_in=200, tokens_out=100)
     usage = budget.usage_today()
-    assert (usage["tokens_used_today"], usage["tokens_remaining"]) == (300, 700)
-    assert usage["usd_used_today"] == pytest.approx(0.25)
+    assert (usage.tokens_used_today, usage.tokens_remaining) == (300, 700)
+    assert usage.usd_used_today == pytest.approx(0.25)
     second = await budget.reserve(Cost(700, 0.1))
     await second.release()
     usage = budget.usage_today()
-    assert (usage["tokens_remaining"], usage["invocations_today"]) == (700, 1)
-    assert usage["by_model"] == {"m": {"invocations": 1, "tokens": 300, "usd": 0.25}}
+    assert (usage.tokens_remaining, usage.invocations_today) == (700, 1)
+    assert usage.by_model == {"m": ModelUsage(invocations=1, tokens=300, usd=0.25)}
 
 
 async def test_refusal_messages_and_fields(store: Store) -> None:
@@ -122,11 +117,11 @@ async def test_usage_resets_at_utc_midnight(store: Store) -> None:
     clock = SimClock(1_767_225_600.0 + DAY - 1)  # 2026-01-01T23:59:59Z
     budget = _budget(store, clock, daily_tokens=100)
     await (await budget.reserve(Cost(100))).commit(Cost(100))
-    assert budget.usage_today()["budget_available"] is False
-    assert budget.usage_today()["reset_date"] == "2026-01-02"
+    assert budget.usage_today().budget_available is False
+    assert budget.usage_today().reset_date == "2026-01-02"
     clock.advance(1)
     usage = budget.usage_today()
-    assert (usage["tokens_used_today"], usage["budget_available"]) == (0, True)
+    assert (usage.tokens_used_today, usage.budget_available) == (0, True)
     await budget.reserve(Cost(100))
 
 
@@ -240,4 +235,4 @@ async def test_a_reservation_cancelled_while_being_written_is_given_back(
     written.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert budget.usage_today()["tokens_remaining"] == 1_000
+    assert budget.usage_today().tokens_remaining == 1_000

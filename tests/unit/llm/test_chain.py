@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from bastion.clock import SimClock
-from bastion.errors import ErrorCode, LLMError
+from bastion.errors import BudgetExhausted, ErrorCode, LLMError
 from bastion.events import Event, EventKind, Journal
 from bastion.guard.approvals import Approvals
-from bastion.guard.budget import Budget, BudgetExhausted, BudgetLimits
+from bastion.guard.budget import Budget, BudgetLimits
 from bastion.llm.chain import FallbackChain, Route
 from bastion.llm.pricing import Price, PriceBook
 from bastion.llm.scripted import ScriptedLLM
@@ -117,8 +117,8 @@ async def test_the_primary_answer_is_priced_committed_and_recorded(rig: Rig) -> 
     tokens_in, tokens_out = answer.usage.input_tokens, answer.usage.output_tokens
     assert answer.usd == pytest.approx((tokens_in * 10 + tokens_out * 30) / 1e6)
     usage = rig.budget.usage_today()
-    assert usage["tokens_used_today"] == tokens_in + tokens_out
-    assert usage["by_model"]["big"]["invocations"] == 1
+    assert usage.tokens_used_today == tokens_in + tokens_out
+    assert usage.by_model["big"].invocations == 1
     assert rig.sample("bastion_llm_tokens_total", model="big", type="input") == tokens_in
     assert rig.sample("bastion_llm_answers_total", tier="primary") == 1
     assert rig.sample("bastion_budget_remaining", scope="daily", unit="tokens") == (
@@ -169,7 +169,7 @@ async def test_a_failing_frontier_falls_back_to_the_smaller_model(rig: Rig) -> N
     assert EventKind.LLM_FALLBACK in rig.kinds()
     assert rig.sample("bastion_llm_answers_total", tier="fallback") == 1
     usage = rig.budget.usage_today()
-    assert set(usage["by_model"]) == {"small"}  # the failed calls were released, not billed
+    assert set(usage.by_model) == {"small"}  # the failed calls were released, not billed
 
 
 async def test_all_models_down_serves_the_fresh_cached_answer(rig: Rig) -> None:
@@ -177,12 +177,12 @@ async def test_all_models_down_serves_the_fresh_cached_answer(rig: Rig) -> None:
     big = ScriptedLLM(["sell"], default=_server_error("big"))
     chain = rig.chain(Route(big, "big"))
     await chain.complete(ASK, input_class=CLASS)
-    used = rig.budget.usage_today()["tokens_used_today"]
+    used = rig.budget.usage_today().tokens_used_today
     rig.clock.advance(60)
     answer = await chain.complete(ASK, input_class=CLASS)
     assert isinstance(answer, Completion)
     assert (answer.text, answer.tier, answer.usd, answer.usage.total) == ("sell", "cache", 0, 0)
-    assert rig.budget.usage_today()["tokens_used_today"] == used
+    assert rig.budget.usage_today().tokens_used_today == used
     other = await chain.complete(ASK, input_class="other.question")
     assert isinstance(other, Escalated)  # the cache is per input class
 
@@ -232,8 +232,12 @@ def _estimate_in() -> int:
 
 
 def _ledger(rig: Rig, model: str) -> dict[str, float]:
-    row: dict[str, float] = rig.budget.usage_today()["by_model"].get(model, {})
-    return row
+    row = rig.budget.usage_today().by_model.get(model)
+    return (
+        {}
+        if row is None
+        else {"invocations": row.invocations, "tokens": row.tokens, "usd": row.usd}
+    )
 
 
 async def test_every_timed_out_attempt_is_billed_its_prompt(rig: Rig) -> None:
@@ -307,7 +311,7 @@ async def test_an_unbillable_usage_figure_is_an_invalid_response_and_no_hold_is_
     assert isinstance(answer, Completion)
     assert answer.model == "small"
     usage = rig.budget.usage_today()
-    assert usage["tokens_remaining"] == 10_000 - usage["tokens_used_today"]  # no hold left
+    assert usage.tokens_remaining == 10_000 - usage.tokens_used_today  # no hold left
 
 
 async def test_a_call_too_dear_for_the_per_request_limit_goes_to_a_cheaper_model(
