@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from bastion.errors import ConfigError
-from bastion.trace.redact import mask_url, url_secrets
+from bastion.sensitive import mask_url, url_secrets
 
 __all__ = ["ENV_PREFIX", "Settings", "ensure_data_dir", "load_settings", "markdown_table"]
 
@@ -453,7 +453,7 @@ class Settings(BaseSettings):
             )
         if self.llm_base_url and not self.llm_base_url.startswith(("http://", "https://")):
             raise ValueError(
-                f"llm_base_url {self.llm_base_url!r} is not an http(s) URL: set "
+                f"llm_base_url {mask_url(self.llm_base_url)!r} is not an http(s) URL: set "
                 "BASTION_LLM_BASE_URL like http://127.0.0.1:8765/v1"
             )
         if self.llm_api_key is None and (self.llm_provider == "anthropic" or not self.llm_base_url):

@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from bastion.errors import ErrorCode, ExchangeError, UsageError
-from bastion.exchange.deribit import rpc_error
+from bastion.exchange.deribit_errors import rpc_error
 from bastion.resilience import error_message
 
 __all__ = ["DeribitWsSession", "websocket_url"]

@@ -93,7 +93,9 @@ class Halt:
             return self._file_halt("empty")
         try:
             data = orjson.loads(raw)
-            return HaltState(reason=str(data["reason"]), who=str(data["who"]), when=data["when"])
+            return HaltState(
+                reason=str(data["reason"]), who=str(data["who"]), when=str(data["when"])
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return self._file_halt("not a halt record")
 

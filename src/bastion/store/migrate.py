@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from bastion.errors import ConfigError
+from bastion.sensitive import mask_url
 from bastion.store.engine import writing
 
 __all__ = ["MIGRATIONS_DIR", "alembic_config", "upgrade"]
@@ -49,7 +50,7 @@ def upgrade(engine: Engine) -> None:
         current = set(MigrationContext.configure(conn).get_current_heads())
         unknown = sorted(current - known)
         if unknown:
-            where = engine.url.render_as_string(hide_password=True)
+            where = mask_url(engine.url.render_as_string(hide_password=False))
             raise ConfigError(
                 f"The store {where} is at schema revision {', '.join(unknown)}, newer than this "
                 f"Bastion knows (its newest is {', '.join(sorted(heads))}): a newer Bastion "

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bastion.errors import BastionError, ErrorCode
+from bastion.sensitive import mask_url, url_secrets
 from bastion.store.approvals import ApprovalsStore
 from bastion.store.budget import BudgetStore
 from bastion.store.engine import create_engine, parse_url
@@ -16,7 +17,7 @@ from bastion.store.halts import HaltStore
 from bastion.store.health import HealthStore
 from bastion.store.migrate import upgrade
 from bastion.store.runs import RunStore
-from bastion.trace.redact import Redactor, mask_url, url_secrets
+from bastion.trace.redact import Redactor
 
 __all__ = ["Store"]
 
