@@ -20,21 +20,26 @@ from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.clock import Clock
 from bastion.config import Settings
 from bastion.errors import ConfigError
-from bastion.events import Journal
+from bastion.events import Event, Journal
 from bastion.exchange.base import Exchange
 from bastion.exchange.deribit import DeribitClient
 from bastion.exchange.deribit_ws import DeribitWsSession
+from bastion.guard.approvals import ApprovalRecord, Approvals
 from bastion.guard.budget import Budget, BudgetLimits
+from bastion.guard.halt import Halt
 from bastion.guard.health import HealthChecker
 from bastion.guard.health_checks import builtin_checks
 from bastion.guard.risk import RiskLimits
 from bastion.llm.base import LLM
 from bastion.llm.chain import Route
 from bastion.llm.pricing import Price, PriceBook
+from bastion.ops.status import StatusService
 from bastion.resilience import BreakerConfig, Resilience, RetrySettings
+from bastion.runtime.observe import Observer
 from bastion.simulators.paper import FaultSpec, PaperExchangeApp
 from bastion.simulators.paper import create_app as create_paper_app
 from bastion.store import Store
+from bastion.store.sink import StoreSink
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.redact import Redactor
 
@@ -42,13 +47,19 @@ __all__ = [
     "PAPER_BASE_URL",
     "budget_limits",
     "build_agent",
+    "build_approvals",
     "build_budget",
     "build_exchange",
+    "build_halt",
     "build_health_checker",
+    "build_journal",
     "build_llm_routes",
+    "build_observer",
     "build_paper_app",
     "build_price_book",
+    "build_redactor",
     "build_resilience",
+    "build_status_service",
     "risk_limits",
 ]
 
@@ -263,7 +274,7 @@ def build_health_checker(
         severity_overrides=settings.health_severity_overrides,
         store=store,
         retention=settings.health_history_retention,
-        redact=Redactor(settings.secret_values()).redact_text,
+        redact=build_redactor(settings).redact_text,
     )
     builtin_checks(
         checker,
@@ -275,6 +286,105 @@ def build_health_checker(
         prices=prices or build_price_book(settings),
     )
     return checker
+
+
+def build_observer(
+    settings: Settings, exchange: Exchange, clock: Clock, agent: Agent | None = None
+) -> Observer:
+    """The exchange snapshot the loop and the health check observe through.
+
+    With ``agent`` the tickers are its watchlist's; without one (``bastion health``) only the
+    instruments the account holds are ticked, so no agent is built just to look.
+    """
+    return Observer(
+        exchange=exchange,
+        clock=clock,
+        currency=settings.currency,
+        watchlist=agent.watchlist if agent is not None else (),
+        instruments_refresh_seconds=settings.instruments_refresh_seconds,
+        ticker_concurrency=settings.ticker_concurrency,
+    )
+
+
+def build_redactor(settings: Settings) -> Redactor:
+    """The redactor of every secret the settings hold (keys, tokens, URL passwords)."""
+    return Redactor(settings.secret_values())
+
+
+def build_journal(
+    settings: Settings,
+    clock: Clock,
+    *,
+    store: Store | None,
+    run_id: str | None = None,
+    also: Callable[[Event], None] | None = None,
+) -> Journal:
+    """A journal recording into the store through the redacting :class:`StoreSink`.
+
+    ``also`` is one more sink, subscribed first (a CLI collecting what a halt reported).
+    """
+    journal = Journal(run_id=run_id)
+    if also is not None:
+        journal.subscribe(also)
+    if store is not None:
+        redactor = build_redactor(settings)
+        journal.subscribe(StoreSink(store, clock=clock, redact=redactor.redact))
+    return journal
+
+
+def build_approvals(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    *,
+    agent: str | None = None,
+    on_request: Callable[[ApprovalRecord], Any] | None = None,
+) -> Approvals:
+    """The approvals queue on the shared store; entries it queues are labelled ``agent``."""
+    return Approvals(
+        store, clock=clock, agent=agent or build_agent(settings).name, on_request=on_request
+    )
+
+
+def build_halt(
+    settings: Settings,
+    clock: Clock,
+    *,
+    store: Store | None = None,
+    journal: Journal | None = None,
+    metrics: Metrics | None = None,
+) -> Halt:
+    """The one halt path on this data directory's flag, recording into ``store``."""
+    return Halt(
+        flag_path=settings.kill_switch_path,
+        clock=clock,
+        store=store,
+        journal=journal,
+        metrics=metrics,
+    )
+
+
+def build_status_service(
+    settings: Settings,
+    clock: Clock,
+    *,
+    halt: Halt,
+    store: Store | None,
+    budget: Budget | None = None,
+    breakers: Callable[[], list[dict[str, Any]]] | None = None,
+) -> StatusService:
+    """The one status report, for the console and ``bastion status`` alike."""
+    if budget is None and store is not None:
+        budget = build_budget(settings, store, clock, build_agent(settings).name)
+    return StatusService(
+        data_dir=settings.data_dir,
+        clock=clock,
+        halt_state=halt.state,
+        store=store,
+        budget=budget.usage_today if budget is not None else None,
+        breakers=breakers,
+        redact=build_redactor(settings).redact,
+    )
 
 
 def _websocket(settings: Settings, url: str) -> DeribitWsSession | None:

@@ -28,6 +28,7 @@ class EventKind(StrEnum):
     RUN_STARTED = "run_started"
     RUN_FINISHED = "run_finished"
     RUN_REFUSED = "run_refused"
+    RUN_CRASHED = "run_crashed"
     OBSERVATION = "observation"
     DECISION = "decision"
     RISK_VERDICT = "risk_verdict"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-from sqlalchemy.engine import make_url
 
 from bastion.agent import Agent
 from bastion.api.app import create_app as create_console_app
@@ -26,52 +26,37 @@ from bastion.build import (
     build_agent,
     build_budget,
     build_exchange,
+    build_halt,
     build_health_checker,
+    build_journal,
     build_llm_routes,
     build_paper_app,
     build_price_book,
+    build_redactor,
     build_resilience,
+    build_status_service,
     risk_limits,
 )
 from bastion.clock import Clock, WallClock
 from bastion.config import Settings, ensure_data_dir
 from bastion.errors import BastionError
-from bastion.events import Event, EventKind, Journal
+from bastion.events import Event, EventKind
 from bastion.exchange.base import Exchange
 from bastion.guard.approvals import ApprovalRecord, Approvals
-from bastion.guard.budget import BudgetAlert, BudgetExhausted
-from bastion.guard.halt import Halt
+from bastion.guard.budget import BudgetAlert
 from bastion.guard.health_guard import HealthGuard
 from bastion.llm.chain import FallbackChain, Route
 from bastion.market import Order
+from bastion.runtime.lock import Holder, RunLock
 from bastion.runtime.loop import Loop, LoopConfig
+from bastion.sensitive import mask_url
 from bastion.simulators.paper import PaperExchangeApp
-from bastion.store import Store
+from bastion.store import RunRecord, Store
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.record import TraceWriter
-from bastion.trace.redact import Redactor
+from bastion.trace.sink import TraceSink
 
 __all__ = ["RunSummary", "Runner"]
-
-# Events worth a row in the store; per-step observations and decisions live in the trace only.
-_STORED_KINDS = frozenset(EventKind) - {
-    EventKind.OBSERVATION,
-    EventKind.DECISION,
-    EventKind.RISK_VERDICT,
-    EventKind.STEP_COMPLETED,
-    EventKind.LLM_CALL,  # the ledger keeps every call's figures; the trace keeps its text
-}
-# Events after which the trace is fsynced: the end of each step and anything about a halt.
-_FLUSH_KINDS = frozenset(
-    {
-        EventKind.STEP_COMPLETED,
-        EventKind.RUN_STARTED,
-        EventKind.RUN_FINISHED,
-        EventKind.HALT_TRIPPED,
-        EventKind.HALT_ENFORCED,
-        EventKind.HALT_RESUMED,
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +68,50 @@ class RunSummary:
     steps: int
     trace_path: Path
     left_resting: tuple[Order, ...]
+    steps_ok: int = 0
+    steps_failed: int = 0
+    steps_halted: int = 0
+    last_failure: str = ""
+    """The detail of the last failed or timed-out step, for the closing line."""
+
+
+class _StepTally:
+    """Counts steps by outcome as they complete, and records each in the run's row."""
+
+    def __init__(self, store: Store, clock: Clock, run_id: str) -> None:
+        self._store = store
+        self._clock = clock
+        self._run_id = run_id
+        self.steps = 0
+        self.by_status: dict[str, int] = {}
+        self.last_failure = ""
+        self.last_step_at: str | None = None
+
+    def __call__(self, event: Event) -> None:
+        if event.kind is not EventKind.STEP_COMPLETED:
+            return
+        status = str(event.payload.get("status"))
+        self.steps = int(event.payload.get("step", self.steps + 1))
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if status in ("failed", "timeout"):
+            self.last_failure = str(event.payload.get("detail", ""))
+        now = self._clock.now()
+        self.last_step_at = now.isoformat()
+        self._store.runs.record_step(self._run_id, self.steps, at=now)
+
+    def counts(self) -> dict[str, int]:
+        """Steps by outcome, as the run's row and the closing line report them."""
+        get = self.by_status.get
+        return {
+            "steps_ok": get("ok", 0),
+            "steps_failed": get("failed", 0) + get("timeout", 0),
+            "steps_halted": get("halted", 0),
+        }
+
+    @property
+    def succeeded(self) -> int:
+        """Steps that did what they should: traded (ok) or, halted, only reconciled."""
+        return self.by_status.get("ok", 0) + self.by_status.get("halted", 0)
 
 
 class Runner:
@@ -103,22 +132,44 @@ class Runner:
         self.clock = clock or WallClock()
         self.agent = agent or build_agent(settings)
         self.run_id = f"{self.clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        self.metrics = Metrics()
-        self.journal = Journal(run_id=self.run_id)
         ensure_data_dir(settings)
+        self.lock = RunLock(settings.data_dir)
+        previous = self.lock.acquire(
+            Holder(
+                pid=os.getpid(),
+                run_id=self.run_id,
+                since=self.clock.now().isoformat(),
+                host=socket.gethostname(),
+            )
+        )
+        try:
+            self._wire(settings, exchange, llm_routes)
+            self.crashed_run = self._record_crash(previous)
+        except BaseException:
+            self.lock.release()
+            raise
+        self._console_enabled = console
+        self._server: ConsoleServer | None = None
+        self.console_url: str | None = None
+        self._closed = False
+
+    def _wire(
+        self, settings: Settings, exchange: Exchange | None, llm_routes: list[Route] | None
+    ) -> None:
+        self.metrics = Metrics()
         self.store = Store.open(settings.resolved_store_url)
         self.trace = TraceWriter(
             settings.traces_dir, self.run_id, self.clock, settings.secret_values()
         )
-        self._redactor = Redactor(settings.secret_values())
-        self.journal.subscribe(self._to_trace)
-        self.journal.subscribe(self._to_store)
-        self.halt = Halt(
-            flag_path=settings.kill_switch_path,
-            clock=self.clock,
-            store=self.store,
-            journal=self.journal,
-            metrics=self.metrics,
+        # The trace first: it is the audit record, fsynced before anything else hears of a step.
+        self.journal = build_journal(
+            settings, self.clock, store=self.store, run_id=self.run_id, also=TraceSink(self.trace)
+        )
+        self._redactor = build_redactor(settings)
+        self.tally = _StepTally(self.store, self.clock, self.run_id)
+        self.journal.subscribe(self.tally)
+        self.halt = build_halt(
+            settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
         self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
         self.prices = build_price_book(settings)
@@ -162,7 +213,7 @@ class Runner:
             clock=self.clock,
             exchange=self.exchange,
             store=self.store,
-            observe=self.loop.build_observation,
+            observe=self.loop.observer.observe,
             prices=self.prices,
         )
         self.guard = HealthGuard(
@@ -204,30 +255,41 @@ class Runner:
                 run_id=self.run_id,
             )
         self.loop.llm = self.llm
-        self._console_enabled = console
-        self._server: ConsoleServer | None = None
-        self.console_url: str | None = None
-        self._closed = False
+        self.status = build_status_service(
+            settings,
+            self.clock,
+            halt=self.halt,
+            store=self.store,
+            budget=self.budget,
+            breakers=self._breakers,
+        )
 
-    # -- sinks --------------------------------------------------------------------------
-    def _to_trace(self, event: Event) -> None:
-        self.trace.write(event.kind.value, event.payload)
-        if event.kind in _FLUSH_KINDS:
-            self.trace.flush()
-
-    def _to_store(self, event: Event) -> None:
-        if event.kind in _STORED_KINDS:
-            self.store.events.append(
-                event.kind.value,
-                self._redactor.redact(dict(event.payload)),
-                at=self.clock.now(),
-                run_id=event.run_id,
+    def _record_crash(self, previous: Holder | None) -> RunRecord | None:
+        """The last run on this directory died holding the lock: record it as crashed."""
+        if previous is None:
+            return None
+        crashed = self.store.runs.mark_crashed(previous.run_id, detected_at=self.clock.now())
+        if crashed is not None:
+            self.journal.emit(
+                EventKind.RUN_CRASHED,
+                {
+                    "crashed_run_id": crashed.run_id,
+                    "pid": previous.pid,
+                    "host": previous.host,
+                    "steps": crashed.steps,
+                    "last_step_at": (crashed.detail or {}).get("last_step_at"),
+                },
             )
+        return crashed
 
     # -- lifecycle ----------------------------------------------------------------------
     async def __aenter__(self) -> Runner:
         if self._console_enabled:
-            await self._start_console()
+            try:
+                await self._start_console()
+            except BaseException:
+                await self.aclose()  # a busy port: nothing was run, nothing stays locked
+                raise
         return self
 
     async def __aexit__(
@@ -246,13 +308,12 @@ class Runner:
             else ensure_console_token(s.data_dir / "console_token")
         )
         app = create_console_app(
-            status=lambda: self.loop.status,
+            status=lambda: self.status.report(self.loop.status.to_dict()),
             halt=self.halt,
             metrics=self.metrics,
             token=token,
             refresh_seconds=s.console_refresh_seconds,
             redactor=self._redactor,
-            breakers=self._breakers,
             health=self.health,
             health_paused=lambda: self.guard.paused,
             budget=self.budget.usage_today,
@@ -262,10 +323,12 @@ class Runner:
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()
         self.console_url = f"{self._server.base_url}/?token={token}"
+        self.lock.update(console_host=self._server.host, console_port=self._server.port)
 
-    async def _cost_cap(self, reason: str) -> None:
-        """A daily or USD budget is used up: the one halt path, reason cost_cap."""
-        await self.halt.trip("cost_cap", who="budget", detail={"reason": reason})
+    def _cost_cap(self, reason: str) -> None:
+        """A daily or USD budget is used up: noted in the loop's ledger, where the cost-cap
+        trigger trips the halt (reason cost_cap) at the loop's next limits check."""
+        self.loop.ledger.record_budget_exhausted(reason)
 
     def _approval_asked(self, record: ApprovalRecord) -> None:
         self.journal.emit(
@@ -323,20 +386,45 @@ class Runner:
                 duration_seconds=duration_seconds,
                 stop=stop,
             )
-            if stop is not None and stop.is_set():
-                status = "interrupted"
-            else:
-                status = "halted" if self.halt.active() else "completed"
+            status = self._final_status(stop)
         except asyncio.CancelledError:
             status = "interrupted"
             raise
         finally:
-            steps = self.loop.status.last_step
+            tally = self.tally
+            counts = {
+                "steps_ok": tally.by_status.get("ok", 0),
+                "steps_failed": tally.by_status.get("failed", 0)
+                + tally.by_status.get("timeout", 0),
+                "steps_halted": tally.by_status.get("halted", 0),
+            }
             self.store.runs.finish(
-                self.run_id, status=status, steps=steps, ended_at=self.clock.now()
+                self.run_id,
+                status=status,
+                steps=tally.steps,
+                detail=counts,
+                ended_at=self.clock.now(),
             )
-            self.journal.emit(EventKind.RUN_FINISHED, {"status": status, "steps": steps})
-        return RunSummary(self.run_id, status, steps, self.trace.path, await self.resting())
+            self.journal.emit(
+                EventKind.RUN_FINISHED, {"status": status, "steps": tally.steps, **counts}
+            )
+        return RunSummary(
+            self.run_id,
+            status,
+            tally.steps,
+            self.trace.path,
+            await self.resting(),
+            last_failure=tally.last_failure,
+            **counts,
+        )
+
+    def _final_status(self, stop: asyncio.Event | None) -> str:
+        """interrupted, failed (steps ran and none succeeded), halted or completed."""
+        if stop is not None and stop.is_set():
+            return "interrupted"
+        if self.tally.steps > 0 and self.tally.succeeded == 0:
+            return "failed"
+        return "halted" if self.halt.active() else "completed"
 
     async def _refuse_without_budget(self) -> None:
         """An agent that needs the LLM does not start a run its budget cannot pay for.
@@ -345,29 +433,11 @@ class Runner:
         ask ``ctx.llm``, like the rule-based seller, keep running on a spent budget).
         """
         usage = await asyncio.to_thread(self.budget.usage_today)
-        if usage["budget_available"]:
+        refusal = usage.refusal()
+        if refusal is None:
             return
-        used, limit = usage["tokens_used_today"], usage["daily_budget"]
-        if limit is not None and used >= limit:
-            figures = f"{used:,} of {limit:,} tokens used today"
-        else:
-            figures = f"${usage['usd_used_today']:,.2f} used today"
-        message = (
-            f"Run refused: budget_exhausted ({figures}; resets {usage['reset_date']} 00:00 UTC). "
-            "Fix: wait for the reset or raise BASTION_DAILY_TOKEN_BUDGET / "
-            "BASTION_DAILY_USD_BUDGET."
-        )
-        self.journal.emit(EventKind.RUN_REFUSED, {"reason": "budget_exhausted", **usage})
-        raise BudgetExhausted(
-            message,
-            limit=limit,
-            observed=used,
-            scope=f"agent:{self.agent.name}",
-            unit="tokens",
-            need=0,
-            remaining=usage["tokens_remaining"] or 0,
-            exhausted=True,
-        )
+        self.journal.emit(EventKind.RUN_REFUSED, {"reason": "budget_exhausted", **usage.to_dict()})
+        raise refusal
 
     async def resting(self) -> tuple[Order, ...]:
         """Orders still on the book, to tell the operator what a stop left behind."""
@@ -380,13 +450,16 @@ class Runner:
         if self._closed:
             return
         self._closed = True
-        if self._server is not None:
-            await self._server.stop()
-        await self.exchange.close()
-        if self.llm is not None:
-            await self.llm.aclose()
-        self.trace.close()
-        self.store.close()
+        try:
+            if self._server is not None:
+                await self._server.stop()
+            await self.exchange.close()
+            if self.llm is not None:
+                await self.llm.aclose()
+            self.trace.close()
+            self.store.close()
+        finally:
+            self.lock.release()
 
     def describe(self) -> dict[str, Any]:
         """Where things are, for the start-up banner."""
@@ -394,9 +467,8 @@ class Runner:
             "run_id": self.run_id,
             "console_url": self.console_url,
             "trace_path": str(self.trace.path),
-            "store": make_url(self.settings.resolved_store_url).render_as_string(
-                hide_password=True
-            ),
+            "store": mask_url(self.settings.resolved_store_url),
             "kill_switch": str(self.settings.kill_switch_path),
-            "exchange": self.settings.resolved_exchange_url or "in-process paper exchange",
+            "exchange": mask_url(self.settings.resolved_exchange_url or "")
+            or "in-process paper exchange",
         }

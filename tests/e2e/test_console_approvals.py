@@ -81,7 +81,7 @@ def test_console_approvals(tmp_path: Path, chromium: Browser) -> None:
         older = _escalate(store, clock, "quote_put_spread", ttl=timedelta(hours=1))
         newer = _escalate(store, clock, "roll_short_call")
         app = create_app(
-            status=lambda: status,
+            status=status.to_dict,
             halt=halt,
             metrics=Metrics(),
             token=TOKEN,

@@ -107,7 +107,7 @@ def test_system_health_tab(tmp_path: Path, chromium: Browser) -> None:
     status = RuntimeStatus(run_id="r1", agent="demo 1.0.0", currency="BTC", dry_run=True)
     halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=SimClock(), metrics=Metrics())
     app = create_app(
-        status=lambda: status,
+        status=status.to_dict,
         halt=halt,
         metrics=Metrics(),
         token=TOKEN,

@@ -22,6 +22,7 @@ from bastion.guard.approvals import Approvals
 from bastion.guard.halt import Halt
 from bastion.guard.health import CachedHealthStatus, CheckResult, HealthReport, HealthStatus
 from bastion.market import Order, Position
+from bastion.ops.status import StatusService
 from bastion.resilience.breaker import BreakerRegistry
 from bastion.status import RuntimeStatus
 from bastion.store import Store
@@ -96,9 +97,15 @@ class Console:
 
 
 def _status_wiring(console: Console) -> dict[str, Any]:
-    """create_app's status arguments as the runner passes them: the loop's status and the
-    breakers (the app adds the halt flag)."""
-    return {"status": lambda: console.runtime, "breakers": console.breakers.snapshot}
+    """create_app's status arguments as the runner passes them: the report over the loop's
+    status, with the halt flag and the breakers."""
+    service = StatusService(
+        data_dir=console.halt.flag_path.parent,
+        clock=console.clock,
+        halt_state=console.halt.state,
+        breakers=console.breakers.snapshot,
+    )
+    return {"status": lambda: service.report(console.runtime.to_dict())}
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from bastion.build import build_budget
 from bastion.cli import app
 from bastion.clock import WallClock
 from bastion.config import load_settings
-from bastion.guard.budget import BudgetExhausted, Cost
+from bastion.errors import BudgetExhausted
+from bastion.llm.pricing import Cost
 from bastion.runner import Runner
 from bastion.store import Store
 
@@ -27,10 +28,14 @@ RunnerFactory = Callable[..., Runner]
 async def test_using_up_the_daily_budget_trips_the_cost_cap_halt(
     runner_factory: RunnerFactory,
 ) -> None:
-    """Daily tokens spent: halt('cost_cap') with the reason; the next call is refused."""
-    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()), daily_token_budget=1_000)
+    """Daily tokens spent: the next step trips halt('cost_cap') with the reason, before its
+    decision; the next call is refused."""
+    agent = ScriptedAgent(lambda o, c: Decision())
+    runner = runner_factory(agent, daily_token_budget=1_000)
     reservation = await runner.budget.reserve(Cost(900), model="gpt-test")
     await reservation.commit(Cost(1_000), tokens_in=800, tokens_out=200, model="gpt-test")
+    assert (await runner.loop.step()).status == "halted"
+    assert agent.calls == 0
     state = runner.halt.state()
     assert state is not None
     assert state.reason == "cost_cap"

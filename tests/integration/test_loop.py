@@ -137,7 +137,7 @@ async def test_a_hung_agent_is_abandoned_and_the_loop_goes_on(
         return Decision()
 
     agent = ScriptedAgent(hang_once)
-    runner = runner_factory(agent, step_timeout_seconds=0.5)
+    runner = runner_factory(agent, step_timeout_seconds=1.5)
     events = _collect(runner)
     outcomes = [(await runner.loop.step()).status for _ in range(3)]
     assert outcomes == ["ok", "timeout", "ok"]
@@ -395,25 +395,23 @@ def _spends_the_budget(holder: dict[str, Runner]) -> Callable[..., Decision]:
     return decide
 
 
-async def test_a_budget_used_up_in_a_step_halts_before_the_next_decision(
+async def test_a_budget_used_up_while_deciding_halts_before_anything_is_sent(
     runner_factory: RunnerFactory,
 ) -> None:
-    """The call that used the budget up was admitted: its order goes out; the next step trips
-    cost_cap before deciding and cancels the order."""
+    """The decision whose LLM call used the budget up trips cost_cap before its order goes out;
+    the next step is a halted one and the agent is not asked again."""
     holder: dict[str, Runner] = {}
     agent = ScriptedAgent(_spends_the_budget(holder))
     runner = holder["r"] = runner_factory(agent)
     events = _collect(runner)
-    assert (await runner.loop.step()).orders_sent == 1
+    first = await runner.loop.step()
+    assert (first.status, first.orders_sent) == ("halted", 0)
+    assert not [e for e in events if e.kind is EventKind.ORDER_SENT]
+    [tripped] = [e.payload for e in events if e.kind is EventKind.HALT_TRIPPED]
+    assert (tripped["reason"], tripped["who"]) == ("cost_cap", "budget")
+    assert tripped["detail"] == {"reason": "Daily budget exhausted (1,000 of 1,000)"}
     outcome = await runner.loop.step()
     assert (outcome.status, agent.calls) == ("halted", 1)
-    [tripped] = [e.payload for e in events if e.kind is EventKind.HALT_TRIPPED]
-    assert (tripped["reason"], tripped["who"], tripped["cancelled_orders"]) == (
-        "cost_cap",
-        "budget",
-        1,
-    )
-    assert tripped["detail"] == {"reason": "Daily budget exhausted (1,000 of 1,000)"}
     assert runner.loop.status.state == "halted"
 
 

@@ -11,7 +11,7 @@ Host allow-list and the body cap, and every answer carries the CSP
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -26,16 +26,16 @@ from bastion.api.health import HealthProvider, health_router
 from bastion.api.security import BodyLimit, HostGuard, SecurityHeaders
 from bastion.api.token import TokenGuard
 from bastion.guard.approvals import Approvals
+from bastion.guard.budget import BudgetUsage
 from bastion.guard.halt import Halt
-from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import CONTENT_TYPE, Metrics
 from bastion.trace.redact import Redactor
 
 __all__ = ["api_router", "create_app"]
 
-StatusProvider = Callable[[], RuntimeStatus]
-BreakersProvider = Callable[[], list[dict[str, Any]]]
-BudgetProvider = Callable[[], dict[str, Any]]
+StatusProvider = Callable[[], Mapping[str, Any]]
+"""The status report: :meth:`bastion.ops.status.StatusService.report` of the live runtime."""
+BudgetProvider = Callable[[], BudgetUsage]
 
 
 class HaltRequest(BaseModel):
@@ -52,31 +52,20 @@ def _console_page(refresh_seconds: float) -> str:
 def api_router(
     status: StatusProvider,
     halt: Halt,
-    redactor: Redactor | None = None,
-    breakers: BreakersProvider | None = None,
     budget: BudgetProvider | None = None,
 ) -> APIRouter:
+    """``status`` is the status report (the one the CLI prints too); ``halt`` the halt path."""
     router = APIRouter(prefix="/api")
-    scrub = redactor or Redactor(())
 
     @router.get("/status")
     def get_status() -> dict[str, Any]:
-        data: dict[str, Any] = scrub.redact(status().to_dict())
-        data["breakers"] = scrub.redact(breakers()) if breakers else []
-        data["budget"] = budget() if budget else None
-        state = halt.state()
-        data["halted"] = state is not None
-        data["halt_reason"] = state.reason if state else None
-        data["halt"] = state.to_dict() if state else None
-        if state is not None and data["state"] == "running":
-            data["state"] = "halted"
-        return data
+        return dict(status())
 
     @router.get("/budget")
     def get_budget() -> dict[str, Any]:
         if budget is None:
             raise HTTPException(503, detail="no budget is configured for this runtime")
-        return budget()
+        return budget().to_dict()
 
     @router.post("/kill")
     async def kill(body: HaltRequest | None = None) -> dict[str, Any]:
@@ -101,7 +90,6 @@ def create_app(
     token: str,
     refresh_seconds: float = 2.0,
     redactor: Redactor | None = None,
-    breakers: BreakersProvider | None = None,
     health: HealthProvider | None = None,
     health_paused: Callable[[], bool] | None = None,
     budget: BudgetProvider | None = None,
@@ -149,9 +137,7 @@ def create_app(
 
     static_dir = resources.files("bastion.api").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
-    app.include_router(
-        api_router(status, halt, redactor, breakers, budget), dependencies=[Depends(guard)]
-    )
+    app.include_router(api_router(status, halt, budget), dependencies=[Depends(guard)])
     app.include_router(
         health_router(health, health_paused, redactor), dependencies=[Depends(guard)]
     )

@@ -17,16 +17,34 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from bastion.clock import Clock, WallClock
 from bastion.config import Settings
 from bastion.errors import BastionError, ErrorCode
-from bastion.events import Event, EventKind
+from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange
-from bastion.runner import Runner
 
 __all__ = ["EXIT_CODES", "OFFLINE_CODES", "SmokeOutcome", "SmokeReport", "run_smoke"]
+
+
+class RunResult(Protocol):
+    """What the smoke reads of a finished run."""
+
+    @property
+    def steps(self) -> int: ...
+
+
+class DryRun(Protocol):
+    """What the smoke needs of a run (the top floor's ``Runner`` is one)."""
+
+    exchange: Exchange
+    journal: Journal
+
+    async def run(
+        self, *, max_steps: int | None = None, duration_seconds: float | None = None
+    ) -> RunResult: ...
+
+    async def aclose(self) -> None: ...
 
 
 class SmokeOutcome(StrEnum):
@@ -133,16 +151,20 @@ async def _preflight(report: SmokeReport, exchange: Exchange, currency: str) -> 
 
 async def run_smoke(
     settings: Settings,
+    dry_run: Callable[[Settings], DryRun],
     *,
     duration_seconds: float = 30.0,
     max_steps: int | None = None,
-    clock: Clock | None = None,
 ) -> SmokeReport:
-    """Run the smoke within ``duration_seconds``; never raises for exchange conditions."""
+    """Run the smoke within ``duration_seconds``; never raises for exchange conditions.
+
+    ``dry_run`` builds the run from the smoke's settings (dry run, a deadline inside the time
+    box); the caller (the CLI) passes the composition root, which lives above this floor.
+    """
     # Retries must give up inside the time box, so the smoke can still say *why* it failed.
     deadline = min(settings.call_deadline_seconds, duration_seconds / 2)
     dry = settings.model_copy(update={"dry_run": True, "call_deadline_seconds": deadline})
-    runner = Runner(dry, clock=clock or WallClock(), console=False)
+    runner = dry_run(dry)
     report = SmokeReport(
         SmokeOutcome.FAIL, settings.resolved_exchange_url or "in-process paper exchange"
     )
@@ -168,7 +190,7 @@ async def run_smoke(
 
 
 async def _dry_run(
-    report: SmokeReport, runner: Runner, seconds: float, max_steps: int | None
+    report: SmokeReport, runner: DryRun, seconds: float, max_steps: int | None
 ) -> None:
     failures: list[Event] = []
 

@@ -282,6 +282,11 @@ class Loop:
         except Exception as exc:  # an agent bug must not kill the loop; it is recorded
             return self._failure(n, exc)
         self._record_decision(n, decision)
+        # What the ledger learnt while the agent decided (a budget used up by its own LLM call)
+        # halts before anything is sent; without an observation the drift trigger stays silent.
+        breach = await self._check_limits(None)
+        if breach is not None:
+            return StepOutcome(n, "halted", detail=f"halted by {breach.who}: {breach.reason}")
         verdicts = review(decision, obs, self.limits)
         for verdict in verdicts:
             self.journal.emit(EventKind.RISK_VERDICT, {"step": n, **verdict.to_dict()})

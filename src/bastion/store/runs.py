@@ -2,7 +2,9 @@
 
 A run is the unit an operator reasons about ("the 14:00 run halted after 312 steps"); every event
 and trace line carries its ``run_id``. A run that is still ``running`` when nothing is executing
-it was cut short by a crash; whoever starts next may finish it as ``interrupted``.
+it was cut short by a crash: the next run on the same data directory finds it (the run lock
+is free but ``run.json`` still names it) and records it as ``crashed``. ``steps`` is counted as
+steps happen, so a crashed run still says how far it got.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class RunStatus(StrEnum):
     HALTED = "halted"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CRASHED = "crashed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,36 @@ class RunStore:
         if row is None:
             raise UsageError(f"no run {run_id!r} to finish; start() it first")
         return _record(row._mapping)
+
+    def record_step(self, run_id: str, steps: int, *, at: datetime) -> None:
+        """Count a step as it happens (``detail.last_step_at`` says when), while running."""
+        statement = (
+            sa.update(runs)
+            .where(runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING.value)
+            .values(steps=steps, detail={"last_step_at": aware_utc(at).isoformat()})
+        )
+        with writing(self._engine) as conn:
+            conn.execute(statement)
+
+    def mark_crashed(self, run_id: str, *, detected_at: datetime) -> RunRecord | None:
+        """Finish a run left ``running`` by a dead process as ``crashed``; None if it was not.
+
+        The update is conditional, so a run that did finish (or was marked by another process
+        first) is left as it is.
+        """
+        previous = self.get(run_id)
+        if previous is None or previous.status is not RunStatus.RUNNING:
+            return None
+        detail = {**(previous.detail or {}), "detected_at": aware_utc(detected_at).isoformat()}
+        statement = (
+            sa.update(runs)
+            .where(runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING.value)
+            .values(status=RunStatus.CRASHED.value, detail=detail)
+            .returning(*runs.c)
+        )
+        with writing(self._engine) as conn:
+            row = conn.execute(statement).first()
+        return None if row is None else _record(row._mapping)
 
     def get(self, run_id: str) -> RunRecord | None:
         """The run called ``run_id``, if any."""

@@ -46,7 +46,11 @@ class TraceWriter:
     """
 
     def __init__(self, traces_dir: Path, run_id: str, clock: Clock, secrets: Sequence[str]) -> None:
-        """Open (or create) the run's trace file; ``secrets`` are redacted from every line."""
+        """Name the run's trace file; ``secrets`` are redacted from every line.
+
+        The file is opened (or created) at the first write, so a run refused at start (a busy
+        console port, a data directory in use) leaves no empty trace behind.
+        """
         if not _RUN_ID.fullmatch(run_id):
             raise UsageError(
                 f"run_id {run_id!r} cannot name a trace file: use letters, digits, '.', '_', '-'"
@@ -56,13 +60,15 @@ class TraceWriter:
         self._redactor = Redactor(secrets)
         day = datetime.fromtimestamp(clock.time(), tz=UTC).date().isoformat()
         self.path = Path(traces_dir) / day / f"{run_id}.ndjson"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        if created:
-            _fsync_dir(self.path.parent)
-        self._seq = self._resume()
+        self._fd: int | None = None
+        self._closed = False
+        self._seq = 0
         self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Open the file now (it is opened at the first write otherwise); resumes its ``seq``."""
+        with self._lock:
+            self._require_open()
 
     def write(self, kind: str, payload: Mapping[str, Any]) -> None:
         """Redact ``payload`` and append it as one line, handed to the OS before returning."""
@@ -76,11 +82,15 @@ class TraceWriter:
     def flush(self) -> None:
         """``fsync`` the file: everything written so far survives a power cut."""
         with self._lock:
-            os.fsync(self._require_open())
+            if self._fd is not None:
+                os.fsync(self._fd)
+            elif self._closed:
+                self._require_open()  # raises: flushing a closed writer is a bug
 
     def close(self) -> None:
         """Flush and close; closing twice is harmless."""
         with self._lock:
+            self._closed = True
             if self._fd is None:
                 return
             fd, self._fd = self._fd, None
@@ -118,13 +128,20 @@ class TraceWriter:
         return orjson.dumps(record, option=_OPTIONS)
 
     def _require_open(self) -> int:
-        if self._fd is None:
+        if self._fd is not None:
+            return self._fd
+        if self._closed:
             raise UsageError(f"trace writer for run {self.run_id!r} is closed")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        if created:
+            _fsync_dir(self.path.parent)
+        self._seq = self._resume(self._fd)
         return self._fd
 
-    def _resume(self) -> int:
+    def _resume(self, fd: int) -> int:
         """Trim a torn last line left by a crash and return the last ``seq`` in the file."""
-        fd = self._require_open()
         end, last = _last_complete_line(fd)
         if end < os.fstat(fd).st_size:
             os.ftruncate(fd, end)

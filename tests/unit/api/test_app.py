@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,10 +16,24 @@ from bastion.api.token import ensure_console_token
 from bastion.clock import SimClock
 from bastion.errors import ErrorCode, ExchangeError
 from bastion.guard.halt import Halt
+from bastion.ops.status import StatusService
 from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 
 TOKEN = "test-console-token"
+
+
+def report(
+    status: RuntimeStatus, halt: Halt, breakers: list[dict[str, Any]] | None = None
+) -> Callable[[], dict[str, Any]]:
+    """The status report the runner serves: the live status with the halt flag over it."""
+    service = StatusService(
+        data_dir=halt.flag_path.parent,
+        clock=SimClock(),
+        halt_state=halt.state,
+        breakers=(lambda: breakers) if breakers is not None else None,
+    )
+    return lambda: service.report(status.to_dict())
 
 
 @pytest.fixture
@@ -37,7 +52,7 @@ async def client(halt: Halt) -> AsyncIterator[httpx.AsyncClient]:
         last_step=4,
         equity=10.5,
     )
-    app = create_app(status=lambda: status, halt=halt, metrics=Metrics(), token=TOKEN)
+    app = create_app(status=report(status, halt), halt=halt, metrics=Metrics(), token=TOKEN)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://console"
     ) as c:
@@ -51,7 +66,7 @@ async def test_every_api_route_answers_401_without_the_token(
     client: httpx.AsyncClient, halt: Halt
 ) -> None:
     """No /api route is reachable without the console token, whatever its method."""
-    router = api_router(lambda: RuntimeStatus("r", "a", "BTC", False), halt)
+    router = api_router(report(RuntimeStatus("r", "a", "BTC", False), halt), halt)
     routes = [r for r in router.routes if isinstance(r, APIRoute)]
     assert len(routes) >= 3
     for route in routes:
@@ -136,7 +151,7 @@ async def test_kill_answers_halted_even_when_the_cancel_fails(tmp_path: Path) ->
 
     halt = Halt(flag_path=tmp_path / "flag", clock=SimClock(), canceller=broken_cancel_all)
     status = RuntimeStatus(run_id="r1", agent="a", currency="BTC", dry_run=False)
-    app = create_app(status=lambda: status, halt=halt, metrics=Metrics(), token=TOKEN)
+    app = create_app(status=report(status, halt), halt=halt, metrics=Metrics(), token=TOKEN)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://console"
     ) as client:
@@ -151,7 +166,7 @@ async def test_status_lists_the_circuit_breakers(halt: Halt) -> None:
     status = RuntimeStatus(run_id="r1", agent="a", currency="BTC", dry_run=False)
     snapshot = [{"dependency": "deribit", "layer": "exchange", "state": "open", "retry_after": 9}]
     app = create_app(
-        status=lambda: status, halt=halt, metrics=Metrics(), token=TOKEN, breakers=lambda: snapshot
+        status=report(status, halt, breakers=snapshot), halt=halt, metrics=Metrics(), token=TOKEN
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://console"

@@ -51,7 +51,7 @@ def _app(tmp_path: Path, approvals: Approvals | None) -> FastAPI:
     status = RuntimeStatus(run_id="r1", agent="seller 1.0.0", currency="BTC", dry_run=False)
     halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=SimClock(), metrics=Metrics())
     return create_app(
-        status=lambda: status,
+        status=status.to_dict,
         halt=halt,
         metrics=Metrics(),
         token=TOKEN,

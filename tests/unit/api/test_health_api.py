@@ -77,7 +77,7 @@ def _halt(tmp_path: Path) -> Halt:
 def _app(tmp_path: Path, health: HealthProvider | None, paused: bool = False) -> FastAPI:
     status = RuntimeStatus(run_id="r1", agent="a", currency="BTC", dry_run=False)
     return create_app(
-        status=lambda: status,
+        status=status.to_dict,
         halt=_halt(tmp_path),
         metrics=Metrics(),
         token=TOKEN,

@@ -27,7 +27,7 @@ def _app(tmp_path: Path, allowed_hosts: Iterable[str] = ()) -> tuple[FastAPI, Ha
     status = RuntimeStatus(run_id="r1", agent="seller 1.0.0", currency="BTC", dry_run=False)
     halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=SimClock(), metrics=Metrics())
     app = create_app(
-        status=lambda: status,
+        status=status.to_dict,
         halt=halt,
         metrics=Metrics(),
         token=TOKEN,

@@ -182,8 +182,18 @@ def test_a_file_that_is_not_a_trace_is_refused(tmp_path: Path, clock: SimClock) 
     path = tmp_path / "traces" / "2026-01-01" / "run-1.ndjson"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"hello\n")
+    writer = _writer(tmp_path, clock)
     with pytest.raises(BastionError, match="not a Bastion trace"):
-        _writer(tmp_path, clock)
+        writer.write("run_started", {})
+    assert path.read_bytes() == b"hello\n"
+
+
+def test_a_writer_that_never_wrote_leaves_no_file(tmp_path: Path, clock: SimClock) -> None:
+    """A run refused at start (busy port, data directory in use) leaves no empty trace."""
+    writer = _writer(tmp_path, clock)
+    writer.flush()
+    writer.close()
+    assert not writer.path.exists()
 
 
 @pytest.mark.parametrize("run_id", ["../escape", "a/b", "", ".hidden", "x" * 200])

@@ -1,0 +1,46 @@
+"""The ``bastion`` command: one Typer app, a module per command group.
+
+Commands only translate: they parse, ask the services that :mod:`bastion.build` wires, and
+render with Rich. Untrusted text (halt reasons, approval reasons, check details) is printed
+through :func:`bastion.cli.terminal.safe`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from bastion.cli.approvals import approvals_app
+from bastion.cli.budget import budget
+from bastion.cli.exchange import exchange_app
+from bastion.cli.halt import kill, resume
+from bastion.cli.health import health
+from bastion.cli.llm import llm_app
+from bastion.cli.run import run
+from bastion.cli.settings import show_config
+from bastion.cli.smoke import smoke
+from bastion.cli.status import status
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Bastion: run LLM trading agents inside a guarded loop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(run)
+app.command()(status)
+app.command()(kill)
+app.command()(resume)
+app.command()(budget)
+app.command()(health)
+app.command()(smoke)
+app.command("config")(show_config)
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(exchange_app, name="exchange")
+app.add_typer(llm_app, name="llm")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,105 @@
+"""``bastion approvals``: questions waiting for a person; list, approve or reject them.
+
+Every command goes through the :class:`~bastion.guard.approvals.Approvals` service, the one the
+console's API uses, so expiry, the conditional decide and its refusals are the same here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from bastion.build import build_approvals
+from bastion.cli.context import ConfigOption, JsonOption, exit_on_error, load, out, print_json
+from bastion.cli.terminal import safe
+from bastion.clock import WallClock
+from bastion.config import ensure_data_dir
+from bastion.guard.approvals import Approvals
+from bastion.store import Store
+
+__all__ = ["approvals_app"]
+
+T = TypeVar("T")
+
+approvals_app = typer.Typer(
+    help="Questions waiting for a person (LLM escalations); list, approve or reject them.",
+    invoke_without_command=True,
+)
+
+
+def _with_approvals(
+    config: Path | None, action: Callable[[Approvals], Coroutine[Any, Any, T]]
+) -> T:
+    settings = load(config)
+    with exit_on_error():
+        ensure_data_dir(settings)
+        with Store.open(settings.resolved_store_url) as store:
+            return asyncio.run(action(build_approvals(settings, store, WallClock())))
+
+
+@approvals_app.callback()
+def approvals_list(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every entry, decided ones too, newest first.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List the pending entries (with --all, the decided ones too)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    records = _with_approvals(
+        config, lambda a: a.recent(limit=100) if show_all else a.pending(limit=100)
+    )
+    if as_json:
+        print_json([r.to_dict() for r in records])
+        return
+    if not records:
+        out.print("No approvals pending." if not show_all else "No approvals recorded.")
+        return
+    title = "approvals" if show_all else "pending approvals"
+    out.print(f"{len(records)} {title}, newest first:")
+    for r in records:
+        run = f", run {r.run_id}" if r.run_id else ""
+        out.print(
+            f"[bold]{r.id}[/]  {safe(r.kind)}  {r.status.value}  asked "
+            f"{r.created_at:%Y-%m-%d %H:%M:%S} UTC by {safe(r.agent)}{safe(run)}",
+            highlight=False,
+        )
+        out.print(f"    {safe(r.reason, limit=2000)}", highlight=False, soft_wrap=True)
+
+
+def _decide(config: Path | None, approval_id: str, *, approve: bool, note: str | None) -> None:
+    record = _with_approvals(
+        config, lambda a: a.decide(approval_id, approve, who=getpass.getuser(), note=note)
+    )
+    out.print(
+        f"Approval {record.id} {record.status.value} by {safe(record.decided_by or '?')}.",
+        highlight=False,
+    )
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The entry's id (bastion approvals).")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Approve a pending entry."""
+    _decide(config, approval_id, approve=True, note=note)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[str, typer.Argument(help="The entry's id (bastion approvals).")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Reject a pending entry."""
+    _decide(config, approval_id, approve=False, note=note)

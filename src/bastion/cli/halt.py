@@ -1,0 +1,113 @@
+"""``bastion kill`` and ``bastion resume``: the one halt path, from another terminal.
+
+The halt is built by :func:`bastion.build.build_halt` and records through the same redacting
+store sink as a run. Both commands work without the store (the flag file is what stops a
+running agent) and say what they could not record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+
+from bastion.build import build_exchange, build_halt, build_journal
+from bastion.cli.context import ConfigOption, err, exit_on_error, load, out, run_async, try_store
+from bastion.cli.terminal import safe
+from bastion.clock import WallClock
+from bastion.config import Settings, ensure_data_dir
+from bastion.events import Event
+from bastion.guard.halt import Halt
+from bastion.status import HaltState
+from bastion.telemetry.metrics import Metrics
+
+__all__ = ["kill", "resume"]
+
+
+def kill(
+    config: ConfigOption = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why trading must stop.")] = "operator",
+) -> None:
+    """Trip the kill switch: no new orders; resting orders are cancelled."""
+    settings = load(config)
+    with exit_on_error():
+        ensure_data_dir(settings)
+    with _halt(settings) as (halt, emitted):
+        state = run_async(lambda: _kill(settings, halt, reason))
+        _say_problems(emitted)
+    out.print(
+        f"[bold red]Kill switch active[/]: {safe(state.reason)} (by {safe(state.who)} at "
+        f"{safe(state.when)})",
+        highlight=False,
+    )
+    if settings.resolved_exchange_url:
+        out.print("Resting orders on the exchange were cancelled.")
+    else:
+        out.print("The running agent cancels its resting orders within a moment.")
+    out.print(
+        f"Flag: {safe(str(settings.kill_switch_path))}. Run `bastion resume --reason ...` to "
+        "continue.",
+        highlight=False,
+    )
+
+
+async def _kill(settings: Settings, halt: Halt, reason: str) -> HaltState:
+    exchange = None
+    if settings.resolved_exchange_url:  # the in-process paper exchange lives in the run
+        exchange = build_exchange(settings, WallClock(), Metrics(), lambda: None)
+        halt.set_canceller(exchange.cancel_all)
+    try:
+        return await halt.trip(reason, who=getpass.getuser())
+    finally:
+        if exchange is not None:
+            await exchange.close()
+
+
+def resume(
+    config: ConfigOption = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why it is safe to trade again.")
+    ] = "operator resumed",
+) -> None:
+    """Clear the kill switch and record who resumed and why."""
+    settings = load(config)
+    with _halt(settings) as (halt, emitted):
+        cleared = halt.resume(who=getpass.getuser(), why=reason)
+        _say_problems(emitted)
+    if cleared is None:
+        out.print("The kill switch was not active; nothing to resume.")
+        return
+    out.print(
+        f"[bold green]Resumed[/]: cleared halt '{safe(cleared.reason)}' ({safe(reason)}).",
+        highlight=False,
+    )
+
+
+@contextlib.contextmanager
+def _halt(settings: Settings) -> Iterator[tuple[Halt, list[Event]]]:
+    """The halt path of this data directory, recording into the store when it opens."""
+    clock = WallClock()
+    store = try_store(settings)
+    emitted: list[Event] = []
+    journal = build_journal(settings, clock, store=store, also=emitted.append)
+    try:
+        yield build_halt(settings, clock, store=store, journal=journal), emitted
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _say_problems(emitted: list[Event]) -> None:
+    for event in emitted:
+        for key, what in (
+            ("store_error", "not recorded in the store"),
+            ("cancel_error", "could not cancel resting orders"),
+        ):
+            if key in event.payload:
+                err.print(
+                    f"[yellow]Warning[/]: {what}: {safe(str(event.payload[key]))}",
+                    highlight=False,
+                )

@@ -1,0 +1,123 @@
+"""``bastion status``: the status report, asked of the console that is actually running.
+
+The running process records where its console listens in ``data/run.json``; this command asks
+that console only while the run lock is held, so a dead run's port (or someone else's process
+on the default port) is never taken for the agent. The report itself is the
+:class:`~bastion.ops.status.StatusService`'s, the same as the console's ``/api/status``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from bastion.api.client import fetch_status
+from bastion.build import build_halt, build_status_service
+from bastion.cli.budget import used_today_line
+from bastion.cli.context import ConfigOption, JsonOption, load, out, print_json, try_store
+from bastion.cli.terminal import safe
+from bastion.clock import WallClock
+from bastion.config import Settings
+from bastion.runtime.lock import is_held, read_holder
+
+__all__ = ["status"]
+
+
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Show whether the agent is trading or halted, and what it holds."""
+    settings = load(config)
+    data = report(settings)
+    if as_json:
+        print_json(data)
+        return
+    _render(data)
+
+
+def report(settings: Settings) -> dict[str, Any]:
+    """The status report as this process can assemble it, with the live console's part."""
+    live = _live_status(settings)
+    clock = WallClock()
+    store = try_store(settings)
+    try:
+        service = build_status_service(
+            settings, clock, halt=build_halt(settings, clock), store=store
+        )
+        data = service.report(live)
+    finally:
+        if store is not None:
+            store.close()
+    data["console"] = "reachable" if live else "not reachable"
+    return data
+
+
+def _live_status(settings: Settings) -> dict[str, Any] | None:
+    """The running console's own report, found through the run lock's holder record."""
+    holder = read_holder(settings.data_dir)
+    if holder is None or holder.console_port is None or not is_held(settings.data_dir):
+        return None
+    token_file = settings.data_dir / "console_token"
+    token = (
+        settings.console_token.get_secret_value()
+        if settings.console_token
+        else (token_file.read_text().strip() if token_file.exists() else "")
+    )
+    if not token:
+        return None
+    return fetch_status(holder.console_host or settings.console_host, holder.console_port, token)
+
+
+def _render(data: dict[str, Any]) -> None:
+    if data["halted"]:
+        h = data["halt"]
+        out.print(
+            f"[bold red]HALTED[/]: {safe(h['reason'])} (by {safe(h['who'])} at {safe(h['when'])})",
+            highlight=False,
+        )
+    else:
+        out.print(f"[bold green]Not halted[/]; agent {safe(data['state'])}", highlight=False)
+    if data.get("run_id"):
+        out.print(
+            f"Run {data['run_id']}: step {data['last_step']} ({data['last_outcome']}) at "
+            f"{data['last_step_at']}; equity {data['equity']} {data['currency']}",
+            highlight=False,
+        )
+    elif data.get("last_run"):
+        _render_last_run(data["last_run"])
+    if data.get("budget"):
+        out.print(used_today_line(data["budget"]), highlight=False)
+    if data.get("approvals_pending"):
+        out.print(
+            f"[bold yellow]Approvals pending: {data['approvals_pending']}[/] "
+            "(bastion approvals to review)"
+        )
+    _render_tables(data)
+
+
+def _render_last_run(run: dict[str, Any]) -> None:
+    line = f"Last run {run['run_id']}: {run['status']} after {run['steps']} steps"
+    if run.get("last_step_at"):
+        line += f" (last step at {run['last_step_at']})"
+    if run["status"] == "crashed":
+        out.print(f"[bold yellow]{line}[/]", highlight=False)
+        out.print(f"  {safe(run.get('note', 'its process died without finishing'))}")
+        return
+    out.print(line, highlight=False)
+
+
+def _render_tables(data: dict[str, Any]) -> None:
+    for title, rows, cols in (
+        ("Positions", data.get("positions", []), ("instrument", "size", "mark_price")),
+        (
+            "Open orders",
+            data.get("open_orders", []),
+            ("order_id", "instrument", "direction", "amount", "price"),
+        ),
+    ):
+        if rows:
+            table = Table(title=title)
+            for col in cols:
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*(safe(str(row[c])) for c in cols))
+            out.print(table)

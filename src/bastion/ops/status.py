@@ -1,0 +1,107 @@
+"""The status report: one answer to "is it trading, and if not, why", wherever it is asked.
+
+The console's ``/api/status`` and ``bastion status`` both return :meth:`StatusService.report`,
+so they cannot disagree. The running process reports its own :class:`~bastion.status.RuntimeStatus`;
+another process (``bastion status``) passes what the running console answered, or nothing when
+no process holds the run lock. Either way the service adds what any process can read for itself:
+the kill-switch flag, the last run and whether it crashed, the approvals waiting and the budget.
+
+A run the store still calls ``running`` while nobody holds the data directory's run lock is
+reported as ``crashed``: that is what a SIGKILL or a power cut leaves behind, and the next
+``bastion run`` records it so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from bastion.clock import Clock
+from bastion.guard.budget import BudgetUsage
+from bastion.runtime.lock import is_held, read_holder
+from bastion.status import HaltState
+from bastion.store import RunRecord, RunStatus, Store
+
+__all__ = ["StatusService", "run_summary"]
+
+Redact = Callable[[Any], Any]
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    """A stored run as the report shows it."""
+    last_step_at = (run.detail or {}).get("last_step_at")
+    return {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "steps": run.steps,
+        "started_at": run.started_at.isoformat(),
+        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
+        "last_step_at": last_step_at,
+    }
+
+
+class StatusService:
+    """Assembles the status report from the parts one process can see."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        clock: Clock,
+        halt_state: Callable[[], HaltState | None],
+        store: Store | None = None,
+        budget: Callable[[], BudgetUsage] | None = None,
+        breakers: Callable[[], list[dict[str, Any]]] | None = None,
+        redact: Redact | None = None,
+    ) -> None:
+        self._data_dir = data_dir
+        self._clock = clock
+        self._halt_state = halt_state
+        self._store = store
+        self._budget = budget
+        self._breakers = breakers
+        self._redact = redact or (lambda value: value)
+
+    def report(self, runtime: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The report: ``runtime`` is the live run's status (None when no run is live)."""
+        data: dict[str, Any] = dict(runtime) if runtime else {"state": "not running"}
+        self._add_halt(data)
+        if self._breakers is not None:
+            data["breakers"] = self._breakers()
+        data.setdefault("breakers", [])
+        if self._budget is not None:
+            data["budget"] = self._budget().to_dict()
+        data.setdefault("budget", None)
+        self._add_store(data)
+        result: dict[str, Any] = self._redact(data)
+        return result
+
+    def _add_halt(self, data: dict[str, Any]) -> None:
+        state = self._halt_state()
+        data["halted"] = state is not None
+        data["halt_reason"] = state.reason if state else None
+        data["halt"] = state.to_dict() if state else None
+        if state is not None and data["state"] == "running":
+            data["state"] = "halted"  # the flag may be newer than the loop's last look
+
+    def _add_store(self, data: dict[str, Any]) -> None:
+        if self._store is None:
+            data.setdefault("last_run", None)
+            data["store"] = "unavailable"
+            return
+        last = self._store.runs.latest()
+        data["approvals_pending"] = self._store.approvals.count_pending(now=self._clock.now())
+        if last is None:
+            data["last_run"] = None
+            return
+        summary = run_summary(last)
+        if last.status is RunStatus.RUNNING and self._crashed(last.run_id):
+            summary["status"] = RunStatus.CRASHED.value
+            summary["note"] = "no process holds the data directory's run lock"
+        data["last_run"] = summary
+
+    def _crashed(self, run_id: str) -> bool:
+        """True when this data directory's last run is ``run_id`` and nobody holds the lock."""
+        holder = read_holder(self._data_dir)
+        return holder is not None and holder.run_id == run_id and not is_held(self._data_dir)
