@@ -35,6 +35,7 @@ from bastion.llm.chain import Route
 from bastion.llm.pricing import Price, PriceBook
 from bastion.ops.status import StatusService
 from bastion.resilience import BreakerConfig, Resilience, RetrySettings
+from bastion.runtime.loop import LoopConfig
 from bastion.runtime.observe import Observer
 from bastion.simulators.paper import FaultSpec, PaperExchangeApp
 from bastion.simulators.paper import create_app as create_paper_app
@@ -54,6 +55,7 @@ __all__ = [
     "build_health_checker",
     "build_journal",
     "build_llm_routes",
+    "build_loop_config",
     "build_observer",
     "build_paper_app",
     "build_price_book",
@@ -303,6 +305,21 @@ def build_observer(
         watchlist=agent.watchlist if agent is not None else (),
         instruments_refresh_seconds=settings.instruments_refresh_seconds,
         ticker_concurrency=settings.ticker_concurrency,
+    )
+
+
+def build_loop_config(settings: Settings) -> LoopConfig:
+    """How the loop paces and bounds itself, from the loop and drift settings."""
+    return LoopConfig(
+        currency=settings.currency,
+        interval_seconds=settings.loop_interval_seconds,
+        step_timeout_seconds=settings.step_timeout_seconds,
+        dry_run=settings.dry_run,
+        halt_poll_seconds=settings.halt_poll_seconds,
+        instruments_refresh_seconds=settings.instruments_refresh_seconds,
+        ticker_concurrency=settings.ticker_concurrency,
+        drift_dust_coin=settings.position_drift_dust_coin,
+        drift_observations=settings.position_drift_observations,
     )
 
 

@@ -24,12 +24,15 @@ from bastion.api.server import ConsoleServer
 from bastion.api.token import ensure_console_token
 from bastion.build import (
     build_agent,
+    build_approvals,
     build_budget,
     build_exchange,
     build_halt,
     build_health_checker,
     build_journal,
     build_llm_routes,
+    build_loop_config,
+    build_observer,
     build_paper_app,
     build_price_book,
     build_redactor,
@@ -42,13 +45,13 @@ from bastion.config import Settings, ensure_data_dir
 from bastion.errors import BastionError
 from bastion.events import Event, EventKind
 from bastion.exchange.base import Exchange
-from bastion.guard.approvals import ApprovalRecord, Approvals
+from bastion.guard.approvals import ApprovalRecord
 from bastion.guard.budget import BudgetAlert
 from bastion.guard.health_guard import HealthGuard
 from bastion.llm.chain import FallbackChain, Route
 from bastion.market import Order
 from bastion.runtime.lock import Holder, RunLock
-from bastion.runtime.loop import Loop, LoopConfig
+from bastion.runtime.loop import Loop
 from bastion.sensitive import mask_url
 from bastion.simulators.paper import PaperExchangeApp
 from bastion.store import RunRecord, Store
@@ -187,33 +190,13 @@ class Runner:
             paper=self.paper,
         )
         self.halt.set_canceller(self.exchange.cancel_all)
-        self.loop = Loop(
-            run_id=self.run_id,
-            agent=self.agent,
-            exchange=self.exchange,
-            halt=self.halt,
-            journal=self.journal,
-            clock=self.clock,
-            limits=risk_limits(settings),
-            config=LoopConfig(
-                currency=settings.currency,
-                interval_seconds=settings.loop_interval_seconds,
-                step_timeout_seconds=settings.step_timeout_seconds,
-                dry_run=settings.dry_run,
-                halt_poll_seconds=settings.halt_poll_seconds,
-                instruments_refresh_seconds=settings.instruments_refresh_seconds,
-                ticker_concurrency=settings.ticker_concurrency,
-                drift_dust_coin=settings.position_drift_dust_coin,
-                drift_observations=settings.position_drift_observations,
-            ),
-            metrics=self.metrics,
-        )
+        self.observer = build_observer(settings, self.exchange, self.clock, self.agent)
         self.health = build_health_checker(
             settings,
             clock=self.clock,
             exchange=self.exchange,
             store=self.store,
-            observe=self.loop.observer.observe,
+            observe=self.observer.observe,
             prices=self.prices,
         )
         self.guard = HealthGuard(
@@ -223,7 +206,6 @@ class Runner:
             recheck_interval=settings.health_recheck_interval_seconds,
             auto_kill=settings.auto_kill_on_health_fail,
         )
-        self.loop.health = self.guard
         self.budget = build_budget(
             settings,
             self.store,
@@ -233,8 +215,8 @@ class Runner:
             on_exhausted=self._cost_cap,
             metrics=self.metrics,
         )
-        self.approvals = Approvals(
-            self.store, clock=self.clock, agent=self.agent.name, on_request=self._approval_asked
+        self.approvals = build_approvals(
+            settings, self.store, self.clock, agent=self.agent.name, on_request=self._approval_asked
         )
         self.llm: FallbackChain | None = None
         if settings.llm_provider != "none":
@@ -254,7 +236,20 @@ class Runner:
                 journal=self.journal,
                 run_id=self.run_id,
             )
-        self.loop.llm = self.llm
+        self.loop = Loop(
+            run_id=self.run_id,
+            agent=self.agent,
+            exchange=self.exchange,
+            halt=self.halt,
+            journal=self.journal,
+            clock=self.clock,
+            limits=risk_limits(settings),
+            config=build_loop_config(settings),
+            metrics=self.metrics,
+            health=self.guard,
+            llm=self.llm,
+            observer=self.observer,
+        )
         self.status = build_status_service(
             settings,
             self.clock,

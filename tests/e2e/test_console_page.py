@@ -280,7 +280,8 @@ def test_an_open_breaker_says_open_and_what_opened_it(console: Console, chromium
     page.goto(console.url())
     row = page.locator("#breakers tbody tr", has_text="deribit").locator("td")
     expect(row).to_have_text(
-        ["deribit", "exchange", "open", "tripped: 5 within 30 s", "15 s"], timeout=PATIENCE_MS
+        ["deribit", "exchange", "open", "tripped: 5 failures within 30 s; last: network", "15 s"],
+        timeout=PATIENCE_MS,
     )
     expect(row.nth(2)).to_have_class("circuit open")
     closed = page.locator("#breakers tbody tr", has_text="openai").locator("td")
@@ -288,10 +289,21 @@ def test_an_open_breaker_says_open_and_what_opened_it(console: Console, chromium
 
     console.clock.advance(15)  # the recovery timeout: the next call is a probe
     expect(row).to_have_text(
-        ["deribit", "exchange", "half-open", "tripped: 5 within 30 s · probing", ""],
+        [
+            "deribit",
+            "exchange",
+            "half-open",
+            "tripped: 5 failures within 30 s; last: network · probing",
+            "",
+        ],
         timeout=PATIENCE_MS,
     )
     expect(row.nth(2)).to_have_class("circuit half-open")
+    deribit.on_failure("server")  # the probe fails: open again, and the page says why
+    expect(row).to_have_text(
+        ["deribit", "exchange", "open", "tripped: probe failed: server", "15 s"],
+        timeout=PATIENCE_MS,
+    )
 
 
 def _widths(page: Page) -> tuple[int, int, int]:

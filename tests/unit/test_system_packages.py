@@ -264,12 +264,3 @@ def test_an_install_that_leaves_a_need_unmet_fails(sandbox: Sandbox) -> None:
     result = sandbox.run()
     assert result.returncode != 0
     assert "still missing" in result.stderr.splitlines()[-1]
-
-
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
-def test_the_script_is_shellcheck_clean() -> None:
-    """POSIX sh, no warnings."""
-    done = subprocess.run(
-        ["shellcheck", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stdout

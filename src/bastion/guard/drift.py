@@ -111,7 +111,7 @@ def _differences(
     for name in sorted(set(expected) | set(reported)):
         want, have = expected.get(name, 0.0), reported.get(name, 0.0)
         instrument = instruments.get(name)
-        usd_quoted = instrument is not None and instrument.kind == "future"
+        usd_quoted = instrument is not None and instrument.amount_unit == "usd"
         gap = abs(have - want) / index_price if usd_quoted else abs(have - want)
         if gap > dust_coin:
             found.append(Drift(name, want, have, round(gap, 10)))

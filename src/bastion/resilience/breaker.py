@@ -158,6 +158,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._failures: deque[CountedFailure] = deque()
         self._opened_at = 0.0
+        self._opened_because: str | None = None
         self._probes = 0
 
     def __repr__(self) -> str:
@@ -254,6 +255,7 @@ class CircuitBreaker:
             "state": state.value,
             "failures": self.failures(),
             "retry_after": round(self.retry_after(), 3) if state is BreakerState.OPEN else None,
+            "opened_because": None if state is BreakerState.CLOSED else self._opened_because,
             "config": asdict(self.config),
         }
 
@@ -268,6 +270,7 @@ class CircuitBreaker:
     def _open(self, reason: str) -> None:
         self._reset()
         self._opened_at = self._clock.monotonic()
+        self._opened_because = reason
         self._move(BreakerState.OPEN, reason)
 
     def _reset(self) -> None:

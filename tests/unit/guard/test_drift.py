@@ -10,7 +10,15 @@ PERP = "BTC-PERPETUAL"
 INSTRUMENTS = {
     OPTION: Instrument(OPTION, "option", "BTC", 2_000, 0.0001, 0.1, 1.0, strike=120_000.0),
     PERP: Instrument(
-        PERP, "future", "BTC", 32503708800000, 0.5, 10, 10, settlement_period="perpetual"
+        PERP,
+        "future",
+        "BTC",
+        32503708800000,
+        0.5,
+        10,
+        10,
+        settlement_period="perpetual",
+        amount_unit="usd",
     ),
 }
 

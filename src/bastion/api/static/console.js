@@ -69,9 +69,12 @@
   const amount = (v) =>
     v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US", { maximumFractionDigits: 4 });
 
-  // A breaker forgets its failure count when it opens, so an open or half-open breaker's count
-  // is always 0; what opened it is its threshold, which the snapshot's config carries.
+  // A breaker forgets its failure count when it opens, so an open or half-open breaker shows
+  // what opened it: the snapshot's reason (a failed probe too), else its configured threshold.
   function breakerFailures(b) {
+    if (b.state !== "closed" && b.opened_because) {
+      return `tripped: ${b.opened_because}${b.state === "half_open" ? " · probing" : ""}`;
+    }
     const config = b.config || {};
     const threshold = config.failure_threshold;
     if (threshold === undefined || threshold === null) return String(b.failures);
