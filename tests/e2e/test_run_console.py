@@ -3,7 +3,6 @@ switch from a second process, resume, and Ctrl-C."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -15,36 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e_support import PATIENCE_S, bastion, clean_env
 from playwright.sync_api import Browser
 
 from bastion.store import Store
 from bastion.trace.record import read_trace
 
-# Liveness bounds, not performance assertions: generous so a loaded CI box never flakes.
-PATIENCE_S = 60.0
-
 
 def _env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    env.update(
-        BASTION_DATA_DIR=str(data_dir),
-        # A fixed port, so `bastion status` in another process can find the running console.
+    return clean_env(
+        data_dir,
         BASTION_CONSOLE_PORT=str(port),
         BASTION_LOOP_INTERVAL_SECONDS="0.5",
         BASTION_CONSOLE_ALLOWED_HOSTS='["console.example"]',
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _bastion(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bastion", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE_S,
-        check=False,
     )
 
 
@@ -123,7 +105,7 @@ def test_run_trade_kill_resume_and_stop(
     page.wait_for_selector("#budget-used:text-is('0 / 500,000')")
     page.screenshot(path=str(tmp_path / "console-running.png"))
 
-    killed = _bastion("kill", "--reason", "e2e drill", env=env)
+    killed = bastion("kill", "--reason", "e2e drill", env=env)
     assert killed.returncode == 0, killed.stderr
     halted = _until(
         url,
@@ -135,14 +117,14 @@ def test_run_trade_kill_resume_and_stop(
     assert "e2e drill" in page.locator("#halt-reason").inner_text()
     page.screenshot(path=str(tmp_path / "console-halted.png"))
 
-    cli_status = _bastion("status", env=env)
+    cli_status = bastion("status", env=env)
     assert "HALTED: e2e drill" in cli_status.stdout
     assert f"Run {traded['run_id']}" in cli_status.stdout, "status reached the live console"
     sent_at_halt = halted["orders_sent"]
     later = _until(url, lambda s: s["last_step"] >= halted["last_step"] + 3, "halted steps")
     assert later["orders_sent"] == sent_at_halt, "an order was sent while halted"
 
-    resumed = _bastion("resume", "--reason", "drill over", env=env)
+    resumed = bastion("resume", "--reason", "drill over", env=env)
     assert resumed.returncode == 0, resumed.stderr
     _until(url, lambda s: s["orders_sent"] > sent_at_halt, "trading to resume")
 

@@ -7,7 +7,6 @@ start and by ``bastion status``; ``bastion status`` finds the console on whateve
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -20,34 +19,16 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from e2e_support import PATIENCE_S, bastion, clean_env
 
 from bastion.runtime.lock import read_holder
 from bastion.store import Store
 
-PATIENCE_S = 60.0  # liveness bounds, not performance figures
-
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    env.update(
-        BASTION_DATA_DIR=str(data_dir),
-        BASTION_CONSOLE_PORT="0",  # any free port: status must find it through run.json
-        BASTION_LOOP_INTERVAL_SECONDS="0.2",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
-
-
-def _bastion(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bastion", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE_S,
-        check=False,
-    )
+    # Any free port: status must find the console through run.json.
+    settings = {"BASTION_CONSOLE_PORT": "0", "BASTION_LOOP_INTERVAL_SECONDS": "0.2", **extra}
+    return clean_env(data_dir, **settings)
 
 
 def _until(condition: Callable[[], Any], what: str) -> Any:
@@ -61,7 +42,7 @@ def _until(condition: Callable[[], Any], what: str) -> Any:
 
 
 def _status(env: dict[str, str]) -> dict[str, Any]:
-    result = _bastion("status", "--json", env=env)
+    result = bastion("status", "--json", env=env)
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = orjson.loads(result.stdout)
     return data
@@ -114,7 +95,7 @@ def test_a_second_run_on_a_busy_data_directory_is_refused_naming_the_first(
     env = _env(tmp_path / "data")
     first = start(env=env)
     holder = _live_holder(tmp_path / "data")
-    second = _bastion("run", "--steps", "1", env=env)
+    second = bastion("run", "--steps", "1", env=env)
     assert second.returncode != 0
     refusal = second.stderr + second.stdout
     assert f"run {holder.run_id}" in refusal
@@ -149,7 +130,7 @@ def test_a_killed_run_is_recorded_crashed_and_status_agrees(
     assert dead["last_run"]["status"] == "crashed"
     assert dead["last_run"]["steps"] >= 2
 
-    again = _bastion("run", "--steps", "1", env=env)
+    again = bastion("run", "--steps", "1", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"Previous run {holder.run_id} crashed" in again.stdout
     with Store.open(f"sqlite:///{data_dir / 'bastion.db'}") as store:
@@ -182,8 +163,8 @@ def test_status_asks_the_console_the_run_recorded_and_resume_is_narrated(
         assert report[key] == console[key], key
     assert report["last_run"]["run_id"] == console["last_run"]["run_id"] == holder.run_id
 
-    assert _bastion("kill", "--reason", "drill", env=env).returncode == 0
-    assert _bastion("resume", "--reason", "drill over", env=env).returncode == 0
+    assert bastion("kill", "--reason", "drill", env=env).returncode == 0
+    assert bastion("resume", "--reason", "drill over", env=env).returncode == 0
     run.send_signal(signal.SIGINT)
     output, _ = run.communicate(timeout=PATIENCE_S)
     assert re.search(r"trading resumed at step \d+", output), output
@@ -200,7 +181,7 @@ def test_a_run_whose_every_step_failed_exits_non_zero(tmp_path: Path) -> None:
         BASTION_RETRY_BASE_SECONDS="0.001",
         BASTION_RETRY_CAP_SECONDS="0.002",
     )
-    result = _bastion("run", "--steps", "3", env=env)
+    result = bastion("run", "--steps", "3", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "failed after 3 steps (0 ok, 3 failed)" in result.stdout
     assert "last failure:" in result.stdout
@@ -215,9 +196,9 @@ def test_a_busy_console_port_leaves_nothing_behind(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         env = _env(tmp_path / "data", BASTION_CONSOLE_PORT=str(port))
-        result = _bastion("run", "--steps", "1", env=env)
+        result = bastion("run", "--steps", "1", env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "BASTION_CONSOLE_PORT" in result.stderr
     assert not list((tmp_path / "data").rglob("*.ndjson"))
-    again = _bastion("run", "--steps", "1", env={**env, "BASTION_CONSOLE_PORT": "0"})
+    again = bastion("run", "--steps", "1", env={**env, "BASTION_CONSOLE_PORT": "0"})
     assert again.returncode == 0, again.stdout + again.stderr
