@@ -141,3 +141,28 @@ def test_config_prints_effective_settings_without_secrets(
     assert "BASTION_LOOP_INTERVAL_SECONDS" in result.output
     assert "very-secret-value" not in result.output
     assert "[REDACTED]" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["run"], "--dry-run / --no-dry-run"),
+        (["status"], "--json"),
+        (["approvals"], "--all"),
+        (["config"], "--markdown"),
+    ],
+)
+def test_flags_read_like_flags(cli: CliRunner, command: list[str], flag: str) -> None:
+    """Help shows flags as flags, never with a `<bool>` value to type."""
+    result = cli.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert flag in result.output
+    assert "<bool>" not in result.output
+
+
+def test_a_dry_run_from_the_flag_sends_nothing(cli: CliRunner) -> None:
+    """`bastion run --dry-run` decides and records but places no order."""
+    result = cli.invoke(app, ["run", "--steps", "2", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "order sent" not in result.output
+    assert "Left resting: no orders." in result.output

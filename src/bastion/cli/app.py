@@ -27,6 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help shows a flag as a flag (`--dry-run / --no-dry-run`, `--json`); the rich
+    # panels of this Typer release print every flag with a `<bool>` value to type.
+    rich_markup_mode=None,
 )
 app.command()(run)
 app.command()(status)
