@@ -129,27 +129,35 @@ class Runner:
         exchange: Exchange | None = None,
         console: bool = True,
         llm_routes: list[Route] | None = None,
+        exclusive: bool = True,
     ) -> None:
-        """``llm_routes`` replaces the adapters the ``llm_*`` settings describe (tests)."""
+        """``llm_routes`` replaces the adapters the ``llm_*`` settings describe (tests).
+
+        ``exclusive`` takes the data directory's run lock (one trading run per directory) and
+        records a crashed predecessor; ``bastion smoke``'s dry run, which never sends an order,
+        runs beside a live run without it.
+        """
         self.settings = settings
         self.clock = clock or WallClock()
         self.agent = agent or build_agent(settings)
         self.run_id = f"{self.clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         ensure_data_dir(settings)
-        self.lock = RunLock(settings.data_dir)
-        previous = self.lock.acquire(
-            Holder(
-                pid=os.getpid(),
-                run_id=self.run_id,
-                since=self.clock.now().isoformat(),
-                host=socket.gethostname(),
+        self.lock: RunLock | None = RunLock(settings.data_dir) if exclusive else None
+        previous = None
+        if self.lock is not None:
+            previous = self.lock.acquire(
+                Holder(
+                    pid=os.getpid(),
+                    run_id=self.run_id,
+                    since=self.clock.now().isoformat(),
+                    host=socket.gethostname(),
+                )
             )
-        )
         try:
             self._wire(settings, exchange, llm_routes)
             self.crashed_run = self._record_crash(previous)
         except BaseException:
-            self.lock.release()
+            self._abandon()
             raise
         self._console_enabled = console
         self._server: ConsoleServer | None = None
@@ -263,19 +271,30 @@ class Runner:
         """The last run on this directory died holding the lock: record it as crashed."""
         if previous is None:
             return None
-        crashed = self.store.runs.mark_crashed(previous.run_id, detected_at=self.clock.now())
-        if crashed is not None:
-            self.journal.emit(
-                EventKind.RUN_CRASHED,
-                {
-                    "crashed_run_id": crashed.run_id,
-                    "pid": previous.pid,
-                    "host": previous.host,
-                    "steps": crashed.steps,
-                    "last_step_at": (crashed.detail or {}).get("last_step_at"),
-                },
-            )
-        return crashed
+        return self.store.runs.mark_crashed(previous.run_id, detected_at=self.clock.now())
+
+    def _abandon(self) -> None:
+        """A start that failed half-way: close what was opened, give the lock back untouched."""
+        for closing in ("trace", "store"):
+            part = getattr(self, closing, None)
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        if self.lock is not None:
+            self.lock.abandon()
+
+    def _announce_crash(self) -> None:
+        crashed = self.crashed_run
+        if crashed is None:
+            return
+        self.journal.emit(
+            EventKind.RUN_CRASHED,
+            {
+                "crashed_run_id": crashed.run_id,
+                "steps": crashed.steps,
+                "last_step_at": (crashed.detail or {}).get("last_step_at"),
+            },
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
     async def __aenter__(self) -> Runner:
@@ -318,7 +337,8 @@ class Runner:
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()
         self.console_url = f"{self._server.base_url}/?token={token}"
-        self.lock.update(console_host=self._server.host, console_port=self._server.port)
+        if self.lock is not None:
+            self.lock.update(console_host=self._server.host, console_port=self._server.port)
 
     def _cost_cap(self, reason: str) -> None:
         """A daily or USD budget is used up: noted in the loop's ledger, where the cost-cap
@@ -370,6 +390,7 @@ class Runner:
                 "settings": s.public_dict(),
             },
         )
+        self._announce_crash()
         status = "failed"
         try:
             if self.llm is not None and getattr(self.agent, "uses_llm", False):
@@ -454,7 +475,8 @@ class Runner:
             self.trace.close()
             self.store.close()
         finally:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
 
     def describe(self) -> dict[str, Any]:
         """Where things are, for the start-up banner."""

@@ -51,7 +51,8 @@ def smoke(
 
 
 def _dry_runner(settings: Settings) -> Runner:
-    return Runner(settings, console=False)
+    """A dry run beside any live run: no console, no run lock (it never sends an order)."""
+    return Runner(settings, console=False, exclusive=False)
 
 
 def _render(report: SmokeReport, seconds: float) -> None:

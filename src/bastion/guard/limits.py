@@ -19,9 +19,9 @@ so a budget used up by the last step's call still halts. The three triggers buil
   for ``observations`` looks.
 * **cost cap** (:class:`CostCapTrigger`): the budget's ``on_exhausted`` callback records the
   reason in the ledger the moment a call is refused for, or settled into, an exhausted daily or
-  USD budget. A refused call fails its own step; the next step's check trips the halt before
-  that step's decision. A call that used the budget up was admitted within it, so its step's
-  orders may still go out; they are cancelled by the trip at the next step's check.
+  USD budget. The loop checks the ledger again right after the decision (with no observation,
+  so only ledger notices count), so a step whose own LLM call used the budget up, or was
+  refused, trips the halt before any of its orders is sent.
 * **health** (:class:`HealthTrigger`): the health guard's re-check runs at the top of a step
   and records its :class:`HealthReading`; an OK/WARN → FAIL reading with
   ``auto_kill_on_health_fail`` on trips at the same step's check, before any decision.

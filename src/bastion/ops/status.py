@@ -90,7 +90,7 @@ class StatusService:
             data.setdefault("last_run", None)
             data["store"] = "unavailable"
             return
-        last = self._store.runs.latest()
+        last = self._last_run(self._store)
         data["approvals_pending"] = self._store.approvals.count_pending(now=self._clock.now())
         if last is None:
             data["last_run"] = None
@@ -100,6 +100,19 @@ class StatusService:
             summary["status"] = RunStatus.CRASHED.value
             summary["note"] = "no process holds the data directory's run lock"
         data["last_run"] = summary
+
+    def _last_run(self, store: Store) -> RunRecord | None:
+        """This data directory's last run (``run.json``), else the store's newest.
+
+        On a store shared by a fleet the newest run may be another host's; the one this
+        directory's lock last named is what a person asking here means.
+        """
+        holder = read_holder(self._data_dir)
+        if holder is not None:
+            run = store.runs.get(holder.run_id)
+            if run is not None:
+                return run
+        return store.runs.latest()
 
     def _crashed(self, run_id: str) -> bool:
         """True when this data directory's last run is ``run_id`` and nobody holds the lock."""

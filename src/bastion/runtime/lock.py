@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,19 @@ def is_held(data_dir: Path) -> bool:
     return False
 
 
+def _lock_with_retries(fd: int, attempts: int = 5, pause: float = 0.02) -> bool:
+    """``flock`` exclusively, retrying briefly; False when another process keeps holding it."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(pause)
+            continue
+        return True
+    return False
+
+
 class RunLock:
     """The exclusive lock of one data directory, held from :meth:`acquire` to :meth:`release`."""
 
@@ -101,11 +115,13 @@ class RunLock:
         """What ``run.json`` said before we took the lock: the last run on this directory."""
 
     def acquire(self, holder: Holder) -> Holder | None:
-        """Take the lock or raise :class:`RunLocked`; return the previous holder, if any."""
+        """Take the lock or raise :class:`RunLocked`; return the previous holder, if any.
+
+        A few short retries ride out a ``bastion status`` probing the lock (:func:`is_held`
+        takes it for an instant) and a holder that has locked but not yet written ``run.json``.
+        """
         fd = os.open(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_with_retries(fd):
             os.close(fd)
             current = read_holder(self.data_dir)
             who = current.describe() if current else "another process"
@@ -119,6 +135,21 @@ class RunLock:
         self.previous = read_holder(self.data_dir)
         self._write(holder)
         return self.previous
+
+    def abandon(self) -> None:
+        """Give the lock up after a start that failed: ``run.json`` names the previous run again.
+
+        The run that failed to start never ran; leaving its name in ``run.json`` would hide a
+        crash of the run before it from the next start.
+        """
+        if self._fd is None:
+            return
+        if self.previous is not None:
+            self._write(self.previous)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / HOLDER_NAME).unlink()
+        self.release()
 
     def update(self, **changes: Any) -> None:
         """Record more about the holder (where its console listens, once it is bound)."""

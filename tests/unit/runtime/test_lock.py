@@ -49,7 +49,28 @@ def test_the_record_outlives_the_lock_and_is_handed_to_the_next_holder(tmp_path:
 
 
 def test_an_unreadable_record_is_no_holder(tmp_path: Path) -> None:
-    """A torn or foreign run.json reads as no previous run, never as a crash."""
+    """A torn or foreign run.json reads as no previous run, and locking still works."""
+    lock = RunLock(tmp_path)
+    lock.acquire(_holder("run-a"))
+    lock.release()
     (tmp_path / "run.json").write_text("{not json")
     assert read_holder(tmp_path) is None
+    assert not is_held(tmp_path)  # the lock file exists, nobody holds it
+    assert RunLock(tmp_path).acquire(_holder("run-b")) is None
+
+
+def test_a_start_that_fails_gives_the_record_back(tmp_path: Path) -> None:
+    """abandon() restores the previous holder, so a crash before it is still found next time."""
+    crashed = RunLock(tmp_path)
+    crashed.acquire(_holder("run-crashed"))
+    crashed.release()  # what the kernel does when the process dies
+    failed = RunLock(tmp_path)
+    failed.acquire(_holder("run-that-failed-to-start"))
+    failed.abandon()
     assert not is_held(tmp_path)
+    assert read_holder(tmp_path) == _holder("run-crashed")
+    nxt = RunLock(tmp_path)
+    previous = nxt.acquire(_holder("run-c"))
+    assert previous is not None
+    assert previous.run_id == "run-crashed"
+    nxt.release()

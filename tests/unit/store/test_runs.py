@@ -108,3 +108,45 @@ def test_run_ids_are_unique_and_must_exist_to_finish(store: Store) -> None:
         _start(store, "dup")
     with pytest.raises(UsageError, match="start\\(\\) it first"):
         store.runs.finish("ghost", RunStatus.FAILED, 0, ended_at=T0)
+
+
+def _begin(store: Store, run_id: str) -> None:
+    store.runs.start(
+        run_id,
+        agent_name="a",
+        agent_version="1",
+        mode="paper",
+        config_hash="h",
+        started_at=datetime(2026, 12, 2, 4, 0, tzinfo=UTC),
+    )
+
+
+def test_steps_are_counted_while_running_and_a_crash_keeps_them(store: Store) -> None:
+    """record_step counts as steps happen; mark_crashed finishes only a run still running."""
+    _begin(store, "r-crash")
+    store.runs.record_step("r-crash", 3, at=datetime(2026, 12, 2, 4, 1, tzinfo=UTC))
+    running = store.runs.get("r-crash")
+    assert running is not None
+    assert (running.status.value, running.steps) == ("running", 3)
+    assert running.detail == {"last_step_at": "2026-12-02T04:01:00+00:00"}
+    crashed = store.runs.mark_crashed("r-crash", detected_at=datetime(2026, 12, 2, 5, tzinfo=UTC))
+    assert crashed is not None
+    assert (crashed.status.value, crashed.steps) == ("crashed", 3)
+    assert crashed.detail is not None
+    assert crashed.detail["detected_at"] == "2026-12-02T05:00:00+00:00"
+    assert (
+        store.runs.mark_crashed("r-crash", detected_at=datetime(2026, 12, 2, 6, tzinfo=UTC)) is None
+    )
+
+
+def test_a_finished_run_is_never_marked_crashed(store: Store) -> None:
+    """A run that finished (or counts steps after finishing) keeps its final record."""
+    _begin(store, "r-done")
+    store.runs.finish("r-done", "completed", 2, ended_at=datetime(2026, 12, 2, 4, 5, tzinfo=UTC))
+    store.runs.record_step("r-done", 9, at=datetime(2026, 12, 2, 4, 6, tzinfo=UTC))
+    assert (
+        store.runs.mark_crashed("r-done", detected_at=datetime(2026, 12, 2, 5, tzinfo=UTC)) is None
+    )
+    done = store.runs.get("r-done")
+    assert done is not None
+    assert (done.status.value, done.steps) == ("completed", 2)
