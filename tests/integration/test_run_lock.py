@@ -19,8 +19,8 @@ from bastion.runtime.lock import RunLocked
 from bastion.store import Store
 
 
-def _die(runner: Runner) -> str:
-    """Leave the run as SIGKILL would: its row running, its lock dropped, nothing closed."""
+def _start_row(runner: Runner) -> None:
+    """The run's row as ``run()`` records it at its start."""
     runner.store.runs.start(
         runner.run_id,
         agent_name="a",
@@ -29,6 +29,11 @@ def _die(runner: Runner) -> str:
         config_hash="h",
         started_at=runner.clock.now(),
     )
+
+
+def _die(runner: Runner) -> str:
+    """Leave the run as SIGKILL would: its row running, its lock dropped, nothing closed."""
+    _start_row(runner)
     assert runner.lock is not None
     runner.lock.release()
     return runner.run_id
@@ -67,14 +72,7 @@ async def test_status_reports_this_directorys_run_on_a_shared_store(
     host2 = settings_factory(data_dir=tmp_path / "host2", store_url=shared)
     crashed_id = _die(Runner(host1, clock=SimClock(start=1_800_000_000), console=False))
     live = Runner(host2, clock=SimClock(start=1_800_000_100), console=False)
-    live.store.runs.start(
-        live.run_id,
-        agent_name="a",
-        agent_version="1",
-        mode="paper",
-        config_hash="h",
-        started_at=live.clock.now(),
-    )
+    _start_row(live)
     try:
         with Store.open(shared) as store:
             clock = SimClock()
