@@ -323,11 +323,11 @@ class Budget:
     def usage_today(self) -> BudgetUsage:
         """Today's figures for the API and CLI (blocking: call it off the event loop)."""
         now = self._clock.now()
-        day_start = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
-        tomorrow = day_start + timedelta(days=1)
+        tomorrow = now.date() + timedelta(days=1)
         day = _day(now)
-        mine, fleet = self._store.budget.usage([(_agent(self.agent), day), (_FLEET, day)])
-        models = self._store.budget.by_model(self.agent, day_start, tomorrow)
+        (mine, fleet), models = self._store.budget.day(
+            [(_agent(self.agent), day), (_FLEET, day)], agent=self.agent, day=f"{now:%Y-%m-%d}"
+        )
         limits = self.limits
         tokens_remaining = _remaining(limits.daily_tokens, mine.tokens_used, mine.tokens_reserved)
         usd_remaining = _remaining(
@@ -347,7 +347,7 @@ class Budget:
             usd_used_today=mine.usd_used / _MICROS,
             usd_remaining=usd_remaining,
             budget_available=all(value is None or value > 0 for value in left),
-            reset_date=tomorrow.date().isoformat(),
+            reset_date=tomorrow.isoformat(),
             invocations_today=sum(m.invocations for m in models),
             by_model={
                 m.model: ModelUsage(m.invocations, m.tokens, m.usd / _MICROS) for m in models

@@ -44,6 +44,7 @@ __all__ = [
     "UsageRow",
     "budget_alerts",
     "budget_ledger",
+    "budget_model_usage",
     "budget_reservations",
     "budget_usage",
 ]
@@ -89,6 +90,17 @@ budget_ledger = sa.Table(
     sa.Column("operation", sa.String(200), nullable=True),
     sa.Column("phase", sa.String(64), nullable=True),
     sa.Index("ix_budget_ledger_agent_at", "agent", "at"),
+)
+
+budget_model_usage = sa.Table(
+    "budget_model_usage",
+    metadata,
+    sa.Column("agent", sa.String(200), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("invocations", sa.BigInteger(), nullable=False),
+    sa.Column("tokens", sa.BigInteger(), nullable=False),
+    sa.Column("usd", sa.BigInteger(), nullable=False),
 )
 
 budget_alerts = sa.Table(
@@ -165,6 +177,22 @@ class BudgetStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        totals = self._insert(budget_model_usage).values(
+            agent=sa.bindparam("agent"),
+            day=sa.bindparam("day"),
+            model=sa.bindparam("model"),
+            invocations=1,
+            tokens=sa.bindparam("tokens"),
+            usd=sa.bindparam("usd"),
+        )
+        self._add_to_totals = totals.on_conflict_do_update(
+            index_elements=[c.name for c in budget_model_usage.primary_key],
+            set_={
+                "invocations": budget_model_usage.c.invocations + 1,
+                "tokens": budget_model_usage.c.tokens + totals.excluded.tokens,
+                "usd": budget_model_usage.c.usd + totals.excluded.usd,
+            },
+        )
 
     def reserve(
         self,
@@ -240,6 +268,7 @@ class BudgetStore:
                 ).one()
                 rows.append(_usage(row._mapping))
             conn.execute(sa.insert(budget_ledger).values(_ledger_values(entry)))
+            conn.execute(self._add_to_totals, _totals_values(entry))
         return rows
 
     def release(self, reservation_id: str) -> bool:
@@ -282,12 +311,18 @@ class BudgetStore:
         wanted = list(keys)
         if not wanted:
             return []
-        statement = sa.select(budget_usage).where(
-            sa.tuple_(budget_usage.c.scope, budget_usage.c.period).in_(wanted)
-        )
         with reading(self._engine) as conn:
-            found = {(r.scope, r.period): _usage(r._mapping) for r in conn.execute(statement).all()}
-        return [found.get(key, UsageRow(*key)) for key in wanted]
+            return _read_usage(conn, wanted)
+
+    def day(
+        self, keys: Iterable[tuple[str, str]], *, agent: str, day: str
+    ) -> tuple[list[UsageRow], list[ModelUsage]]:
+        """:meth:`usage` for ``keys`` and :meth:`model_totals` for ``agent`` on ``day``, in one
+        read: a fixed two statements that touch no ledger row, however long the ledger is."""
+        wanted = list(keys)
+        with reading(self._engine) as conn:
+            rows = _read_usage(conn, wanted) if wanted else []
+            return rows, _read_model_totals(conn, agent, day)
 
     def by_model(self, agent: str, start: datetime, end: datetime) -> list[ModelUsage]:
         """Ledger totals per model for ``agent`` with ``start <= at < end``, by model name."""
@@ -306,6 +341,15 @@ class BudgetStore:
         with reading(self._engine) as conn:
             rows = conn.execute(statement).all()
         return [ModelUsage(r.model, int(r.invocations), int(r.tokens), int(r.usd)) for r in rows]
+
+    def model_totals(self, agent: str, day: str) -> list[ModelUsage]:
+        """Running totals per model for ``agent`` on the UTC ``day`` (``YYYY-MM-DD``), by model.
+
+        Read from the totals that :meth:`settle` keeps beside the ledger: one indexed read,
+        whatever the ledger's size. :meth:`by_model` aggregates the ledger itself (for audit).
+        """
+        with reading(self._engine) as conn:
+            return _read_model_totals(conn, agent, day)
 
     def _ensure_rows(self, conn: Connection, claims: Sequence[BudgetClaim]) -> None:
         if not claims:
@@ -372,6 +416,44 @@ def _usage(row: RowMapping) -> UsageRow:
         usd_used=int(row["usd_used"]),
         usd_reserved=int(row["usd_reserved"]),
     )
+
+
+_MODEL_TOTALS = (
+    sa.select(
+        budget_model_usage.c.model,
+        budget_model_usage.c.invocations,
+        budget_model_usage.c.tokens,
+        budget_model_usage.c.usd,
+    )
+    .where(
+        budget_model_usage.c.agent == sa.bindparam("agent"),
+        budget_model_usage.c.day == sa.bindparam("day"),
+    )
+    .order_by(budget_model_usage.c.model)
+)
+
+
+def _read_usage(conn: Connection, wanted: list[tuple[str, str]]) -> list[UsageRow]:
+    statement = sa.select(budget_usage).where(
+        sa.tuple_(budget_usage.c.scope, budget_usage.c.period).in_(wanted)
+    )
+    found = {(r.scope, r.period): _usage(r._mapping) for r in conn.execute(statement).all()}
+    return [found.get(key, UsageRow(*key)) for key in wanted]
+
+
+def _read_model_totals(conn: Connection, agent: str, day: str) -> list[ModelUsage]:
+    rows = conn.execute(_MODEL_TOTALS, {"agent": agent, "day": day}).all()
+    return [ModelUsage(r.model, int(r.invocations), int(r.tokens), int(r.usd)) for r in rows]
+
+
+def _totals_values(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "agent": entry.agent,
+        "day": aware_utc(entry.at).date().isoformat(),
+        "model": entry.model,
+        "tokens": entry.tokens,
+        "usd": entry.usd,
+    }
 
 
 def _ledger_values(entry: LedgerEntry) -> dict[str, Any]:
