@@ -3,6 +3,15 @@
 Commands only translate: they parse, ask the services that :mod:`bastion.build` wires, and
 render with Rich. Untrusted text (halt reasons, approval reasons, check details) is printed
 through :func:`bastion.cli.terminal.safe`.
+
+Every command pays for the imports of all of them, because Typer needs each signature to build
+the app; ``bastion kill`` is what a person types when something is wrong, so it must not wait
+for the console's server, the SDKs or Alembic. The command modules therefore import at the top
+only Typer, Rich, :mod:`bastion.cli.context` and the ground floor (settings, clock, events), and
+import the rest (``bastion.build``, ``bastion.runner``, ``bastion.api``, the simulators,
+uvicorn, the store) inside the function that uses it, marked ``# lazy: see cli/app.py``.
+``tests/unit/cli/test_cli_imports.py`` checks which modules ``kill``, ``resume`` and ``status``
+import.
 """
 
 from __future__ import annotations

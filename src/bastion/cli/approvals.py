@@ -10,17 +10,17 @@ import asyncio
 import getpass
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from bastion.build import build_approvals
 from bastion.cli.context import ConfigOption, JsonOption, exit_on_error, load, out, print_json
 from bastion.cli.terminal import safe
 from bastion.clock import WallClock
 from bastion.config import ensure_data_dir
-from bastion.guard.approvals import Approvals
-from bastion.store import Store
+
+if TYPE_CHECKING:
+    from bastion.guard.approvals import Approvals
 
 __all__ = ["approvals_app"]
 
@@ -35,6 +35,9 @@ approvals_app = typer.Typer(
 def _with_approvals(
     config: Path | None, action: Callable[[Approvals], Coroutine[Any, Any, T]]
 ) -> T:
+    from bastion.build import build_approvals  # noqa: PLC0415  lazy: see cli/app.py
+    from bastion.store import Store  # noqa: PLC0415  lazy: see cli/app.py
+
     settings = load(config)
     with exit_on_error():
         ensure_data_dir(settings)

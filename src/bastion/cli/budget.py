@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from bastion.build import build_agent, build_budget
 from bastion.cli.context import ConfigOption, JsonOption, exit_on_error, load, out, print_json
 from bastion.clock import WallClock
 from bastion.config import ensure_data_dir
-from bastion.guard.budget import BudgetUsage
-from bastion.store import Store
+
+if TYPE_CHECKING:
+    from bastion.guard.budget import BudgetUsage
 
 __all__ = ["budget", "used_today_line"]
 
 
 def budget(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Today's LLM token and USD spend against the budgets, by model."""
+    from bastion.build import build_agent, build_budget  # noqa: PLC0415  lazy: see cli/app.py
+    from bastion.store import Store  # noqa: PLC0415  lazy: see cli/app.py
+
     settings = load(config)
     with exit_on_error():
         ensure_data_dir(settings)

@@ -12,17 +12,18 @@ import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.cli.terminal import safe
 from bastion.config import Settings, load_settings
 from bastion.errors import BastionError, ConfigError
-from bastion.store import Store
+
+if TYPE_CHECKING:
+    from bastion.store import Store
 
 __all__ = [
     "ConfigOption",
@@ -75,12 +76,20 @@ def exit_on_error() -> Iterator[None]:
         _fail(str(exc), 2)
     except BastionError as exc:
         _fail(str(exc), 1)
-    except SQLAlchemyError as exc:
+    except Exception as exc:
+        if not _is_store_error(exc):
+            raise
         _fail(
             f"store: {type(exc).__name__} ({str(exc).splitlines()[0][:200]}). Fix: check that "
             "the database at BASTION_STORE_URL is up and not locked, then retry.",
             1,
         )
+
+
+def _is_store_error(exc: Exception) -> bool:
+    """A SQLAlchemy error, without importing SQLAlchemy: only code that imported it raises one."""
+    module = sys.modules.get("sqlalchemy.exc")
+    return module is not None and isinstance(exc, module.SQLAlchemyError)
 
 
 def _fail(message: str, code: int) -> None:
@@ -96,6 +105,8 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def try_store(settings: Settings) -> Store | None:
     """The store, or None with a warning: status, kill and resume must work without it."""
+    from bastion.store import Store  # noqa: PLC0415  lazy: see cli/app.py
+
     try:
         return Store.open(settings.resolved_store_url)
     except BastionError as exc:

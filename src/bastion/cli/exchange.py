@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from bastion.build import build_paper_app
 from bastion.cli.context import ConfigOption, load, out
 from bastion.clock import WallClock
 
@@ -24,6 +22,10 @@ def exchange_serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve the paper exchange over HTTP (Deribit API v2 at /api/v2)."""
+    import uvicorn  # noqa: PLC0415  lazy: see cli/app.py
+
+    from bastion.build import build_paper_app  # noqa: PLC0415  lazy: see cli/app.py
+
     settings = load(config)
     paper = build_paper_app(settings.model_copy(update={"paper_seed": seed}), WallClock())
     out.print(f"Paper exchange (seed {seed}) on http://{host}:{port}/api/v2 — Ctrl-C to stop.")

@@ -10,19 +10,19 @@ from __future__ import annotations
 import contextlib
 import getpass
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bastion.build import build_exchange, build_halt, build_journal
 from bastion.cli.context import ConfigOption, err, exit_on_error, load, out, run_async, try_store
 from bastion.cli.terminal import safe
 from bastion.clock import WallClock
 from bastion.config import Settings, ensure_data_dir
-from bastion.events import Event
-from bastion.guard.halt import Halt
-from bastion.status import HaltState
-from bastion.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from bastion.events import Event
+    from bastion.guard.halt import Halt
+    from bastion.status import HaltState
 
 __all__ = ["kill", "resume"]
 
@@ -57,6 +57,9 @@ def kill(
 async def _kill(settings: Settings, halt: Halt, reason: str) -> HaltState:
     exchange = None
     if settings.resolved_exchange_url:  # the in-process paper exchange lives in the run
+        from bastion.build import build_exchange  # noqa: PLC0415  lazy: see cli/app.py
+        from bastion.telemetry.metrics import Metrics  # noqa: PLC0415  lazy: see cli/app.py
+
         exchange = build_exchange(settings, WallClock(), Metrics(), lambda: None)
         halt.set_canceller(exchange.cancel_all)
     try:
@@ -89,6 +92,8 @@ def resume(
 @contextlib.contextmanager
 def _halt(settings: Settings) -> Iterator[tuple[Halt, list[Event]]]:
     """The halt path of this data directory, recording into the store when it opens."""
+    from bastion.build import build_halt, build_journal  # noqa: PLC0415  lazy: see cli/app.py
+
     clock = WallClock()
     store = try_store(settings)
     emitted: list[Event] = []

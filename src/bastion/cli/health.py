@@ -5,18 +5,11 @@ Exit codes (for cron and CI): 0 OK, 1 WARN, 2 FAIL (a configuration error is als
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from bastion.build import (
-    build_exchange,
-    build_halt,
-    build_health_checker,
-    build_observer,
-    build_resilience,
-)
 from bastion.cli.context import (
     ConfigOption,
     exit_on_error,
@@ -28,11 +21,10 @@ from bastion.cli.context import (
 from bastion.cli.terminal import safe
 from bastion.clock import WallClock
 from bastion.config import Settings, ensure_data_dir
-from bastion.guard.health import HealthReport
-from bastion.guard.limits import HaltReason
-from bastion.store import Store
 from bastion.telemetry.logs import configure_logging
-from bastion.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from bastion.guard.health import HealthReport
 
 __all__ = ["health"]
 
@@ -45,6 +37,9 @@ def health(
 
     Exit codes (for cron and CI): 0 OK, 1 WARN, 2 FAIL (a configuration error is also 2).
     """
+    from bastion.build import build_halt  # noqa: PLC0415  lazy: see cli/app.py
+    from bastion.guard.limits import HaltReason  # noqa: PLC0415  lazy: see cli/app.py
+
     settings = load(config)
     configure_logging("ERROR", settings.secret_values())
     with exit_on_error():
@@ -60,6 +55,15 @@ def health(
 
 
 async def _check(settings: Settings) -> HealthReport:
+    from bastion.build import (  # noqa: PLC0415  lazy: see cli/app.py
+        build_exchange,
+        build_health_checker,
+        build_observer,
+        build_resilience,
+    )
+    from bastion.store import Store  # noqa: PLC0415  lazy: see cli/app.py
+    from bastion.telemetry.metrics import Metrics  # noqa: PLC0415  lazy: see cli/app.py
+
     clock = WallClock()
     metrics = Metrics()
     # Calls give up (classified) inside the check timeout, so details say why, not just "slow".

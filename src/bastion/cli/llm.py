@@ -10,8 +10,6 @@ from pydantic import ValidationError
 
 from bastion.cli.context import err, out
 from bastion.errors import ConfigError
-from bastion.simulators.llm import LLMFault
-from bastion.simulators.llm import serve as serve_fake_llm
 
 __all__ = ["llm_app"]
 
@@ -43,6 +41,9 @@ def llm_fake_server(  # noqa: PLR0917  typer maps each option to a parameter
     seed: Annotated[int, typer.Option("--seed", help="Seed of probabilistic faults.")] = 0,
 ) -> None:
     """Serve a fake OpenAI-compatible LLM (chat completions at /v1) for tests and demos."""
+    from bastion.simulators.llm import LLMFault  # noqa: PLC0415  lazy: see cli/app.py
+    from bastion.simulators.llm import serve as serve_fake_llm  # noqa: PLC0415  lazy: see cli/app.py
+
     try:
         faults = [LLMFault.model_validate(orjson.loads(text)) for text in fault or ()]
     except orjson.JSONDecodeError as exc:

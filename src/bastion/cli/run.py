@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,9 +12,11 @@ from bastion.cli.context import ConfigOption, load, out, parse_duration, run_asy
 from bastion.cli.terminal import safe
 from bastion.config import Settings
 from bastion.events import Event, EventKind
-from bastion.market import Order
-from bastion.runner import Runner, RunSummary
 from bastion.telemetry.logs import configure_logging
+
+if TYPE_CHECKING:
+    from bastion.market import Order
+    from bastion.runner import Runner, RunSummary
 
 __all__ = ["run"]
 
@@ -86,6 +88,8 @@ class _Stopper:
 async def _run(
     settings: Settings, steps: int | None, duration: float | None
 ) -> tuple[RunSummary, int | None]:
+    from bastion.runner import Runner  # noqa: PLC0415  lazy: see cli/app.py
+
     stopper = _Stopper()
     async with Runner(settings) as runner:
         stopper.install()

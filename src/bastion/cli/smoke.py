@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,9 +17,11 @@ from bastion.cli.context import (
 )
 from bastion.cli.terminal import safe
 from bastion.config import Settings
-from bastion.ops.smoke import SmokeReport, run_smoke
-from bastion.runner import Runner
 from bastion.telemetry.logs import configure_logging
+
+if TYPE_CHECKING:
+    from bastion.ops.smoke import SmokeReport
+    from bastion.runner import Runner
 
 __all__ = ["smoke"]
 
@@ -37,6 +39,8 @@ def smoke(
     Exit codes: 0 PASS, 1 FAIL, 2 bad configuration, 3 SKIPPED (exchange offline: unreachable,
     forbidden, rate-limited or failing), 4 WARN (reachable, but some dry-run steps failed).
     """
+    from bastion.ops.smoke import run_smoke  # noqa: PLC0415  lazy: see cli/app.py
+
     seconds = parse_duration(for_)
     settings = load(config)
     configure_logging("WARNING", settings.secret_values())
@@ -52,6 +56,8 @@ def smoke(
 
 def _dry_runner(settings: Settings) -> Runner:
     """A dry run beside any live run: no console, no run lock (it never sends an order)."""
+    from bastion.runner import Runner  # noqa: PLC0415  lazy: see cli/app.py
+
     return Runner(settings, console=False, exclusive=False)
 
 

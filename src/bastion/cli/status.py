@@ -12,8 +12,6 @@ from typing import Any
 
 from rich.table import Table
 
-from bastion.api.client import fetch_status
-from bastion.build import build_halt, build_status_service
 from bastion.cli.budget import used_today_line
 from bastion.cli.context import ConfigOption, JsonOption, load, out, print_json, try_store
 from bastion.cli.terminal import safe
@@ -36,6 +34,8 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 def report(settings: Settings) -> dict[str, Any]:
     """The status report as this process can assemble it, with the live console's part."""
+    from bastion.build import build_halt, build_status_service  # noqa: PLC0415  lazy: see cli/app.py
+
     live = _live_status(settings)
     clock = WallClock()
     store = try_store(settings)
@@ -64,6 +64,8 @@ def _live_status(settings: Settings) -> dict[str, Any] | None:
     )
     if not token:
         return None
+    from bastion.api.client import fetch_status  # noqa: PLC0415  lazy: see cli/app.py
+
     return fetch_status(holder.console_host or settings.console_host, holder.console_port, token)
 
 

@@ -5,41 +5,93 @@ in one write transaction that first takes a lock: ``pg_advisory_xact_lock`` on P
 ``BEGIN IMMEDIATE`` on SQLite. A second process starting at the same moment waits, then finds
 the schema already at head and does nothing. A database stamped with a revision this code has
 never heard of was written by a newer Bastion; it is refused rather than half-understood.
+
+Alembic takes about a tenth of a second to import, and ``bastion kill`` opens the store, so
+:func:`upgrade` first reads the stamped revision without it and compares it with
+:func:`head_revisions`, which reads the revision files as text. Only a database that is not at
+head (new, behind, or newer than us) takes the locked path through Alembic; a test keeps the
+text reading equal to Alembic's own.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from bastion.errors import ConfigError
 from bastion.sensitive import mask_url
-from bastion.store.engine import writing
+from bastion.store.engine import reading, writing
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "upgrade"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["MIGRATIONS_DIR", "alembic_config", "head_revisions", "upgrade"]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 """Where the Alembic environment and revisions live, inside the installed package."""
 
 # Any constant every Bastion process agrees on; these are the bytes of "bastion".
 _PG_LOCK_KEY = 0x62617374696F6E
+_STAMPED = sa.text("SELECT version_num FROM alembic_version")  # Alembic's default table name
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=]+)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 def alembic_config() -> Config:
     """An Alembic configuration built in code: no ``alembic.ini`` is needed at run time."""
+    from alembic.config import Config  # noqa: PLC0415  lazy: see the module docstring
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
 
 
+def head_revisions() -> frozenset[str] | None:
+    """The head revisions of the shipped migrations, read as text; None if a file is unusual.
+
+    A head is a revision no other revision revises. ``None`` (a revision file this reading
+    does not understand) sends :func:`upgrade` down Alembic's path, which is always right.
+    """
+    revised: set[str] = set()
+    revisions: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found = {m.group(1): m.group(2) for m in _ASSIGNMENT.finditer(text)}
+        try:
+            revision = ast.literal_eval(found["revision"])
+            down = ast.literal_eval(found["down_revision"])
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        revised.update((down,) if isinstance(down, str) else down or ())
+    return frozenset(revisions - revised) or None
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database is stamped with exactly the shipped heads (no lock, no Alembic)."""
+    heads = head_revisions()
+    if heads is None:
+        return False
+    with reading(engine) as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return False
+        return frozenset(conn.execute(_STAMPED).scalars()) == heads
+
+
 def upgrade(engine: Engine) -> None:
     """Migrate ``engine``'s database to head; :class:`ConfigError` if it is newer than us."""
+    if _at_head(engine):
+        return
+    from alembic import command  # noqa: PLC0415  lazy: see the module docstring
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415  (as above)
+    from alembic.script import ScriptDirectory  # noqa: PLC0415  (as above)
+
     config = alembic_config()
     script = ScriptDirectory.from_config(config)
     heads = set(script.get_heads())
