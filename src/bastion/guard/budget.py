@@ -8,7 +8,7 @@ applies to it, in one store transaction, all or nothing:
 * **envelope** for a workflow (or, without one, a run);
 * **fleet daily**: every agent on the database together.
 
-The store does the admission with one conditional ``UPDATE`` per scope row (see
+The store does the admission with one conditional upsert per scope row (see
 :mod:`bastion.store.budget`), so budgets hold across tasks, processes and machines. The caller
 then :meth:`Reservation.commit` s the actual cost (recorded in the ledger with tokens in and
 out, model, run, operation and phase) or :meth:`Reservation.release` s the hold. A process that
@@ -277,6 +277,8 @@ class Budget:
         self._ttl = timedelta(seconds=reservation_ttl_seconds)
         self._metrics = metrics
         self._next_reclaim: datetime | None = None
+        self._marks_day = ""
+        self._marked: set[tuple[str, str, str]] = set()
 
     async def reserve(
         self,
@@ -528,14 +530,23 @@ class Budget:
             await _call(self._on_exhausted, reason)
 
     async def _mark(self, scope: _Scope, kind: str, now: datetime) -> bool:
-        return await asyncio.to_thread(
-            self._store.budget.mark,
-            scope.claim.scope,
-            scope.claim.period,
-            now.date().isoformat(),
-            kind,
-            now,
+        """Win the store's once-a-day mark for ``kind`` on ``scope``, or learn it is taken.
+
+        Once the store has answered, the mark exists for the rest of the day, so this process
+        remembers it and every later commit skips the write: past an alert threshold each
+        commit would otherwise pay one more write transaction only to be told ``False``.
+        """
+        day = now.date().isoformat()
+        if day != self._marks_day:
+            self._marks_day, self._marked = day, set()
+        key = (scope.claim.scope, scope.claim.period, kind)
+        if key in self._marked:
+            return False
+        won = await asyncio.to_thread(
+            self._store.budget.mark, scope.claim.scope, scope.claim.period, day, kind, now
         )
+        self._marked.add(key)
+        return won
 
 
 def _refusal(scope: _Scope, usage: UsageRow, estimate: Cost) -> BudgetExhausted:

@@ -1,14 +1,24 @@
 """Budget usage, reservations, the invocation ledger and once-a-day alert marks.
 
 The database, not the caller, keeps budgets honest across tasks, processes and machines. A
-reservation is one write transaction holding one *conditional* ``UPDATE`` per scope row::
+reservation is one write transaction holding one *conditional* upsert per scope row::
 
-    UPDATE budget_usage SET tokens_reserved = tokens_reserved + :t, ...
-     WHERE scope = :s AND period = :p AND tokens_used + tokens_reserved + :t <= :limit
+    INSERT INTO budget_usage VALUES (:s, :p, 0, :t, 0, :u)
+    ON CONFLICT (scope, period) DO UPDATE SET tokens_reserved = tokens_reserved + :t, ...
+     WHERE tokens_used + tokens_reserved + :t <= :limit
+    RETURNING scope
 
-and it succeeds only if every one of those updates touched its row; otherwise the transaction
-rolls back and nothing is held anywhere. There is no read-then-write to race. Updates run in a
-fixed (scope, period) order so two PostgreSQL transactions never wait on each other in a cycle.
+and it succeeds only if every one of them returned its row; otherwise the transaction rolls
+back and nothing is held anywhere. There is no read-then-write to race. A missing row is
+created holding the need, which is safe because a need above a claim's limit is refused before
+anything is written. Upserts run in a fixed (scope, period) order so two PostgreSQL
+transactions never wait on each other in a cycle.
+
+Every statement is built once per dialect with bind parameters (:func:`_statements`), so each
+call only binds values and SQLAlchemy's compiled cache serves the SQL; a settlement writes all
+its scopes in one multi-row upsert. :meth:`BudgetStore.settle` also keeps running totals per
+agent, UTC day and model beside the ledger, in the same transaction, so today's figures are
+read without touching the ledger, which keeps every row for audit.
 
 Amounts are integers: tokens, and USD in micro-dollars, so limits compare exactly.
 A reservation row remembers what it holds and when it expires; :meth:`BudgetStore.reclaim`
@@ -21,6 +31,7 @@ that compares ``schema.py``'s metadata with the migrations covers them too.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -176,23 +187,7 @@ class BudgetStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        totals = self._insert(budget_model_usage).values(
-            agent=sa.bindparam("agent"),
-            day=sa.bindparam("day"),
-            model=sa.bindparam("model"),
-            invocations=1,
-            tokens=sa.bindparam("tokens"),
-            usd=sa.bindparam("usd"),
-        )
-        self._add_to_totals = totals.on_conflict_do_update(
-            index_elements=[c.name for c in budget_model_usage.primary_key],
-            set_={
-                "invocations": budget_model_usage.c.invocations + 1,
-                "tokens": budget_model_usage.c.tokens + totals.excluded.tokens,
-                "usd": budget_model_usage.c.usd + totals.excluded.usd,
-            },
-        )
+        self._sql = _statements(engine.dialect.name)
 
     def reserve(
         self,
@@ -211,22 +206,37 @@ class BudgetStore:
         that did not fit, with its row as read after the rollback (for the message only).
         """
         ordered = sorted(claims)
+        sql = self._sql
         try:
+            # A claim whose limit is below the need can never fit: refuse it before writing, so
+            # the upsert below may create a missing row holding the need without a check.
+            for claim in ordered:
+                if _over(claim.tokens_limit, tokens) or _over(claim.usd_limit, usd):
+                    raise _Refused(claim)
             with writing(self._engine) as conn:
-                self._ensure_rows(conn, ordered)
                 for claim in ordered:
-                    if conn.execute(_hold(claim, tokens, usd)).rowcount != 1:
+                    hold = sql.hold[(claim.tokens_limit is not None, claim.usd_limit is not None)]
+                    params = {
+                        "b_scope": claim.scope,
+                        "b_period": claim.period,
+                        "b_tokens": tokens,
+                        "b_usd": usd,
+                        "b_tokens_limit": claim.tokens_limit,
+                        "b_usd_limit": claim.usd_limit,
+                    }
+                    if conn.execute(hold, params).first() is None:
                         raise _Refused(claim)
                 conn.execute(
-                    sa.insert(budget_reservations).values(
-                        id=reservation_id,
-                        agent=agent,
-                        created_at=aware_utc(at),
-                        expires_at=aware_utc(expires_at),
-                        tokens=tokens,
-                        usd=usd,
-                        claims=[[c.scope, c.period] for c in ordered],
-                    )
+                    sql.add_reservation,
+                    {
+                        "id": reservation_id,
+                        "agent": agent,
+                        "created_at": aware_utc(at),
+                        "expires_at": aware_utc(expires_at),
+                        "tokens": tokens,
+                        "usd": usd,
+                        "claims": [[c.scope, c.period] for c in ordered],
+                    },
                 )
         except _Refused as refused:
             failed = refused.claim
@@ -245,40 +255,33 @@ class BudgetStore:
         The spend is recorded even if the hold had already expired and been reclaimed: it was
         spent. Returns the scope rows after the update, for alerts.
         """
+        sql = self._sql
         with writing(self._engine) as conn:
-            held = conn.execute(
-                sa.delete(budget_reservations)
-                .where(budget_reservations.c.id == reservation_id)
-                .returning(budget_reservations.c.tokens, budget_reservations.c.usd)
-            ).first()
+            held = conn.execute(sql.take_reservation, {"b_id": reservation_id}).first()
             held_tokens, held_usd = (int(held.tokens), int(held.usd)) if held else (0, 0)
-            self._ensure_rows(conn, [BudgetClaim(s, p) for s, p in sorted(scopes)])
-            rows: list[UsageRow] = []
-            for scope, period in sorted(scopes):
-                row = conn.execute(
-                    sa.update(budget_usage)
-                    .where(budget_usage.c.scope == scope, budget_usage.c.period == period)
-                    .values(
-                        tokens_used=budget_usage.c.tokens_used + entry.tokens,
-                        usd_used=budget_usage.c.usd_used + entry.usd,
-                        tokens_reserved=budget_usage.c.tokens_reserved - held_tokens,
-                        usd_reserved=budget_usage.c.usd_reserved - held_usd,
-                    )
-                    .returning(*budget_usage.c)
-                ).one()
-                rows.append(_usage(row._mapping))
-            conn.execute(sa.insert(budget_ledger).values(_ledger_values(entry)))
-            conn.execute(self._add_to_totals, _totals_values(entry))
+            spends = [
+                {
+                    "b_scope": scope,
+                    "b_period": period,
+                    "b_tokens": entry.tokens,
+                    "b_usd": entry.usd,
+                    "b_unheld_tokens": -held_tokens,
+                    "b_unheld_usd": -held_usd,
+                }
+                for scope, period in sorted(set(scopes))
+            ]
+            # One multi-row upsert for every scope, rows in (scope, period) order: PostgreSQL
+            # takes the row locks in that order, as reserve does, so no two wait in a cycle.
+            found = conn.execute(sql.spend, spends).all() if spends else []
+            rows = sorted((_usage(row._mapping) for row in found), key=_key)
+            conn.execute(sql.add_ledger, _ledger_values(entry))
+            conn.execute(sql.add_to_totals, _totals_values(entry))
         return rows
 
     def release(self, reservation_id: str) -> bool:
         """Give a hold back unspent; ``False`` if it was already settled or reclaimed."""
         with writing(self._engine) as conn:
-            row = conn.execute(
-                sa.delete(budget_reservations)
-                .where(budget_reservations.c.id == reservation_id)
-                .returning(*budget_reservations.c)
-            ).first()
+            row = conn.execute(self._sql.drop_reservation, {"b_id": reservation_id}).first()
             if row is None:
                 return False
             self._unhold(conn, [row._mapping])
@@ -287,24 +290,21 @@ class BudgetStore:
     def reclaim(self, now: datetime) -> int:
         """Give back every hold that expired before ``now``; returns how many were reclaimed."""
         with writing(self._engine) as conn:
-            rows = conn.execute(
-                sa.delete(budget_reservations)
-                .where(budget_reservations.c.expires_at < aware_utc(now))
-                .returning(*budget_reservations.c)
-            ).all()
+            rows = conn.execute(self._sql.drop_expired, {"b_now": aware_utc(now)}).all()
             self._unhold(conn, [row._mapping for row in rows])
         return len(rows)
 
     def mark(self, scope: str, period: str, day: str, kind: str, at: datetime) -> bool:
         """Record that ``kind`` fired for a scope on ``day``; ``True`` only for the first caller."""
-        statement = (
-            self._insert(budget_alerts)
-            .values(scope=scope, period=period, day=day, kind=kind, fired_at=aware_utc(at))
-            .on_conflict_do_nothing()
-            .returning(budget_alerts.c.kind)
-        )
+        params = {
+            "b_scope": scope,
+            "b_period": period,
+            "b_day": day,
+            "b_kind": kind,
+            "b_fired_at": aware_utc(at),
+        }
         with writing(self._engine) as conn:
-            return conn.execute(statement).first() is not None
+            return conn.execute(self._sql.mark, params).first() is not None
 
     def usage(self, keys: Iterable[tuple[str, str]]) -> list[UsageRow]:
         """The rows for ``keys``, in order; a row never written reads as all zeros."""
@@ -351,22 +351,6 @@ class BudgetStore:
         with reading(self._engine) as conn:
             return _read_model_totals(conn, agent, day)
 
-    def _ensure_rows(self, conn: Connection, claims: Sequence[BudgetClaim]) -> None:
-        if not claims:
-            return
-        values = [
-            {
-                "scope": c.scope,
-                "period": c.period,
-                "tokens_used": 0,
-                "tokens_reserved": 0,
-                "usd_used": 0,
-                "usd_reserved": 0,
-            }
-            for c in claims
-        ]
-        conn.execute(self._insert(budget_usage).values(values).on_conflict_do_nothing())
-
     def _unhold(self, conn: Connection, reservations: Sequence[RowMapping]) -> None:
         totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         for reservation in reservations:
@@ -374,15 +358,12 @@ class BudgetStore:
                 total = totals[(scope, period)]
                 total[0] += int(reservation["tokens"])
                 total[1] += int(reservation["usd"])
-        for (scope, period), (tokens, usd) in sorted(totals.items()):
-            conn.execute(
-                sa.update(budget_usage)
-                .where(budget_usage.c.scope == scope, budget_usage.c.period == period)
-                .values(
-                    tokens_reserved=budget_usage.c.tokens_reserved - tokens,
-                    usd_reserved=budget_usage.c.usd_reserved - usd,
-                )
-            )
+        unholds = [
+            {"b_scope": scope, "b_period": period, "b_tokens": tokens, "b_usd": usd}
+            for (scope, period), (tokens, usd) in sorted(totals.items())
+        ]
+        if unholds:
+            conn.execute(self._sql.unhold, unholds)
 
 
 class _Refused(Exception):
@@ -393,17 +374,124 @@ class _Refused(Exception):
         self.claim = claim
 
 
-def _hold(claim: BudgetClaim, tokens: int, usd: int) -> sa.Update:
-    c = budget_usage.c
-    conditions = [c.scope == claim.scope, c.period == claim.period]
-    if claim.tokens_limit is not None:
-        conditions.append(c.tokens_used + c.tokens_reserved + tokens <= claim.tokens_limit)
-    if claim.usd_limit is not None:
-        conditions.append(c.usd_used + c.usd_reserved + usd <= claim.usd_limit)
-    return (
-        sa.update(budget_usage)
-        .where(*conditions)
-        .values(tokens_reserved=c.tokens_reserved + tokens, usd_reserved=c.usd_reserved + usd)
+def _key(row: UsageRow) -> tuple[str, str]:
+    return (row.scope, row.period)
+
+
+def _over(limit: int | None, need: int) -> bool:
+    return limit is not None and need > limit
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """Every write the store sends, built once per dialect with bind parameters.
+
+    Built once, a statement's compiled form stays in SQLAlchemy's compiled cache, so a call
+    only binds values: nothing is rebuilt or recompiled per reservation.
+    """
+
+    hold: dict[tuple[bool, bool], sa.Executable]
+    add_reservation: sa.Executable
+    take_reservation: sa.Executable
+    drop_reservation: sa.Executable
+    drop_expired: sa.Executable
+    spend: sa.Executable
+    unhold: sa.Executable
+    add_ledger: sa.Executable
+    add_to_totals: sa.Executable
+    mark: sa.Executable
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    u, r = budget_usage.c, budget_reservations.c
+    key = [u.scope.name, u.period.name]
+
+    def hold(tokens_limited: bool, usd_limited: bool) -> sa.Executable:
+        # Insert the row holding the need, or add the need to the row if it still fits: the
+        # conditional UPDATE and the missing row's creation in one statement.
+        new = insert(budget_usage).values(
+            scope=sa.bindparam("b_scope"),
+            period=sa.bindparam("b_period"),
+            tokens_used=0,
+            tokens_reserved=sa.bindparam("b_tokens", type_=sa.BigInteger()),
+            usd_used=0,
+            usd_reserved=sa.bindparam("b_usd", type_=sa.BigInteger()),
+        )
+        fits = []
+        if tokens_limited:
+            limit = sa.bindparam("b_tokens_limit", type_=sa.BigInteger())
+            fits.append(u.tokens_used + u.tokens_reserved + new.excluded.tokens_reserved <= limit)
+        if usd_limited:
+            limit = sa.bindparam("b_usd_limit", type_=sa.BigInteger())
+            fits.append(u.usd_used + u.usd_reserved + new.excluded.usd_reserved <= limit)
+        return new.on_conflict_do_update(
+            index_elements=key,
+            set_={
+                "tokens_reserved": u.tokens_reserved + new.excluded.tokens_reserved,
+                "usd_reserved": u.usd_reserved + new.excluded.usd_reserved,
+            },
+            where=sa.and_(*fits) if fits else None,
+        ).returning(u.scope)
+
+    spend = insert(budget_usage).values(
+        scope=sa.bindparam("b_scope"),
+        period=sa.bindparam("b_period"),
+        tokens_used=sa.bindparam("b_tokens", type_=sa.BigInteger()),
+        tokens_reserved=sa.bindparam("b_unheld_tokens", type_=sa.BigInteger()),
+        usd_used=sa.bindparam("b_usd", type_=sa.BigInteger()),
+        usd_reserved=sa.bindparam("b_unheld_usd", type_=sa.BigInteger()),
+    )
+    totals = insert(budget_model_usage).values(
+        agent=sa.bindparam("b_agent"),
+        day=sa.bindparam("b_day"),
+        model=sa.bindparam("b_model"),
+        invocations=1,
+        tokens=sa.bindparam("b_tokens", type_=sa.BigInteger()),
+        usd=sa.bindparam("b_usd", type_=sa.BigInteger()),
+    )
+    alert = insert(budget_alerts).values(
+        scope=sa.bindparam("b_scope"),
+        period=sa.bindparam("b_period"),
+        day=sa.bindparam("b_day"),
+        kind=sa.bindparam("b_kind"),
+        fired_at=sa.bindparam("b_fired_at", type_=budget_alerts.c.fired_at.type),
+    )
+    this_id = r.id == sa.bindparam("b_id")
+    return _Statements(
+        hold={(t, d): hold(t, d) for t in (False, True) for d in (False, True)},
+        add_reservation=sa.insert(budget_reservations),
+        take_reservation=sa.delete(budget_reservations).where(this_id).returning(r.tokens, r.usd),
+        drop_reservation=sa.delete(budget_reservations).where(this_id).returning(*r),
+        drop_expired=sa.delete(budget_reservations)
+        .where(r.expires_at < sa.bindparam("b_now", type_=r.expires_at.type))
+        .returning(*r),
+        spend=spend.on_conflict_do_update(
+            index_elements=key,
+            set_={
+                "tokens_used": u.tokens_used + spend.excluded.tokens_used,
+                "tokens_reserved": u.tokens_reserved + spend.excluded.tokens_reserved,
+                "usd_used": u.usd_used + spend.excluded.usd_used,
+                "usd_reserved": u.usd_reserved + spend.excluded.usd_reserved,
+            },
+        ).returning(*u),
+        unhold=sa.update(budget_usage)
+        .where(u.scope == sa.bindparam("b_scope"), u.period == sa.bindparam("b_period"))
+        .values(
+            tokens_reserved=u.tokens_reserved - sa.bindparam("b_tokens", type_=sa.BigInteger()),
+            usd_reserved=u.usd_reserved - sa.bindparam("b_usd", type_=sa.BigInteger()),
+        ),
+        add_ledger=sa.insert(budget_ledger),
+        add_to_totals=totals.on_conflict_do_update(
+            index_elements=[c.name for c in budget_model_usage.primary_key],
+            set_={
+                "invocations": budget_model_usage.c.invocations + 1,
+                "tokens": budget_model_usage.c.tokens + totals.excluded.tokens,
+                "usd": budget_model_usage.c.usd + totals.excluded.usd,
+            },
+        ),
+        mark=alert.on_conflict_do_nothing().returning(budget_alerts.c.kind),
     )
 
 
@@ -433,11 +521,16 @@ _MODEL_TOTALS = (
 )
 
 
+_USAGE = sa.select(budget_usage).where(
+    sa.tuple_(budget_usage.c.scope, budget_usage.c.period).in_(sa.bindparam("keys", expanding=True))
+)
+
+
 def _read_usage(conn: Connection, wanted: list[tuple[str, str]]) -> list[UsageRow]:
-    statement = sa.select(budget_usage).where(
-        sa.tuple_(budget_usage.c.scope, budget_usage.c.period).in_(wanted)
-    )
-    found = {(r.scope, r.period): _usage(r._mapping) for r in conn.execute(statement).all()}
+    found = {
+        (r.scope, r.period): _usage(r._mapping)
+        for r in conn.execute(_USAGE, {"keys": wanted}).all()
+    }
     return [found.get(key, UsageRow(*key)) for key in wanted]
 
 
@@ -448,11 +541,11 @@ def _read_model_totals(conn: Connection, agent: str, day: str) -> list[ModelUsag
 
 def _totals_values(entry: LedgerEntry) -> dict[str, Any]:
     return {
-        "agent": entry.agent,
-        "day": aware_utc(entry.at).date().isoformat(),
-        "model": entry.model,
-        "tokens": entry.tokens,
-        "usd": entry.usd,
+        "b_agent": entry.agent,
+        "b_day": aware_utc(entry.at).date().isoformat(),
+        "b_model": entry.model,
+        "b_tokens": entry.tokens,
+        "b_usd": entry.usd,
     }
 
 

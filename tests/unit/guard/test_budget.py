@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from bastion.clock import SimClock
 from bastion.errors import BudgetExhausted
@@ -236,3 +237,35 @@ async def test_a_reservation_cancelled_while_being_written_is_given_back(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert budget.usage_today().tokens_remaining == 1_000
+
+
+async def test_past_a_threshold_later_commits_do_not_rewrite_the_mark(store: Store) -> None:
+    """Once the store answered for today's alert mark, later commits skip that write; a new
+    day asks the store again and the alert fires again."""
+    clock = SimClock()
+    alerts: list[BudgetAlert] = []
+    budget = Budget(
+        store,
+        clock=clock,
+        agent="seller",
+        limits=BudgetLimits(daily_tokens=100),
+        on_alert=alerts.append,
+    )
+    marks: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if "budget_alerts" in statement:
+            marks.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(9):
+            await (await budget.reserve(Cost(10))).commit(Cost(10))
+        assert len(marks) == 1
+        clock.advance(DAY)
+        for _ in range(9):
+            await (await budget.reserve(Cost(10))).commit(Cost(10))
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    assert len(marks) == 2
+    assert [a.used for a in alerts] == [80, 80]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine.default import CacheStats
 
 from bastion.store import Store
 from bastion.store.budget import BudgetClaim, LedgerEntry
@@ -55,3 +59,61 @@ def test_mark_wins_once(store: Store) -> None:
     """An alert mark is won by the first caller only."""
     assert store.budget.mark(*KEY, "2026-01-01", "alert:tokens", T0) is True
     assert store.budget.mark(*KEY, "2026-01-01", "alert:tokens", T0) is False
+
+
+def _cycle(store: Store, n: int, claims: list[BudgetClaim]) -> None:
+    rid = f"cycle-{n}"
+    later = T0 + timedelta(minutes=5)
+    assert (
+        store.budget.reserve(
+            rid, agent="a", claims=claims, tokens=1, usd=1, at=T0, expires_at=later
+        )
+        is None
+    )
+    entry = LedgerEntry(at=T0, agent="a", model="m", tokens_in=1, tokens_out=0, tokens=1, usd=1)
+    store.budget.settle(rid, scopes=[(c.scope, c.period) for c in claims], entry=entry)
+
+
+def test_a_reservation_cycle_sends_few_statements_all_compiled_once(store: Store) -> None:
+    """Warm, reserve+settle on 4 scopes is 4 holds + 1 insert, then 4 writes (every scope's
+    spend in one upsert), and every statement comes from SQLAlchemy's compiled cache."""
+    claims = [
+        BudgetClaim(*KEY, tokens_limit=1_000),
+        BudgetClaim("agent:a", "month:2026-01", usd_limit=1_000),
+        BudgetClaim("fleet", KEY[1], tokens_limit=1_000, usd_limit=1_000),
+        BudgetClaim("run:r", "all"),
+    ]
+    _cycle(store, 0, claims)
+    sent: list[tuple[str, object]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, _p: Any, context: Any, _m: Any) -> None:
+        if statement not in {"BEGIN", "BEGIN IMMEDIATE", "COMMIT"}:
+            sent.append((statement.split(maxsplit=1)[0], getattr(context, "cache_hit", None)))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        for n in range(1, 4):
+            _cycle(store, n, claims)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    per_cycle = ["INSERT"] * 5 + ["DELETE", "INSERT", "INSERT", "INSERT"]
+    assert [verb for verb, _ in sent] == per_cycle * 3
+    assert {hit for _, hit in sent} == {CacheStats.CACHE_HIT}
+    rows = store.budget.usage([(c.scope, c.period) for c in claims])
+    assert [(r.tokens_used, r.tokens_reserved, r.usd_used, r.usd_reserved) for r in rows] == [
+        (4, 0, 4, 0)
+    ] * 4
+
+
+def test_a_need_above_a_limit_is_refused_without_creating_rows(store: Store) -> None:
+    """A claim whose limit is below the need refuses before writing: no row, no hold."""
+    claims = [BudgetClaim(*KEY, tokens_limit=100), BudgetClaim("fleet", KEY[1], usd_limit=5)]
+    later = T0 + timedelta(minutes=5)
+    shortfall = store.budget.reserve(
+        "r1", agent="a", claims=claims, tokens=50, usd=6, at=T0, expires_at=later
+    )
+    assert shortfall is not None
+    assert shortfall.claim.scope == "fleet"
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM budget_usage")).scalar() == 0
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM budget_reservations")).scalar() == 0
