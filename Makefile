@@ -42,12 +42,12 @@ pytest: system-packages $(STAMP)
 	for bindir in /usr/lib/postgresql/*/bin; do [ -d "$$bindir" ] && PATH="$$bindir:$$PATH"; done; \
 	export PATH; $(BIN)/pytest -q
 
+# Every benchmarks/*.py in turn, their JSON in one file (build/ is ignored). PostgreSQL's
+# figures need pg_ctl: the newest /usr/lib/postgresql/*/bin is put on PATH when there is one.
+# To publish: cp build/bench.json docs/bench.json && .venv/bin/python benchmarks/readme_table.py --write
+PG_BIN := $(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin)))
 bench: $(STAMP)
-	$(BIN)/python benchmarks/loop_tick.py
-	$(BIN)/python benchmarks/time_to_first_order.py
-	$(BIN)/python benchmarks/call_overhead.py
-	$(BIN)/python benchmarks/budget.py
-	$(BIN)/python benchmarks/llm_chain.py
+	PATH="$(if $(PG_BIN),$(PG_BIN):)$$PATH" $(BIN)/python benchmarks/run_all.py --out build/bench.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

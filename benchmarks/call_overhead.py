@@ -1,7 +1,9 @@
 """Per-call overhead of ``Resilience.call`` around a no-op coroutine; prints JSON.
 
 Three ways to await the same no-op coroutine, each timed over ``--calls`` sequential calls in one
-event loop (best of ``--repeats`` rounds, so a noisy neighbour does not count):
+event loop, in interleaved rounds (bare, bastion, pybreaker_tenacity, bare, bastion, ...) so all
+three see the same drift of the machine; every figure is min/median/max over ``--repeats``
+rounds, and the ratios are taken within a round before they are summarised:
 
 * ``bare``: ``await noop()``.
 * ``bastion``: ``await resilience.call("dep", noop, layer="exchange", timeout=5)`` with a
@@ -34,6 +36,7 @@ import orjson
 import pybreaker
 from tenacity import AsyncRetrying, stop_after_attempt, wait_random_exponential
 
+from _support import spread
 from bastion.clock import WallClock
 from bastion.resilience import Resilience
 from bastion.telemetry.metrics import Metrics
@@ -43,15 +46,12 @@ async def noop() -> int:
     return 1
 
 
-async def _time(fn: Callable[[], Awaitable[int]], calls: int, repeats: int) -> float:
-    """Best ns per call of ``fn`` over ``repeats`` rounds of ``calls`` calls."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter_ns()
-        for _ in range(calls):
-            await fn()
-        best = min(best, (time.perf_counter_ns() - started) / calls)
-    return best
+async def _time(fn: Callable[[], Awaitable[int]], calls: int) -> float:
+    """ns per call of ``fn`` over ``calls`` sequential calls."""
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        await fn()
+    return (time.perf_counter_ns() - started) / calls
 
 
 async def main(calls: int, repeats: int) -> dict[str, object]:
@@ -73,30 +73,42 @@ async def main(calls: int, repeats: int) -> dict[str, object]:
         raise AssertionError("unreachable")
 
     for fn in (noop, bastion, pybreaker_tenacity):  # warm caches and label children
-        await _time(fn, 1000, 1)
-    bare = await _time(noop, calls, repeats)
-    ours = await _time(bastion, calls, repeats)
-    theirs = await _time(pybreaker_tenacity, calls, repeats)
+        await _time(fn, 1000)
+    bare: list[float] = []
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(repeats):
+        bare.append(await _time(noop, calls))
+        ours.append(await _time(bastion, calls))
+        theirs.append(await _time(pybreaker_tenacity, calls))
+    rounds = list(zip(bare, ours, theirs, strict=True))
     return {
         "benchmark": "call_overhead",
-        "calls": calls,
-        "repeats": repeats,
-        "python": sys.version.split()[0],
-        "bare_ns_per_call": round(bare, 1),
-        "bastion_ns_per_call": round(ours, 1),
-        "pybreaker_tenacity_ns_per_call": round(theirs, 1),
-        "bastion_overhead_ns": round(ours - bare, 1),
-        "pybreaker_tenacity_overhead_ns": round(theirs - bare, 1),
-        "bastion_ratio_vs_bare": round(ours / bare, 2),
-        "pybreaker_tenacity_ratio_vs_bare": round(theirs / bare, 2),
-        "overhead_ratio_vs_pybreaker_tenacity": round((ours - bare) / (theirs - bare), 3),
+        "settings": {
+            "calls_per_round": calls,
+            "repeats": repeats,
+            "python": sys.version.split()[0],
+            "timeout_seconds": 5,
+            "metrics": "Metrics() (Prometheus)",
+            "tracing": "OpenTelemetry API, no SDK (no-op span)",
+        },
+        "bare_ns_per_call": spread(bare),
+        "bastion_ns_per_call": spread(ours),
+        "pybreaker_tenacity_ns_per_call": spread(theirs),
+        "bastion_overhead_ns": spread([o - b for b, o, _ in rounds]),
+        "pybreaker_tenacity_overhead_ns": spread([t - b for b, _, t in rounds]),
+        "bastion_ratio_vs_bare": spread([o / b for b, o, _ in rounds], 2),
+        "pybreaker_tenacity_ratio_vs_bare": spread([t / b for b, _, t in rounds], 2),
+        "overhead_ratio_vs_pybreaker_tenacity": spread(
+            [(o - b) / (t - b) for b, o, t in rounds], 3
+        ),
     }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=10_000, help="calls per round")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds of each side")
     args = parser.parse_args()
     result = asyncio.run(main(args.calls, args.repeats))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

@@ -13,7 +13,6 @@ milliseconds per call, not the ratio against a loopback server that answers at o
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 import threading
 import time
@@ -22,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 import uvicorn
 
-from _support import free_port
+from _support import free_port, spread, sqlite_settings
 from bastion.clock import WallClock
 from bastion.events import Journal
 from bastion.guard.budget import Budget, BudgetLimits
@@ -35,8 +34,8 @@ from bastion.simulators.llm import FakeLLMServer
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 
-CALLS = 300
-ROUNDS = 3
+CALLS = 200
+ROUNDS = 5
 MODEL = "gpt-4o-mini"
 ASK = [Message("system", "You trade options."), Message("user", "BTC 100000. Sell a call?")]
 
@@ -68,12 +67,13 @@ async def main(server_port: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, Store.open(f"sqlite:///{tmp}/b.db") as store:
         clock = WallClock()
         metrics = Metrics()
+        chain_budget = Budget(store, clock=clock, agent="bench", limits=BudgetLimits())
         chain = FallbackChain(
             [Route(adapter, MODEL)],
             resilience=Resilience(clock=clock, metrics=metrics),
             prices=PriceBook(),
             clock=clock,
-            budget=Budget(store, clock=clock, agent="bench", limits=BudgetLimits()),
+            budget=chain_budget,
             metrics=metrics,
             journal=Journal(run_id="bench"),
             max_tokens=64,
@@ -87,27 +87,29 @@ async def main(server_port: int) -> dict[str, object]:
 
         await _rate(bare)  # warm both paths: connection pool, SQLite file, imports
         await _rate(guarded)
-        bare_s = [await _rate(bare) for _ in range(ROUNDS)]
-        guarded_s = [await _rate(guarded) for _ in range(ROUNDS)]
-        invocations = store.budget.by_model("bench", *_today(clock))[0].invocations
+        bare_s: list[float] = []
+        guarded_s: list[float] = []
+        for _ in range(ROUNDS):  # interleaved: both sides see the same drift of the machine
+            bare_s.append(await _rate(bare))
+            guarded_s.append(await _rate(guarded))
+        invocations = chain_budget.usage_today().invocations_today
+        store_settings = sqlite_settings(store.engine)
     await adapter.aclose()
-    bare_ms = statistics.median(bare_s) * 1000
-    guarded_ms = statistics.median(guarded_s) * 1000
+    pairs = list(zip(bare_s, guarded_s, strict=True))
     return {
-        "calls_per_round": CALLS,
-        "rounds": ROUNDS,
-        "bare_adapter_ms_per_call": round(bare_ms, 3),
-        "guarded_chain_ms_per_call": round(guarded_ms, 3),
-        "added_ms_per_call": round(guarded_ms - bare_ms, 3),
-        "ratio": round(guarded_ms / bare_ms, 2),
+        "settings": {
+            "calls_per_round": CALLS,
+            "rounds": ROUNDS,
+            "store": "sqlite",
+            **store_settings,
+            "server": "FakeLLMServer on loopback, uvicorn in a thread",
+        },
+        "bare_adapter_ms_per_call": spread([b * 1000 for b in bare_s], 3),
+        "guarded_chain_ms_per_call": spread([g * 1000 for g in guarded_s], 3),
+        "added_ms_per_call": spread([(g - b) * 1000 for b, g in pairs], 3),
+        "ratio": spread([g / b for b, g in pairs], 2),
         "ledger_rows": invocations,
     }
-
-
-def _today(clock: WallClock) -> tuple[object, object]:
-    now = clock.now()
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return start, now.replace(year=now.year + 1)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Loop ticks per second and paper-exchange orders per second; prints JSON.
 
+Each figure and its baseline run in alternating rounds in one process (baseline, measured,
+baseline, measured, ...), ``--repeats`` of each; rates and the per-pair ratio are reported as
+min/median/max, with the settings they ran under.
+
 1. Loop ticks per second with a no-op agent against the in-process paper exchange (SimClock,
    SQLite store and NDJSON trace in a scratch directory: the real per-step I/O). The baseline,
    in the same process, is the rate of bare ``public/get_time`` round trips through the same
@@ -9,7 +13,7 @@
    in this one), sequential, each order resting. The baseline is ``public/get_time`` over the
    same connection.
 
-Usage: ``.venv/bin/python benchmarks/loop_tick.py [--ticks N] [--orders N]``
+Usage: ``.venv/bin/python benchmarks/loop_tick.py [--ticks N] [--orders N] [--repeats N]``
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import orjson
 import uvicorn
 from pydantic import SecretStr
 
-from _support import free_port
+from _support import free_port, interleaved, spread, sqlite_settings
 from bastion.agent import Decision
 from bastion.agents.scripted import ScriptedAgent
 from bastion.clock import SimClock, WallClock
@@ -48,24 +52,43 @@ async def _rate(n: int, op: Callable[[], Awaitable[Any]]) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def loop_ticks(n: int) -> dict[str, Any]:
+async def loop_ticks(n: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp), loop_interval_seconds=0.001)
         agent = ScriptedAgent(lambda obs, ctx: Decision())
         runner = Runner(settings, clock=SimClock(), agent=agent, console=False)
         try:
-            baseline = await _rate(n, runner.exchange.get_time)
+            store = sqlite_settings(runner.store.engine)
+            await _rate(20, runner.exchange.get_time)  # warm both paths before the first round
+            await _rate(20, runner.loop.step)
+            steps = 0
+
+            async def ticks() -> float:
+                nonlocal steps
+                steps += n + min(20, n)
+                return await _rate(n, runner.loop.step)
+
             calls_before = _request_count(runner)
-            ticks = await _rate(n, runner.loop.step)
-            requests_per_tick = (_request_count(runner) - calls_before) / (n + min(20, n))
+            baseline, tick = await interleaved(
+                repeats, lambda: _rate(n, runner.exchange.get_time), ticks
+            )
+            gets = repeats * (n + min(20, n))
+            requests_per_tick = (_request_count(runner) - calls_before - gets) / steps
         finally:
             await runner.aclose()
     return {
-        "ticks_per_second": round(ticks, 1),
-        "baseline_get_time_per_second": round(baseline, 1),
-        "tick_cost_in_requests": round(baseline / ticks, 2),
+        "ticks_per_second": spread(tick),
+        "baseline_get_time_per_second": spread(baseline),
+        "tick_cost_in_requests": spread([b / t for b, t in zip(baseline, tick, strict=True)], 2),
         "exchange_requests_per_tick": round(requests_per_tick, 2),
-        "ticks": n,
+        "settings": {
+            "ticks_per_round": n,
+            "repeats": repeats,
+            "clock": "SimClock",
+            "store": "sqlite",
+            **store,
+            "trace": "ndjson",
+        },
     }
 
 
@@ -95,7 +118,7 @@ def _serve_paper(port: int) -> tuple[uvicorn.Server, threading.Thread]:
     return server, thread
 
 
-async def loopback_orders(n: int) -> dict[str, Any]:
+async def loopback_orders(n: int, repeats: int) -> dict[str, Any]:
     port = free_port()
     server, thread = _serve_paper(port)
     client = DeribitClient(
@@ -113,30 +136,39 @@ async def loopback_orders(n: int) -> dict[str, Any]:
                 OrderRequest("BTC-PERPETUAL", "buy", 10.0, price=bid_far_below)
             )
 
-        baseline = await _rate(n, client.get_time)
-        orders = await _rate(n, place)
+        await _rate(20, client.get_time)  # warm the connection and both paths
+        await _rate(20, place)
+        baseline, orders = await interleaved(
+            repeats, lambda: _rate(n, client.get_time), lambda: _rate(n, place)
+        )
         await client.cancel_all()
     finally:
         await client.close()
         server.should_exit = True
         thread.join(timeout=10)
     return {
-        "orders_per_second": round(orders, 1),
-        "baseline_get_time_per_second": round(baseline, 1),
-        "order_cost_in_requests": round(baseline / orders, 2),
-        "orders": n,
+        "orders_per_second": spread(orders),
+        "baseline_get_time_per_second": spread(baseline),
+        "order_cost_in_requests": spread([b / o for b, o in zip(baseline, orders, strict=True)], 2),
+        "settings": {
+            "orders_per_round": n,
+            "repeats": repeats,
+            "transport": "HTTP/1.1 over loopback, one connection",
+            "server": "uvicorn in a thread of this process",
+        },
     }
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ticks", type=int, default=300)
-    parser.add_argument("--orders", type=int, default=500)
+    parser.add_argument("--ticks", type=int, default=200, help="ticks per round")
+    parser.add_argument("--orders", type=int, default=200, help="orders per round")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of each side")
     args = parser.parse_args()
     result = {
         "python": sys.version.split()[0],
-        "loop_tick_in_process": await loop_ticks(args.ticks),
-        "paper_orders_loopback_http": await loopback_orders(args.orders),
+        "loop_tick_in_process": await loop_ticks(args.ticks, args.repeats),
+        "paper_orders_loopback_http": await loopback_orders(args.orders, args.repeats),
     }
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 

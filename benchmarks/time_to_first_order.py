@@ -3,8 +3,9 @@
 The acceptance figure of issue #2 ("within 10 s the reference agent has placed an order") as a
 measurement, not a test assertion. Each run spawns `python -m bastion run` in a scratch data
 directory with the default settings (2 s interval) and polls the console's /api/status. The
-baseline, in the same process, is the start-up of `python -c "import bastion.cli"`: what any
-command costs before doing anything.
+baseline, in the same process and interleaved with the runs (import, run, import, run, ...), is
+the start-up of `python -c "import bastion.cli"`: what any command costs before doing anything.
+Figures are min/median/max over ``--runs``.
 
 Usage: ``.venv/bin/python benchmarks/time_to_first_order.py [--runs N]``
 """
@@ -15,7 +16,6 @@ import argparse
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +24,7 @@ import time
 import httpx
 import orjson
 
-from _support import free_port
+from _support import free_port, spread
 
 PATIENCE_S = 60.0
 
@@ -74,16 +74,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    baseline = statistics.median(_import_seconds() for _ in range(args.runs))
-    runs = [_first_order_seconds() for _ in range(args.runs)]
-    first_order = statistics.median(r[1] for r in runs)
+    imports: list[float] = []
+    runs: list[tuple[float, float]] = []
+    for _ in range(args.runs):  # interleaved: baseline, run, baseline, run, ...
+        imports.append(_import_seconds())
+        runs.append(_first_order_seconds())
     result = {
-        "python": sys.version.split()[0],
-        "runs": args.runs,
-        "median_seconds_to_console_url": round(statistics.median(r[0] for r in runs), 3),
-        "median_seconds_to_first_order": round(first_order, 3),
-        "baseline_import_seconds": round(baseline, 3),
-        "first_order_in_import_times": round(first_order / baseline, 2),
+        "settings": {"python": sys.version.split()[0], "runs": args.runs, "store": "sqlite"},
+        "seconds_to_console_url": spread([r[0] for r in runs], 3),
+        "seconds_to_first_order": spread([r[1] for r in runs], 3),
+        "baseline_import_seconds": spread(imports, 3),
+        "first_order_in_import_times": spread(
+            [r[1] / b for r, b in zip(runs, imports, strict=True)], 2
+        ),
     }
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
