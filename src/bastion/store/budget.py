@@ -31,7 +31,9 @@ that compares ``schema.py``'s metadata with the migrations covers them too.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -188,6 +190,12 @@ class BudgetStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._sql = _statements(engine.dialect.name)
+        # SQLite has one writer at a time. Threads of this store queue on a lock rather than on
+        # SQLite's busy handler, which sleeps and retries, so more tasks do not mean fewer
+        # admissions; PostgreSQL locks rows, not the file, and is left to do so.
+        self._serial: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     def reserve(
         self,
@@ -213,7 +221,7 @@ class BudgetStore:
             for claim in ordered:
                 if _over(claim.tokens_limit, tokens) or _over(claim.usd_limit, usd):
                     raise _Refused(claim)
-            with writing(self._engine) as conn:
+            with self._serial, writing(self._engine) as conn:
                 for claim in ordered:
                     hold = sql.hold[(claim.tokens_limit is not None, claim.usd_limit is not None)]
                     params = {
@@ -256,7 +264,7 @@ class BudgetStore:
         spent. Returns the scope rows after the update, for alerts.
         """
         sql = self._sql
-        with writing(self._engine) as conn:
+        with self._serial, writing(self._engine) as conn:
             held = conn.execute(sql.take_reservation, {"b_id": reservation_id}).first()
             held_tokens, held_usd = (int(held.tokens), int(held.usd)) if held else (0, 0)
             spends = [
@@ -280,7 +288,7 @@ class BudgetStore:
 
     def release(self, reservation_id: str) -> bool:
         """Give a hold back unspent; ``False`` if it was already settled or reclaimed."""
-        with writing(self._engine) as conn:
+        with self._serial, writing(self._engine) as conn:
             row = conn.execute(self._sql.drop_reservation, {"b_id": reservation_id}).first()
             if row is None:
                 return False
@@ -289,7 +297,7 @@ class BudgetStore:
 
     def reclaim(self, now: datetime) -> int:
         """Give back every hold that expired before ``now``; returns how many were reclaimed."""
-        with writing(self._engine) as conn:
+        with self._serial, writing(self._engine) as conn:
             rows = conn.execute(self._sql.drop_expired, {"b_now": aware_utc(now)}).all()
             self._unhold(conn, [row._mapping for row in rows])
         return len(rows)
@@ -303,7 +311,7 @@ class BudgetStore:
             "b_kind": kind,
             "b_fired_at": aware_utc(at),
         }
-        with writing(self._engine) as conn:
+        with self._serial, writing(self._engine) as conn:
             return conn.execute(self._sql.mark, params).first() is not None
 
     def usage(self, keys: Iterable[tuple[str, str]]) -> list[UsageRow]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -117,3 +118,34 @@ def test_a_need_above_a_limit_is_refused_without_creating_rows(store: Store) -> 
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM budget_usage")).scalar() == 0
         assert conn.execute(sa.text("SELECT COUNT(*) FROM budget_reservations")).scalar() == 0
+
+
+def test_threads_of_one_store_never_hold_more_than_the_limit(store: Store) -> None:
+    """8 threads reserving and settling on one store admit exactly what fits, no more."""
+    claims = [BudgetClaim(*KEY, tokens_limit=1_000), BudgetClaim("fleet", KEY[1])]
+    later = T0 + timedelta(minutes=5)
+    admitted: list[int] = []
+
+    def work(worker: int) -> None:
+        for n in range(40):
+            rid = f"t{worker}-{n}"
+            shortfall = store.budget.reserve(
+                rid, agent="a", claims=claims, tokens=7, usd=0, at=T0, expires_at=later
+            )
+            if shortfall is None:
+                entry = LedgerEntry(
+                    at=T0, agent="a", model="m", tokens_in=7, tokens_out=0, tokens=7, usd=0
+                )
+                store.budget.settle(rid, scopes=[KEY, ("fleet", KEY[1])], entry=entry)
+                admitted.append(7)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    mine, fleet = store.budget.usage([KEY, ("fleet", KEY[1])])
+    assert mine.tokens_used == fleet.tokens_used == sum(admitted) == 7 * (1_000 // 7)
+    assert mine.tokens_reserved == fleet.tokens_reserved == 0
+    (model,) = store.budget.model_totals("a", "2026-01-01")
+    assert (model.invocations, model.tokens) == (1_000 // 7, sum(admitted))
