@@ -2,24 +2,28 @@
 
 Each configuration (SQLite with 1, 8 and 64 tasks in one process and with 4 processes;
 PostgreSQL with 1 and 8 processes) starts its worker processes once, on a fresh database, and
-then runs rounds on command, alternating A and B:
+then runs rounds on command, A, B and C in turn:
 
 * A, admission: ``Budget.reserve(Cost(10))`` then ``Reservation.commit(Cost(10))`` for one agent
   whose daily limit is far above what a round can spend, so nothing is refused;
 * B, baseline: ``UPDATE bench_budget SET spent = spent + :x WHERE id = 1 AND spent + :x <=
   :limit`` in its own transaction (``BEGIN IMMEDIATE`` on SQLite, as the store writes) through
   the driver, on connections the store's engine configured, called the way the budget calls its
-  store (``asyncio.to_thread``) by the same tasks and processes.
+  store (``asyncio.to_thread``) by the same tasks and processes;
+* C, direct: the same UPDATE in a plain blocking loop on one connection per process, with no
+  event loop or thread hop (one loop per process whatever the tasks): the ceiling of the store
+  and driver themselves, the harder baseline.
 
-Every worker waits on one barrier; the parent then fixes a window [t0, t1] on the machine's
-monotonic clock, and each worker counts only what completes inside it, so the processes' counts
-add up over one common window. ``share_max_over_min`` is the largest process's count over the
-smallest. After the rounds, a tight round runs for a fresh agent whose limit is about half of what
-the workers admit in a window: ``overspend_tokens`` is what was committed above the limit (by the
-workers' own count and by the store's), and must be 0; ``tight_refused`` > 0 shows the limit was
-reached.
+Rounds run A, B, C, A, B, C, ...; every worker waits on one barrier, the parent then fixes a
+window [t0, t1] on the machine's monotonic clock, and each worker counts only what completes
+inside it, so the processes' counts add up over one common window. ``share_max_over_min`` is
+the largest process's count over the smallest. After the rounds, a tight round runs for a fresh
+agent whose limit is about half of what the workers admit in a window: ``overspend_tokens`` is
+what was committed above the limit (by the workers' own count and by the store's), and must be
+0; ``tight_refused`` > 0 shows the limit was reached.
 
-Figures are min/median/max over ``--repeats`` pairs of rounds; ``ratio`` is A over B per pair.
+Figures are min/median/max over ``--repeats`` rounds of each; ``ratio`` is A over B and
+``ratio_vs_direct`` A over C, each within one repeat.
 The store's settings (SQLite journal_mode and synchronous; PostgreSQL fsync, synchronous_commit
 and wal_sync_method) and the data directory's file system are printed beside the figures.
 PostgreSQL is a throwaway cluster started with fsync and synchronous_commit on, PostgreSQL's
@@ -108,7 +112,10 @@ def _worker(url: str, tasks: int, pipe: Any, barrier: Any, window: Any) -> None:
                 barrier.wait()  # the parent has set the window between the two waits
                 t0, t1 = window[0], window[1]
                 late = time.monotonic() > t0
-                result = runner.run(ops.round(kind, tasks, t0, t1, limit))
+                if kind == "direct":
+                    result = ops.direct(t0, t1)
+                else:
+                    result = runner.run(ops.round(kind, tasks, t0, t1, limit))
                 pipe.send(("done", {**result, "late": late}))
     except BaseException as exc:  # the parent is waiting on the pipe: tell it why, then stop
         pipe.send(("error", f"{type(exc).__name__}: {exc}"[:500]))
@@ -157,6 +164,17 @@ class _Ops:
 
         counts = await asyncio.gather(*(one(i) for i in range(tasks)))
         return {"counts": list(counts), "refused": sum(refused)}
+
+    def direct(self, t0: float, t1: float) -> dict[str, int | list[int]]:
+        """The UPDATE in a blocking loop on this thread: no event loop, no thread hop."""
+        counted = 0
+        while True:
+            done = self._update_once()
+            now = time.monotonic()
+            if t0 <= now <= t1:
+                counted += done
+            if now > t1:
+                return {"counts": [counted], "refused": 0}
 
     async def _admit(self, budget: Budget) -> bool:
         try:
@@ -274,11 +292,14 @@ def _measure(url: str, config: Config, seconds: float, repeats: int) -> dict[str
         baseline: list[float] = []
         shares: list[float] = []
         baseline_shares: list[float] = []
+        direct: list[float] = []
+        direct_shares: list[float] = []
         late = 0
-        for _ in range(repeats):  # A, B, A, B, ...: both see the same drift of the machine
+        for _ in range(repeats):  # A, B, C, A, B, C, ...: all see the same drift of the machine
             for kind, rates, kind_shares in (
                 ("admit", admit, shares),
                 ("baseline", baseline, baseline_shares),
+                ("direct", direct, direct_shares),
             ):
                 results = fleet.round(kind, seconds)
                 late += sum(r["late"] for r in results)
@@ -304,8 +325,11 @@ def _measure(url: str, config: Config, seconds: float, repeats: int) -> dict[str
         "admissions_per_second": spread(admit),
         "baseline_updates_per_second": spread(baseline),
         "ratio": spread(ratios, 4),
+        "direct_updates_per_second": spread(direct),
+        "ratio_vs_direct": spread([a / c for a, c in zip(admit, direct, strict=True)], 4),
         "share_max_over_min": spread(shares, 2) if shares else None,
         "baseline_share_max_over_min": spread(baseline_shares, 2) if baseline_shares else None,
+        "direct_share_max_over_min": spread(direct_shares, 2) if direct_shares else None,
         "tight_limit_tokens": limit,
         "tight_committed_tokens": committed,
         "tight_stored_tokens": stored,
@@ -397,8 +421,8 @@ def _postgresql(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.5, help="length of each round")
-    parser.add_argument("--repeats", type=int, default=3, help="pairs of rounds (A, B)")
+    parser.add_argument("--seconds", type=float, default=1.2, help="length of each round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of each of A, B, C")
     parser.add_argument("--only", nargs="*", default=None, help="configuration names to run")
     parser.add_argument(
         "--pg-fsync-off",

@@ -68,6 +68,12 @@ def _budget(result: Mapping[str, Any]) -> list[Row]:
             store = run["settings"]
             names = ("journal_mode", "synchronous", "fsync", "synchronous_commit")
             notes = [_settings(store, *names), f"overspend {run['overspend_tokens']} tokens"]
+            if "direct_updates_per_second" in run:
+                notes.append(
+                    "the UPDATE in a blocking loop, no thread hop: "
+                    f"{spread(run['direct_updates_per_second'], ' /s')}, "
+                    f"ratio {spread(run['ratio_vs_direct'])}"
+                )
             if run.get("share_max_over_min"):
                 notes.append(f"process share max/min {spread(run['share_max_over_min'])}")
             rows.append(
