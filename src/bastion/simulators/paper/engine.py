@@ -4,9 +4,13 @@ Its matching model is described in :mod:`.venue`. The engine is the only writer 
 trades and positions; the margin check before an order is accepted uses the rules of
 :mod:`.margin` with the new order counted as resting: the order is refused with 10009 when it
 would leave ``available_funds`` negative and lower than before (so an order that reduces risk
-is never refused for funds). Every change it makes is also emitted on ``events``
-(:mod:`.events`): an :class:`~.events.OrderChanged` once an order settles into its state after a
-call (placed, filled, cancelled) and a :class:`~.events.TradeExecuted` per fill.
+is never refused for funds). Resting orders are also kept per account, currency and instrument
+(:class:`~.orders.RestingOrders`), and each ledger's valuation in a :class:`~.margin.RiskSheet`
+that the engine tells which instrument changed, so the check reads the account's funds in O(1)
+and prices the order against its own instrument's orders only. Every change it makes is also
+emitted on ``events`` (:mod:`.events`): an :class:`~.events.OrderChanged` once an order settles
+into its state after a call (placed, filled, cancelled) and a :class:`~.events.TradeExecuted`
+per fill.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from bastion.simulators.paper.accounts import Account, fee_for
 from bastion.simulators.paper.errors import RpcError, invalid_argument
 from bastion.simulators.paper.events import Listeners, OrderChanged, TradeExecuted
 from bastion.simulators.paper.instruments import Instrument
-from bastion.simulators.paper.margin import value_ledger
+from bastion.simulators.paper.margin import InstrumentRisk, RiskSheet, Valuation
 from bastion.simulators.paper.market import Market, Quote
-from bastion.simulators.paper.orders import Order, Trade
+from bastion.simulators.paper.orders import Order, RestingOrders, Trade
 from bastion.simulators.paper.rules import OrderRequest, check_order
 
 __all__ = ["Engine"]
@@ -38,6 +42,8 @@ class Engine:
         self._events = events if events is not None else Listeners()
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
+        self._book: dict[tuple[int, str], dict[str, RestingOrders]] = {}
+        self._sheets: dict[tuple[int, str], RiskSheet] = {}
         self._trades: dict[int, list[Trade]] = {}
         self._tape: dict[str, list[Trade]] = {}
         self._last_order_id = 0
@@ -61,6 +67,30 @@ class Engine:
             and (instrument is None or o.instrument.name == instrument)
             and (kind is None or o.instrument.kind == kind)
         ]
+
+    def valuation(
+        self, account: Account, currency: str
+    ) -> tuple[Valuation, dict[str, InstrumentRisk]]:
+        """``account``'s ledger in ``currency`` valued with its resting orders, and each risk.
+
+        The risks are the sheet's own mapping, current until the next change: read, do not keep.
+        """
+        sheet = self._sheet(account, currency)
+        return sheet.valuation(), sheet.risks
+
+    def position_changed(self, account: Account, instrument: Instrument) -> None:
+        """A position moved outside a fill (settlement): revalue it on the next read."""
+        self._sheet(account, instrument.currency, fresh=False).touch(instrument.name)
+
+    def _sheet(self, account: Account, currency: str, *, fresh: bool = True) -> RiskSheet:
+        key = (account.account_id, currency)
+        sheet = self._sheets.get(key)
+        if sheet is None:
+            book = self._book.setdefault(key, {})
+            sheet = self._sheets[key] = RiskSheet(account.ledger(currency), book)
+        if fresh:
+            sheet.refresh(self._market.step, self._market.quote)
+        return sheet
 
     def order(self, account: Account, order_id: str) -> Order:
         """One of ``account``'s orders, or 10004 (another account's orders do not exist)."""
@@ -115,9 +145,35 @@ class Engine:
         elif request.time_in_force in _IMMEDIATE:
             order.close(reason="immediate_or_cancel", now_ms=order.creation_ms)
         else:
-            self._open[order.order_id] = order
+            self._rest(order)
         self._changed(order)
         return order, trades
+
+    def _rest(self, order: Order) -> None:
+        self._open[order.order_id] = order
+        name = order.instrument.name
+        book = self._book.setdefault((order.account_id, order.instrument.currency), {})
+        own = book.get(name)
+        if own is None:
+            own = book[name] = RestingOrders()
+        own.add(order)
+        self._touch(order)
+
+    def _unrest(self, order: Order) -> None:
+        if self._open.pop(order.order_id, None) is None:
+            return
+        name = order.instrument.name
+        book = self._book[(order.account_id, order.instrument.currency)]
+        own = book[name]
+        own.remove(order.order_id)
+        if not own:
+            del book[name]
+        self._touch(order)
+
+    def _touch(self, order: Order) -> None:
+        sheet = self._sheets.get((order.account_id, order.instrument.currency))
+        if sheet is not None:
+            sheet.touch(order.instrument.name)
 
     def _changed(self, order: Order) -> None:
         if self._events:
@@ -167,10 +223,8 @@ class Engine:
 
     def _check_margin(self, account: Account, order: Order) -> None:
         currency = order.instrument.currency
-        ledger = account.ledger(currency)
-        resting = self.open_orders(account_id=account.account_id, currency=currency)
-        before, _ = value_ledger(ledger, resting, self._market.quote)
-        after, _ = value_ledger(ledger, [*resting, order], self._market.quote)
+        sheet = self._sheet(account, currency)
+        before, after = sheet.with_order(order, self._market.quote(order.instrument))
         if after.available_funds < 0 and after.available_funds < before.available_funds - 1e-12:
             needed = round(before.available_funds - after.available_funds, 8)
             free = round(before.available_funds, 8)
@@ -190,7 +244,12 @@ class Engine:
         )
         order.record_fill(amount=amount, price=price, fee=fee, pnl=pnl, now_ms=now)
         if not order.is_open:
-            self._open.pop(order.order_id, None)
+            self._unrest(order)
+        elif order.order_id in self._open:  # a partial fill of a resting order
+            self._book[(order.account_id, instrument.currency)][instrument.name].changed(
+                order.order_id
+            )
+        self._touch(order)
         tape = self._tape.setdefault(instrument.name, [])
         self._last_trade_id += 1
         trade = Trade(
@@ -253,7 +312,7 @@ class Engine:
         if not order.is_open:
             raise RpcError(11044, data={"reason": f"order is {order.state}", "param": "order_id"})
         order.close(reason=reason, now_ms=now_ms)
-        self._open.pop(order.order_id, None)
+        self._unrest(order)
         self._changed(order)
         return order
 

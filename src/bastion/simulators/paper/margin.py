@@ -13,24 +13,35 @@ Simple, documented rules (Deribit's standard-margin formulas, simplified):
   is not collateral, so ``margin_balance = equity - long options value`` and
   ``available_funds = margin_balance - initial_margin``.
 
+Account totals are correctly rounded sums of the per-instrument figures, kept up to date one
+instrument at a time by :class:`RiskSheet`, so an order's margin check costs O(orders of its
+instrument), not O(every resting order x every instrument).
+
 No liquidation engine: an account can fall below maintenance margin and stay there;
 ``estimated_liquidation_price`` is therefore always null.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bastion.simulators.paper.accounts import Account, Ledger, Position
 from bastion.simulators.paper.instruments import Instrument
 from bastion.simulators.paper.market import Quote
-from bastion.simulators.paper.orders import Order
+from bastion.simulators.paper.orders import Order, RestingOrders
 from bastion.simulators.paper.pricing import Greeks
 from bastion.simulators.paper.specs import PERP_MAX_LEVERAGE
 
-__all__ = ["InstrumentRisk", "Valuation", "position_dict", "summary_dict", "value_ledger"]
+__all__ = [
+    "InstrumentRisk",
+    "RiskSheet",
+    "Valuation",
+    "position_dict",
+    "summary_dict",
+    "value_ledger",
+]
 
 SHORT_OPTION_BASE = 0.15
 SHORT_OPTION_FLOOR = 0.10
@@ -51,15 +62,19 @@ def position_im(instrument: Instrument, size: float, quote: Quote) -> float:
     return PERP_INITIAL_MARGIN * abs(size) / quote.mark_price
 
 
-def orders_margin(instrument: Instrument, size: float, quote: Quote, orders: list[Order]) -> float:
-    """Extra initial margin that ``orders`` (open, in ``instrument``) would need if filled."""
-    buying = [o for o in orders if o.direction == "buy"]
-    buys = sum(o.remaining for o in buying)
-    sells = sum(o.remaining for o in orders if o.direction == "sell")
+def orders_margin(
+    instrument: Instrument, size: float, quote: Quote, sums: tuple[float, float, float]
+) -> float:
+    """Extra initial margin that resting orders would need if filled, from their ``sums``.
+
+    ``sums`` are the remaining buys, remaining sells and the buys' premium
+    (:attr:`~.orders.RestingOrders.sums`); option buys pay their premium up front.
+    """
+    buys, sells, premium = sums
     held = position_im(instrument, size, quote)
     if_buys = position_im(instrument, size + buys, quote)
-    if instrument.is_option:  # option buys pay their premium up front
-        if_buys += sum(o.remaining * (o.price or quote.best_ask_price) for o in buying)
+    if instrument.is_option:
+        if_buys += premium
     if_sells = position_im(instrument, size - sells, quote)
     return max(if_buys, if_sells, held) - held
 
@@ -79,10 +94,13 @@ class InstrumentRisk:
     theta: float = 0.0
 
 
-def instrument_risk(position: Position, quote: Quote, orders: list[Order]) -> InstrumentRisk:
+def instrument_risk(
+    position: Position, quote: Quote, sums: tuple[float, float, float]
+) -> InstrumentRisk:
+    """One instrument's risk with resting orders of ``sums`` (see :func:`orders_margin`)."""
     instrument, size = position.instrument, position.size
     im = position_im(instrument, size, quote)
-    oom = orders_margin(instrument, size, quote, orders)
+    oom = orders_margin(instrument, size, quote, sums)
     floating = position.floating_pl(quote.mark_price)
     mm = im * MAINTENANCE_RATIO
     if not instrument.is_option:
@@ -96,29 +114,32 @@ def instrument_risk(position: Position, quote: Quote, orders: list[Order]) -> In
 
 @dataclass(frozen=True, slots=True)
 class Valuation:
-    """A ledger valued at current quotes (all values in coin)."""
+    """A ledger valued at current quotes (all values in coin).
+
+    Every total is the correctly rounded sum of its per-instrument terms (see :class:`RiskSheet`),
+    so it does not depend on the order instruments are listed in and can be kept up to date one
+    instrument at a time.
+    """
 
     balance: float
-    options: list[InstrumentRisk]
-    futures: list[InstrumentRisk]
-    options_rpl: float
-    futures_rpl: float
-
-    def total(self, name: str, risks: Iterable[InstrumentRisk] | None = None) -> float:
-        chosen = [*self.options, *self.futures] if risks is None else risks
-        return float(sum(getattr(r, name) for r in chosen))
-
-    @property
-    def options_value(self) -> float:
-        return self.total("value", self.options)
-
-    @property
-    def long_options_value(self) -> float:
-        return float(sum(max(r.value, 0.0) for r in self.options))
+    initial_margin_positions: float
+    maintenance_margin: float
+    open_orders_margin: float
+    delta: float
+    options_value: float
+    long_options_value: float
+    options_floating_pl: float
+    futures_floating_pl: float
+    options_delta: float
+    options_gamma: float
+    options_vega: float
+    options_theta: float
+    options_rpl: float = 0.0
+    futures_rpl: float = 0.0
 
     @property
     def equity(self) -> float:
-        return self.balance + self.options_value + self.total("floating_pl", self.futures)
+        return self.balance + self.options_value + self.futures_floating_pl
 
     @property
     def margin_balance(self) -> float:
@@ -126,33 +147,144 @@ class Valuation:
 
     @property
     def initial_margin(self) -> float:
-        return self.total("initial_margin") + self.total("open_orders_margin")
+        return self.initial_margin_positions + self.open_orders_margin
 
     @property
     def available_funds(self) -> float:
         return self.margin_balance - self.initial_margin
 
 
+_TOTALS = len(Valuation.__slots__) - 3  # every field but balance and the two realised PnLs
+_OOM = 2  # the index of open_orders_margin in a risk's terms
+_ZERO_TERMS = (0.0,) * _TOTALS
+_NO_ORDERS: tuple[float, float, float] = (0, 0, 0)  # sums of no orders, as sum([]) gives them
+_SUBNORMAL_BITS = 1074  # 2**-1074 is the smallest positive float: every float is k / 2**1074
+_ONE = 1 << _SUBNORMAL_BITS
+
+
+def _exact(x: float) -> int:
+    """``x`` as an integer count of 2**-1074, exactly."""
+    numerator, denominator = x.as_integer_ratio()
+    return numerator << (_SUBNORMAL_BITS + 1 - denominator.bit_length())
+
+
+def _terms(risk: InstrumentRisk, option: bool) -> tuple[float, ...]:
+    """A risk's contribution to each total of :class:`Valuation`, in field order."""
+    r = risk
+    if option:
+        return (
+            r.initial_margin, r.maintenance_margin, r.open_orders_margin, r.delta,
+            r.value, max(r.value, 0.0), r.floating_pl, 0.0,
+            r.delta, r.gamma, r.vega, r.theta,
+        )  # fmt: skip
+    return (
+        r.initial_margin, r.maintenance_margin, r.open_orders_margin, r.delta,
+        0.0, 0.0, 0.0, r.floating_pl, 0.0, 0.0, 0.0, 0.0,
+    )  # fmt: skip
+
+
+class RiskSheet:
+    """One ledger's per-instrument risks and their exact totals, revalued one instrument at a time.
+
+    Why: the margin check of every order needs the account's available funds; rescanning every
+    instrument and every resting order made a place cost O(orders x instruments). The sheet keeps
+    each instrument's :class:`InstrumentRisk` and the running totals as exact integers (multiples
+    of 2**-1074, so adding and removing a term never drifts, and a total read back is the
+    correctly rounded sum, the same as :func:`math.fsum` of the terms). The engine marks an
+    instrument with :meth:`touch` when its orders or position change; reading revalues only the
+    marked ones, in O(orders of that instrument). A new market grid step changes every quote,
+    so the first read in a step revalues everything.
+    """
+
+    __slots__ = ("_dirty", "_ledger", "_orders", "_sums", "_terms", "risks", "step")
+
+    def __init__(self, ledger: Ledger, orders: Mapping[str, RestingOrders]) -> None:
+        """``orders``: the ledger's resting orders by instrument name, each in placement order."""
+        self._ledger = ledger
+        self._orders = orders
+        self.risks: dict[str, InstrumentRisk] = {}
+        self._terms: dict[str, tuple[float, ...]] = {}
+        self._sums = [0] * _TOTALS
+        self._dirty: set[str] = set()
+        self.step: int | None = None
+
+    def touch(self, instrument_name: str) -> None:
+        """The orders or position of ``instrument_name`` changed: revalue it on the next read."""
+        self._dirty.add(instrument_name)
+
+    def refresh(self, step: int, quote_of: Callable[[Instrument], Quote]) -> None:
+        """Bring every risk up to date for the market's grid ``step``."""
+        if step != self.step:
+            self.step = step
+            self._dirty.clear()
+            self.risks.clear()
+            self._terms.clear()
+            self._sums = [0] * _TOTALS
+            names = {p.instrument.name: None for p in self._ledger.open_positions()}
+            names.update(dict.fromkeys(self._orders))
+            for name in names:
+                self._revalue(name, quote_of)
+            return
+        while self._dirty:
+            self._revalue(self._dirty.pop(), quote_of)
+
+    def _revalue(self, name: str, quote_of: Callable[[Instrument], Quote]) -> None:
+        position = self._ledger.positions.get(name)
+        own = self._orders.get(name)
+        if (position is None or position.size == 0) and not own:
+            self.risks.pop(name, None)
+            self._set(name, _ZERO_TERMS)
+            self._terms.pop(name, None)
+            return
+        if position is None:
+            assert own is not None
+            position = Position(next(iter(own.orders.values())).instrument)
+        risk = instrument_risk(
+            position, quote_of(position.instrument), own.sums if own else _NO_ORDERS
+        )
+        self.risks[name] = risk
+        self._set(name, _terms(risk, position.instrument.is_option))
+
+    def _set(self, name: str, terms: tuple[float, ...]) -> None:
+        old = self._terms.get(name, _ZERO_TERMS)
+        sums = self._sums
+        for i, (was, now) in enumerate(zip(old, terms, strict=True)):
+            if was != now:
+                sums[i] += _exact(now) - _exact(was)
+        self._terms[name] = terms
+
+    def valuation(self, *, realized: bool = True) -> Valuation:
+        """The totals as they stand (call :meth:`refresh` first); ``realized`` adds the PnLs."""
+        ledger = self._ledger
+        rpl = (ledger.realized(options=True), ledger.realized(options=False)) if realized else ()
+        return Valuation(ledger.balance, *(s / _ONE for s in self._sums), *rpl)
+
+    def with_order(self, order: Order, quote: Quote) -> tuple[Valuation, Valuation]:
+        """The valuation now and as it would be with ``order`` resting too (PnLs left out).
+
+        Only the order's instrument's open-orders margin can change, so only it is recomputed.
+        """
+        instrument = order.instrument
+        own = self._orders.get(instrument.name) or RestingOrders()
+        size = self._ledger.size_of(instrument)
+        oom = orders_margin(instrument, size, quote, own.sums_with(order, quote.best_ask_price))
+        was = self._terms.get(instrument.name, _ZERO_TERMS)[_OOM]
+        totals = [s / _ONE for s in self._sums]
+        before = Valuation(self._ledger.balance, *totals)
+        totals[_OOM] = (self._sums[_OOM] + _exact(oom) - _exact(was)) / _ONE
+        return before, Valuation(self._ledger.balance, *totals)
+
+
 def value_ledger(
     ledger: Ledger, orders: list[Order], quote_of: Callable[[Instrument], Quote]
 ) -> tuple[Valuation, dict[str, InstrumentRisk]]:
-    """Value ``ledger`` with its open ``orders``; also return each instrument's risk."""
-    instruments = {p.instrument.name: p.instrument for p in ledger.open_positions()}
+    """Value ``ledger`` with its open ``orders`` from scratch; also each instrument's risk."""
+    by_instrument: dict[str, RestingOrders] = {}
     for order in orders:
-        instruments.setdefault(order.instrument.name, order.instrument)
-    risks: dict[str, InstrumentRisk] = {}
-    for name, instrument in instruments.items():
-        position = ledger.positions.get(name) or Position(instrument)
-        own = [o for o in orders if o.instrument.name == name]
-        risks[name] = instrument_risk(position, quote_of(instrument), own)
-    valuation = Valuation(
-        balance=ledger.balance,
-        options=[risks[n] for n, i in instruments.items() if i.is_option],
-        futures=[risks[n] for n, i in instruments.items() if not i.is_option],
-        options_rpl=ledger.realized(options=True),
-        futures_rpl=ledger.realized(options=False),
-    )
-    return valuation, risks
+        by_instrument.setdefault(order.instrument.name, RestingOrders()).add(order)
+    sheet = RiskSheet(ledger, by_instrument)
+    sheet.refresh(0, quote_of)
+    return sheet.valuation(), sheet.risks
 
 
 def _r(value: float) -> float:
@@ -164,10 +296,10 @@ def summary_dict(
 ) -> dict[str, Any]:
     """The ``private/get_account_summary`` result for one currency."""
     v = valuation
-    options_upl = v.total("floating_pl", v.options)
-    futures_upl = v.total("floating_pl", v.futures)
-    delta_total = v.total("delta")
-    maintenance = v.total("maintenance_margin")
+    options_upl = v.options_floating_pl
+    futures_upl = v.futures_floating_pl
+    delta_total = v.delta
+    maintenance = v.maintenance_margin
     index_name = f"{ledger.currency.lower()}_usd"
     data: dict[str, Any] = {
         "currency": ledger.currency,
@@ -190,10 +322,10 @@ def summary_dict(
         "options_pl": _r(options_upl + v.options_rpl),
         "options_session_upl": _r(options_upl),
         "options_session_rpl": _r(v.options_rpl),
-        "options_delta": round(v.total("delta", v.options), 6),
-        "options_gamma": round(v.total("gamma", v.options), 8),
-        "options_vega": round(v.total("vega", v.options), 5),
-        "options_theta": round(v.total("theta", v.options), 5),
+        "options_delta": round(v.options_delta, 6),
+        "options_gamma": round(v.options_gamma, 8),
+        "options_vega": round(v.options_vega, 5),
+        "options_theta": round(v.options_theta, 5),
         "futures_pl": _r(futures_upl + v.futures_rpl),
         "futures_session_upl": _r(futures_upl),
         "futures_session_rpl": _r(v.futures_rpl),

@@ -1,10 +1,11 @@
 """Orders and fills as the paper exchange records them, and their Deribit JSON shapes.
 
 An :class:`Order` is mutable (it fills and gets cancelled); a :class:`Trade` is a fact and
-frozen. ``to_deribit`` renders the fields of the OAS ``order`` and ``user_trade`` objects plus
-the older fields ccxt still reads (``commission``, ``max_show``). An order's
-``average_price`` is the amount-weighted mean of its fill prices, and ``profit_loss`` the
-realised PnL its fills produced, in coin.
+frozen; :class:`RestingOrders` holds one account's resting orders in one instrument with the
+running sums the margin check reads. ``to_deribit`` renders the fields of the OAS ``order``
+and ``user_trade`` objects plus the older fields ccxt still reads (``commission``,
+``max_show``). An order's ``average_price`` is the amount-weighted mean of its fill prices,
+and ``profit_loss`` the realised PnL its fills produced, in coin.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from bastion.simulators.paper.instruments import Instrument
 
-__all__ = ["Direction", "Order", "Trade"]
+__all__ = ["Direction", "Order", "RestingOrders", "Trade"]
 
 Direction = Literal["buy", "sell"]
 _AMOUNT_DECIMALS = 8
@@ -107,6 +108,76 @@ class Order:
         if self.cancel_reason is not None:
             data["cancel_reason"] = self.cancel_reason
         return data
+
+
+class RestingOrders:
+    """One account's resting orders in one instrument, in placement order, with running sums.
+
+    The sums are what :func:`~.margin.orders_margin` needs: the remaining amount of the buys, of
+    the sells, and the premium of the buys (``remaining * price``; resting orders are limit
+    orders, so they always have a price). They are kept as prefix sums in placement order, so
+    each equals ``sum(...)`` over the orders exactly, bit for bit: appending an order (every new
+    order is the newest) and removing the newest cost O(1); removing an older one, or a partial
+    fill, re-adds the orders after it, O(orders of the instrument).
+    """
+
+    __slots__ = ("_buys", "_premium", "_sells", "orders")
+
+    def __init__(self, orders: list[Order] | None = None) -> None:
+        self.orders: dict[str, Order] = {}
+        self._buys: list[float] = [0]
+        self._sells: list[float] = [0]
+        self._premium: list[float] = [0]
+        for order in orders or ():
+            self.add(order)
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def add(self, order: Order) -> None:
+        """Rest ``order`` as the newest."""
+        self.orders[order.order_id] = order
+        self._append(order)
+
+    def _append(self, order: Order) -> None:
+        buys, sells, premium = self.sums_with(order)
+        self._buys.append(buys)
+        self._sells.append(sells)
+        self._premium.append(premium)
+
+    def sums_with(self, order: Order, ask_price: float = 0.0) -> tuple[float, float, float]:
+        """The sums as they would be with ``order`` appended (a market buy's premium at the ask)."""
+        remaining = order.remaining
+        buys, sells, premium = self._buys[-1], self._sells[-1], self._premium[-1]
+        if order.direction == "buy":
+            return buys + remaining, sells, premium + remaining * (order.price or ask_price)
+        return buys, sells + remaining, premium
+
+    @property
+    def sums(self) -> tuple[float, float, float]:
+        """Remaining buys, remaining sells and the buys' premium."""
+        return self._buys[-1], self._sells[-1], self._premium[-1]
+
+    def remove(self, order_id: str) -> None:
+        """Take an order off (filled or cancelled)."""
+        ids = list(self.orders)
+        del self.orders[order_id]
+        position = ids.index(order_id)
+        if position == len(ids) - 1:
+            self._buys.pop()
+            self._sells.pop()
+            self._premium.pop()
+        else:
+            self._resum(position)
+
+    def changed(self, order_id: str) -> None:
+        """An order's remaining amount changed (a partial fill): re-add from it on."""
+        self._resum(list(self.orders).index(order_id))
+
+    def _resum(self, position: int) -> None:
+        del self._buys[position + 1 :], self._sells[position + 1 :], self._premium[position + 1 :]
+        for order in list(self.orders.values())[position:]:
+            self._append(order)
 
 
 @dataclass(frozen=True, slots=True)

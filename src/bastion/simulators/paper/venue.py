@@ -48,7 +48,6 @@ from bastion.simulators.paper.margin import (
     account_identity,
     position_dict,
     summary_dict,
-    value_ledger,
 )
 from bastion.simulators.paper.market import Activity, Market
 from bastion.simulators.paper.orders import Order
@@ -132,6 +131,7 @@ class PaperVenue:
             payoff = round(intrinsic / index, 8)
             for account in self._accounts.values():
                 account.ledger(instrument.currency).settle(instrument, payoff)
+                self.engine.position_changed(account, instrument)
             self.settlements.append(
                 Settlement(instrument.name, instrument.expiration_ms, index, payoff)
             )
@@ -234,10 +234,8 @@ class PaperVenue:
     def _valued(
         self, account: Account, currency: str
     ) -> tuple[Ledger, Valuation, dict[str, InstrumentRisk]]:
-        ledger = account.ledger(currency)
-        orders = self.engine.open_orders(account_id=account.account_id, currency=currency)
-        valuation, risks = value_ledger(ledger, orders, self.market.quote)
-        return ledger, valuation, risks
+        valuation, risks = self.engine.valuation(account, currency)
+        return account.ledger(currency), valuation, risks
 
     def account_summary(
         self, client_id: str, currency: str, *, extended: bool = False
