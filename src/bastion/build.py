@@ -9,9 +9,8 @@ observer as the loop. Each factory takes what it needs and builds nothing it was
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import ValidationError
 
 from bastion.agent import Agent
@@ -22,8 +21,6 @@ from bastion.config import Settings
 from bastion.errors import ConfigError
 from bastion.events import Event, Journal
 from bastion.exchange.base import Exchange
-from bastion.exchange.deribit import DeribitClient
-from bastion.exchange.deribit_ws import DeribitWsSession
 from bastion.guard.approvals import ApprovalRecord, Approvals
 from bastion.guard.budget import Budget, BudgetLimits
 from bastion.guard.halt import Halt
@@ -37,12 +34,16 @@ from bastion.ops.status import StatusService
 from bastion.resilience import BreakerConfig, Resilience, RetrySettings
 from bastion.runtime.loop import LoopConfig
 from bastion.runtime.observe import Observer
-from bastion.simulators.paper import FaultSpec, PaperExchangeApp
-from bastion.simulators.paper import create_app as create_paper_app
 from bastion.store import Store
 from bastion.store.sink import StoreSink
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.redact import Redactor
+
+if TYPE_CHECKING:
+    import httpx
+
+    from bastion.exchange.deribit_ws import DeribitWsSession
+    from bastion.simulators.paper import PaperExchangeApp
 
 __all__ = [
     "PAPER_BASE_URL",
@@ -172,6 +173,11 @@ def build_llm_routes(settings: Settings) -> list[Route]:
 
 def build_paper_app(settings: Settings, clock: Clock) -> PaperExchangeApp:
     """The paper exchange configured by the ``paper_*`` settings (an ASGI app)."""
+    from bastion.simulators.paper import (  # noqa: PLC0415  lazy: see cli/app.py
+        FaultSpec,
+        create_app,
+    )
+
     try:
         faults = [FaultSpec.model_validate(f) for f in settings.paper_faults]
     except ValidationError as exc:
@@ -182,7 +188,7 @@ def build_paper_app(settings: Settings, clock: Clock) -> PaperExchangeApp:
             f"paper_faults (BASTION_PAPER_FAULTS): {problems}. Fix: see the fault kinds in the "
             "README's configuration table."
         ) from None
-    return create_paper_app(
+    return create_app(
         faults=faults,
         clock=clock,
         seed=settings.paper_seed,
@@ -239,6 +245,10 @@ def build_exchange(
     With ``exchange_websocket`` the client keeps one WebSocket session (and asks for
     cancel-on-disconnect when configured); it connects on first use.
     """
+    import httpx  # noqa: PLC0415  lazy: see cli/app.py
+
+    from bastion.exchange.deribit import DeribitClient  # noqa: PLC0415  lazy: see cli/app.py
+
     url = settings.resolved_exchange_url
     transport: httpx.AsyncBaseTransport | None = None
     if not url:
@@ -407,6 +417,8 @@ def build_status_service(
 def _websocket(settings: Settings, url: str) -> DeribitWsSession | None:
     if not settings.exchange_websocket:
         return None
+    from bastion.exchange.deribit_ws import DeribitWsSession  # noqa: PLC0415  lazy: cli/app.py
+
     return DeribitWsSession(
         base_url=url,
         client_id=settings.exchange_client_id,
