@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,8 +57,8 @@ def notification(channel: str, data: Any) -> bytes:
     return orjson.dumps({"jsonrpc": "2.0", "method": "subscription", "params": params})
 
 
-class Subscription:
-    """One followed channel; subclasses know what their topic reports."""
+class Subscription(ABC):
+    """One followed channel; each subclass renders what its topic reports."""
 
     def __init__(self, channel: Channel, client_id: str | None, account_id: int | None) -> None:
         self.channel = channel
@@ -70,6 +71,7 @@ class Subscription:
     def due(self) -> bool:
         return self._dirty
 
+    @abstractmethod
     def hear(self, event: VenueEvent) -> None:
         """Note an event that affects this channel (cheap: the venue is waiting)."""
 
@@ -79,8 +81,9 @@ class Subscription:
         self.fresh = False
         return self._render(venue)
 
+    @abstractmethod
     def _render(self, venue: PaperVenue) -> list[Any]:
-        raise NotImplementedError
+        """The payloads this channel reports now."""
 
     def _mine(self, account_id: int) -> bool:
         return self.account_id is not None and account_id == self.account_id
