@@ -80,7 +80,7 @@ async def test_the_llm_agent_trades_and_the_risk_review_cuts_an_adversarial_repl
     runner = _llm_runner(runner_factory, base_url)
     agent = runner.agent
     assert isinstance(agent, LLMOptionsSeller)
-    obs = await runner.loop.build_observation()
+    obs = await runner.observer.observe()
     candidate = sorted(market_summary(obs, agent.params).instruments)[0]
     tick = obs.instruments[candidate].tick_size
     price = round(math.ceil(obs.tickers[candidate].mark_price / tick) * tick, 10)

@@ -251,8 +251,8 @@ def builtin_checks(
 
     ``prices`` is the runtime's price book: the ``llm`` check WARNs on every model it had to
     price at the default, pinned or seen answering. ``observe`` builds one Observation
-    without side effects (``Loop.build_observation``); without it the state builder fetches
-    what an observation is made of (instruments, positions, open orders).
+    without side effects (``Observer.observe`` in :mod:`bastion.runtime.observe`); without it
+    the state builder fetches what an observation is made of (instruments, positions, orders).
     """
     checks = _Builtin(
         checker,

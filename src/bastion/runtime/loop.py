@@ -392,10 +392,6 @@ class Loop:
         return True
 
     # -- observing ----------------------------------------------------------------------
-    async def build_observation(self) -> Observation:
-        """One snapshot with no side effect: the observer's (kept for callers of the loop)."""
-        return await self.observer.observe()
-
     async def _observe_by(self, deadline: float, n: int) -> Observation | StepOutcome:
         """The step's observation, or the outcome of a step that could not observe."""
         try:
