@@ -14,19 +14,21 @@ created holding the need, which is safe because a need above a claim's limit is 
 anything is written. Upserts run in a fixed (scope, period) order so two PostgreSQL
 transactions never wait on each other in a cycle.
 
-Every statement is built once per dialect with bind parameters (:func:`_statements`), so each
-call only binds values and SQLAlchemy's compiled cache serves the SQL; a settlement writes all
-its scopes in one multi-row upsert. :meth:`BudgetStore.settle` also keeps running totals per
-agent, UTC day and model beside the ledger, in the same transaction, so today's figures are
-read without touching the ledger, which keeps every row for audit.
+A hold may be for one call or, as the budget uses it, an escrow lease for several
+(:mod:`bastion.guard.lease`): :meth:`BudgetStore.top_up` grows or shrinks a live hold with the
+same conditional upserts, and :meth:`BudgetStore.give_back` returns what it did not use.
 
-Amounts are integers: tokens, and USD in micro-dollars, so limits compare exactly.
+Every statement is built once per dialect with bind parameters (:func:`_statements`), so each
+call only binds values and SQLAlchemy's compiled cache serves the SQL. Settlement, the write
+every LLM call makes, goes through the driver instead (:mod:`bastion.store.settlement`): a
+batch of calls in one transaction, with running totals per agent, UTC day and model kept beside
+the ledger, so today's figures are read without touching the ledger, which keeps every row for
+audit.
+
 A reservation row remembers what it holds and when it expires; :meth:`BudgetStore.reclaim`
 deletes expired rows with ``DELETE … RETURNING`` (each row is returned to exactly one caller)
-and hands their holds back.
-
-The tables are declared here, on the shared :data:`~bastion.store.schema.metadata`, so the test
-that compares ``schema.py``'s metadata with the migrations covers them too.
+and hands their holds back. The tables and value types live in
+:mod:`bastion.store.budget_rows` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -38,23 +40,39 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from bastion.store.budget_rows import (
+    BudgetClaim,
+    LedgerEntry,
+    ModelUsage,
+    Settlement,
+    Shortfall,
+    UsageRow,
+    budget_alerts,
+    budget_ledger,
+    budget_model_usage,
+    budget_reservations,
+    budget_usage,
+    resize_hold,
+)
 from bastion.store.engine import reading, writing
-from bastion.store.schema import metadata
-from bastion.store.types import JSONDocument, UtcDateTime, aware_utc
+from bastion.store.settlement import SettlementWriter, WouldWait
+from bastion.store.types import aware_utc
 
 __all__ = [
     "BudgetClaim",
     "BudgetStore",
     "LedgerEntry",
     "ModelUsage",
+    "Settlement",
     "Shortfall",
     "UsageRow",
+    "WouldWait",
     "budget_alerts",
     "budget_ledger",
     "budget_model_usage",
@@ -62,140 +80,21 @@ __all__ = [
     "budget_usage",
 ]
 
-_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-budget_usage = sa.Table(
-    "budget_usage",
-    metadata,
-    sa.Column("scope", sa.String(200), primary_key=True),
-    sa.Column("period", sa.String(16), primary_key=True),
-    sa.Column("tokens_used", sa.BigInteger(), nullable=False),
-    sa.Column("tokens_reserved", sa.BigInteger(), nullable=False),
-    sa.Column("usd_used", sa.BigInteger(), nullable=False),
-    sa.Column("usd_reserved", sa.BigInteger(), nullable=False),
-)
-
-budget_reservations = sa.Table(
-    "budget_reservations",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("agent", sa.String(200), nullable=False),
-    sa.Column("created_at", UtcDateTime(), nullable=False),
-    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
-    sa.Column("tokens", sa.BigInteger(), nullable=False),
-    sa.Column("usd", sa.BigInteger(), nullable=False),
-    sa.Column("claims", JSONDocument(), nullable=False),
-)
-
-budget_ledger = sa.Table(
-    "budget_ledger",
-    metadata,
-    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
-    sa.Column("at", UtcDateTime(), nullable=False),
-    sa.Column("agent", sa.String(200), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("tokens_in", sa.BigInteger(), nullable=False),
-    sa.Column("tokens_out", sa.BigInteger(), nullable=False),
-    sa.Column("tokens", sa.BigInteger(), nullable=False),
-    sa.Column("usd", sa.BigInteger(), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=True),
-    sa.Column("workflow", sa.String(200), nullable=True),
-    sa.Column("operation", sa.String(200), nullable=True),
-    sa.Column("phase", sa.String(64), nullable=True),
-    sa.Index("ix_budget_ledger_agent_at", "agent", "at"),
-)
-
-budget_model_usage = sa.Table(
-    "budget_model_usage",
-    metadata,
-    sa.Column("agent", sa.String(200), primary_key=True),
-    sa.Column("day", sa.String(10), primary_key=True),
-    sa.Column("model", sa.String(200), primary_key=True),
-    sa.Column("invocations", sa.BigInteger(), nullable=False),
-    sa.Column("tokens", sa.BigInteger(), nullable=False),
-    sa.Column("usd", sa.BigInteger(), nullable=False),
-)
-
-budget_alerts = sa.Table(
-    "budget_alerts",
-    metadata,
-    sa.Column("scope", sa.String(200), primary_key=True),
-    sa.Column("period", sa.String(16), primary_key=True),
-    sa.Column("day", sa.String(10), primary_key=True),
-    sa.Column("kind", sa.String(32), primary_key=True),
-    sa.Column("fired_at", UtcDateTime(), nullable=False),
-)
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class BudgetClaim:
-    """One scope row a reservation must fit in; ``None`` limits are unlimited (tracked only)."""
-
-    scope: str
-    period: str
-    tokens_limit: int | None = None
-    usd_limit: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """A scope row's figures: committed and held tokens and micro-USD."""
-
-    scope: str
-    period: str
-    tokens_used: int = 0
-    tokens_reserved: int = 0
-    usd_used: int = 0
-    usd_reserved: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Shortfall:
-    """Why a reservation was refused: the first claim that did not fit and its row then."""
-
-    claim: BudgetClaim
-    usage: UsageRow
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """One priced invocation, as the ledger records it."""
-
-    at: datetime
-    agent: str
-    model: str
-    tokens_in: int
-    tokens_out: int
-    tokens: int
-    usd: int
-    run_id: str | None = None
-    workflow: str | None = None
-    operation: str | None = None
-    phase: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelUsage:
-    """Ledger totals for one model over a span of time."""
-
-    model: str
-    invocations: int
-    tokens: int
-    usd: int
-
 
 class BudgetStore:
     """Reserve, settle, release and reclaim budget; record the ledger and alert marks."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, synchronous_settle: bool = False) -> None:
+        """``synchronous_settle`` makes PostgreSQL wait for the WAL flush of every settlement;
+        by default settlements commit asynchronously (holds always wait, see the module)."""
         self._engine = engine
         self._sql = _statements(engine.dialect.name)
         # SQLite has one writer at a time. Threads of this store queue on a lock rather than on
         # SQLite's busy handler, which sleeps and retries, so more tasks do not mean fewer
         # admissions; PostgreSQL locks rows, not the file, and is left to do so.
-        self._serial: contextlib.AbstractContextManager[object] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        serial = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._serial: contextlib.AbstractContextManager[object] = serial or contextlib.nullcontext()
+        self._settlements = SettlementWriter(engine, serial=serial, synchronous=synchronous_settle)
 
     def reserve(
         self,
@@ -222,18 +121,7 @@ class BudgetStore:
                 if _over(claim.tokens_limit, tokens) or _over(claim.usd_limit, usd):
                     raise _Refused(claim)
             with self._serial, writing(self._engine) as conn:
-                for claim in ordered:
-                    hold = sql.hold[(claim.tokens_limit is not None, claim.usd_limit is not None)]
-                    params = {
-                        "b_scope": claim.scope,
-                        "b_period": claim.period,
-                        "b_tokens": tokens,
-                        "b_usd": usd,
-                        "b_tokens_limit": claim.tokens_limit,
-                        "b_usd_limit": claim.usd_limit,
-                    }
-                    if conn.execute(hold, params).first() is None:
-                        raise _Refused(claim)
+                self._hold(conn, ordered, tokens, usd)
                 conn.execute(
                     sql.add_reservation,
                     {
@@ -251,40 +139,102 @@ class BudgetStore:
             return Shortfall(failed, self.usage([(failed.scope, failed.period)])[0])
         return None
 
-    def settle(
+    def top_up(
         self,
         reservation_id: str,
         *,
-        scopes: Sequence[tuple[str, str]],
-        entry: LedgerEntry,
-    ) -> list[UsageRow]:
-        """Turn a hold into spend: drop the reservation, add ``entry`` to usage and the ledger.
+        claims: Sequence[BudgetClaim],
+        tokens: int,
+        usd: int,
+        expires_at: datetime,
+    ) -> Shortfall | Literal["gone"] | None:
+        """Add ``tokens`` and ``usd`` (either may be negative) to a live hold, all or none.
 
-        The spend is recorded even if the hold had already expired and been reclaimed: it was
-        spent. Returns the scope rows after the update, for alerts.
+        The conditional upserts of :meth:`reserve` on every claim, then the hold's own row,
+        whose expiry moves to ``expires_at``. ``"gone"`` when the hold had expired and was
+        reclaimed: nothing is changed and the caller starts a new one.
         """
-        sql = self._sql
+        ordered = sorted(claims)
+        try:
+            with self._serial, writing(self._engine) as conn:
+                params = {"b_id": reservation_id, "b_tokens": tokens, "b_usd": usd}
+                found = conn.execute(
+                    self._sql.grow_reservation,
+                    {**params, "b_expires_at": aware_utc(expires_at)},
+                ).first()
+                if found is None:
+                    return "gone"
+                self._hold(conn, ordered, tokens, usd)
+        except _Refused as refused:
+            failed = refused.claim
+            return Shortfall(failed, self.usage([(failed.scope, failed.period)])[0])
+        return None
+
+    @property
+    def settles_inline(self) -> bool:
+        """Whether :meth:`settle` can be tried with ``wait=False`` on an event loop's thread:
+        SQLite, where a settlement is local file I/O of some tens of microseconds."""
+        return self._settlements.inline
+
+    def settle(
+        self, settlements: Sequence[Settlement], *, expires_at: datetime, wait: bool = True
+    ) -> list[UsageRow]:
+        """Turn holds into spend for a batch of calls, in one transaction (a group commit).
+
+        For each settlement the hold it was admitted from shrinks by what it held, its scopes'
+        rows move that much from reserved to used (plus or minus the actual difference), and
+        its ledger entry and running totals are written. A hold that expired and was reclaimed
+        meanwhile gave its budget back already: the spend is still recorded, it was spent.
+        Live holds' expiry moves to ``expires_at``. Returns the scope rows after the update.
+        See :mod:`bastion.store.settlement` for how, and for PostgreSQL's commit.
+
+        With ``wait=False`` (SQLite only, :attr:`settles_inline`) nothing waits: if a lock is
+        taken, :class:`~bastion.store.settlement.WouldWait` is raised before anything is
+        written, and the caller writes from a worker thread instead.
+        """
+        return self._settlements.settle(settlements, expires_at=expires_at, wait=wait)
+
+    def close(self) -> None:
+        """Close the settlement connection; the engine's dispose closes the rest."""
+        self._settlements.close()
+
+    def _hold(self, conn: Connection, ordered: list[BudgetClaim], tokens: int, usd: int) -> None:
+        """The conditional upsert on every claim, in (scope, period) order; raises on the first
+        that does not fit, which rolls the caller's transaction back. An amount that is not
+        positive gives budget back and always fits, even on a row already over its limit."""
+        for claim in ordered:
+            tokens_checked = claim.tokens_limit is not None and tokens > 0
+            usd_checked = claim.usd_limit is not None and usd > 0
+            hold = self._sql.hold[(tokens_checked, usd_checked)]
+            params = {
+                "b_scope": claim.scope,
+                "b_period": claim.period,
+                "b_tokens": tokens,
+                "b_usd": usd,
+                "b_tokens_limit": claim.tokens_limit,
+                "b_usd_limit": claim.usd_limit,
+            }
+            if conn.execute(hold, params).first() is None:
+                raise _Refused(claim)
+
+    def give_back(
+        self, reservation_id: str, *, scopes: Sequence[tuple[str, str]], tokens: int, usd: int
+    ) -> bool:
+        """Return part of a live hold unused; ``False`` (nothing changed) if it was reclaimed."""
         with self._serial, writing(self._engine) as conn:
-            held = conn.execute(sql.take_reservation, {"b_id": reservation_id}).first()
-            held_tokens, held_usd = (int(held.tokens), int(held.usd)) if held else (0, 0)
-            spends = [
-                {
-                    "b_scope": scope,
-                    "b_period": period,
-                    "b_tokens": entry.tokens,
-                    "b_usd": entry.usd,
-                    "b_unheld_tokens": -held_tokens,
-                    "b_unheld_usd": -held_usd,
-                }
+            found = conn.execute(
+                self._sql.shrink_only,
+                {"b_id": reservation_id, "b_tokens": tokens, "b_usd": usd},
+            ).first()
+            if found is None:
+                return False
+            unholds = [
+                {"b_scope": scope, "b_period": period, "b_tokens": tokens, "b_usd": usd}
                 for scope, period in sorted(set(scopes))
             ]
-            # One multi-row upsert for every scope, rows in (scope, period) order: PostgreSQL
-            # takes the row locks in that order, as reserve does, so no two wait in a cycle.
-            found = conn.execute(sql.spend, spends).all() if spends else []
-            rows = sorted((_usage(row._mapping) for row in found), key=_key)
-            conn.execute(sql.add_ledger, _ledger_values(entry))
-            conn.execute(sql.add_to_totals, _totals_values(entry))
-        return rows
+            if unholds:
+                conn.execute(self._sql.unhold, unholds)
+        return True
 
     def release(self, reservation_id: str) -> bool:
         """Give a hold back unspent; ``False`` if it was already settled or reclaimed."""
@@ -400,13 +350,11 @@ class _Statements:
 
     hold: dict[tuple[bool, bool], sa.Executable]
     add_reservation: sa.Executable
-    take_reservation: sa.Executable
     drop_reservation: sa.Executable
+    grow_reservation: sa.Executable
+    shrink_only: sa.Executable
     drop_expired: sa.Executable
-    spend: sa.Executable
     unhold: sa.Executable
-    add_ledger: sa.Executable
-    add_to_totals: sa.Executable
     mark: sa.Executable
 
 
@@ -443,22 +391,6 @@ def _statements(dialect: str) -> _Statements:
             where=sa.and_(*fits) if fits else None,
         ).returning(u.scope)
 
-    spend = insert(budget_usage).values(
-        scope=sa.bindparam("b_scope"),
-        period=sa.bindparam("b_period"),
-        tokens_used=sa.bindparam("b_tokens", type_=sa.BigInteger()),
-        tokens_reserved=sa.bindparam("b_unheld_tokens", type_=sa.BigInteger()),
-        usd_used=sa.bindparam("b_usd", type_=sa.BigInteger()),
-        usd_reserved=sa.bindparam("b_unheld_usd", type_=sa.BigInteger()),
-    )
-    totals = insert(budget_model_usage).values(
-        agent=sa.bindparam("b_agent"),
-        day=sa.bindparam("b_day"),
-        model=sa.bindparam("b_model"),
-        invocations=1,
-        tokens=sa.bindparam("b_tokens", type_=sa.BigInteger()),
-        usd=sa.bindparam("b_usd", type_=sa.BigInteger()),
-    )
     alert = insert(budget_alerts).values(
         scope=sa.bindparam("b_scope"),
         period=sa.bindparam("b_period"),
@@ -470,34 +402,17 @@ def _statements(dialect: str) -> _Statements:
     return _Statements(
         hold={(t, d): hold(t, d) for t in (False, True) for d in (False, True)},
         add_reservation=sa.insert(budget_reservations),
-        take_reservation=sa.delete(budget_reservations).where(this_id).returning(r.tokens, r.usd),
         drop_reservation=sa.delete(budget_reservations).where(this_id).returning(*r),
+        grow_reservation=resize_hold(+1, expires=True),
+        shrink_only=resize_hold(-1, expires=False),
         drop_expired=sa.delete(budget_reservations)
         .where(r.expires_at < sa.bindparam("b_now", type_=r.expires_at.type))
         .returning(*r),
-        spend=spend.on_conflict_do_update(
-            index_elements=key,
-            set_={
-                "tokens_used": u.tokens_used + spend.excluded.tokens_used,
-                "tokens_reserved": u.tokens_reserved + spend.excluded.tokens_reserved,
-                "usd_used": u.usd_used + spend.excluded.usd_used,
-                "usd_reserved": u.usd_reserved + spend.excluded.usd_reserved,
-            },
-        ).returning(*u),
         unhold=sa.update(budget_usage)
         .where(u.scope == sa.bindparam("b_scope"), u.period == sa.bindparam("b_period"))
         .values(
             tokens_reserved=u.tokens_reserved - sa.bindparam("b_tokens", type_=sa.BigInteger()),
             usd_reserved=u.usd_reserved - sa.bindparam("b_usd", type_=sa.BigInteger()),
-        ),
-        add_ledger=sa.insert(budget_ledger),
-        add_to_totals=totals.on_conflict_do_update(
-            index_elements=[c.name for c in budget_model_usage.primary_key],
-            set_={
-                "invocations": budget_model_usage.c.invocations + 1,
-                "tokens": budget_model_usage.c.tokens + totals.excluded.tokens,
-                "usd": budget_model_usage.c.usd + totals.excluded.usd,
-            },
         ),
         mark=alert.on_conflict_do_nothing().returning(budget_alerts.c.kind),
     )
@@ -545,29 +460,3 @@ def _read_usage(conn: Connection, wanted: list[tuple[str, str]]) -> list[UsageRo
 def _read_model_totals(conn: Connection, agent: str, day: str) -> list[ModelUsage]:
     rows = conn.execute(_MODEL_TOTALS, {"agent": agent, "day": day}).all()
     return [ModelUsage(r.model, int(r.invocations), int(r.tokens), int(r.usd)) for r in rows]
-
-
-def _totals_values(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "b_agent": entry.agent,
-        "b_day": aware_utc(entry.at).date().isoformat(),
-        "b_model": entry.model,
-        "b_tokens": entry.tokens,
-        "b_usd": entry.usd,
-    }
-
-
-def _ledger_values(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "at": aware_utc(entry.at),
-        "agent": entry.agent,
-        "model": entry.model,
-        "tokens_in": entry.tokens_in,
-        "tokens_out": entry.tokens_out,
-        "tokens": entry.tokens,
-        "usd": entry.usd,
-        "run_id": entry.run_id,
-        "workflow": entry.workflow,
-        "operation": entry.operation,
-        "phase": entry.phase,
-    }

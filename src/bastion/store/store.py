@@ -77,6 +77,7 @@ class Store:
 
     def close(self) -> None:
         """Close every pooled connection; the store must not be used afterwards."""
+        self.budget.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:

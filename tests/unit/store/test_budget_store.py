@@ -1,4 +1,5 @@
-"""BudgetStore: conditional holds, settle, release and reclaim on both backends."""
+"""BudgetStore: conditional holds, top-ups, batched settlements, give-backs, release and
+reclaim, on both backends."""
 
 from __future__ import annotations
 
@@ -6,14 +7,26 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine.default import CacheStats
 
 from bastion.store import Store
-from bastion.store.budget import BudgetClaim, LedgerEntry
+from bastion.store.budget import BudgetClaim, LedgerEntry, Settlement, WouldWait
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 KEY = ("agent:a", "day:2026-01-01")
+LATER = T0 + timedelta(minutes=5)
+
+
+def _entry(tokens: int, usd: int = 0, model: str = "m") -> LedgerEntry:
+    return LedgerEntry(
+        at=T0, agent="a", model=model, tokens_in=tokens, tokens_out=0, tokens=tokens, usd=usd
+    )
+
+
+def _settle(store: Store, hold: str, scopes: list[tuple[str, str]], held: int, spent: int) -> Any:
+    settlement = Settlement(hold, tuple(scopes), held, 0, _entry(spent))
+    return store.budget.settle([settlement], expires_at=LATER)
 
 
 def test_hold_is_refused_without_touching_other_claims(store: Store) -> None:
@@ -45,10 +58,12 @@ def test_settle_release_and_reclaim(store: Store) -> None:
             is None
         )
     entry = LedgerEntry(at=T0, agent="a", model="m", tokens_in=10, tokens_out=10, tokens=20, usd=4)
-    (row,) = store.budget.settle("r1", scopes=[KEY], entry=entry)
+    settled = Settlement("r1", (KEY,), held_tokens=30, held_usd=5, entry=entry)
+    (row,) = store.budget.settle([settled], expires_at=T0 + timedelta(seconds=10))
     assert (row.tokens_used, row.tokens_reserved, row.usd_used, row.usd_reserved) == (20, 60, 4, 10)
     assert store.budget.release("r2") is True
     assert store.budget.release("r2") is False
+    # r3 expired; r1, settled in full, lives on (empty) until its moved expiry
     assert store.budget.reclaim(T0 + timedelta(seconds=2)) == 1
     (row,) = store.budget.usage([KEY])
     assert (row.tokens_used, row.tokens_reserved, row.usd_reserved) == (20, 0, 0)
@@ -62,48 +77,104 @@ def test_mark_wins_once(store: Store) -> None:
     assert store.budget.mark(*KEY, "2026-01-01", "alert:tokens", T0) is False
 
 
-def _cycle(store: Store, n: int, claims: list[BudgetClaim]) -> None:
-    rid = f"cycle-{n}"
-    later = T0 + timedelta(minutes=5)
+def test_top_up_grows_and_shrinks_a_hold_and_refuses_past_a_limit(store: Store) -> None:
+    """A lease's top-up is conditional like a hold, gives back when negative even on a row
+    over its limit, moves the expiry, and says "gone" for a reclaimed hold."""
+    claims = [BudgetClaim(*KEY, tokens_limit=100)]
     assert (
         store.budget.reserve(
-            rid, agent="a", claims=claims, tokens=1, usd=1, at=T0, expires_at=later
+            "L", agent="a", claims=claims, tokens=40, usd=0, at=T0, expires_at=LATER
         )
         is None
     )
-    entry = LedgerEntry(at=T0, agent="a", model="m", tokens_in=1, tokens_out=0, tokens=1, usd=1)
-    store.budget.settle(rid, scopes=[(c.scope, c.period) for c in claims], entry=entry)
+    assert store.budget.top_up("L", claims=claims, tokens=50, usd=0, expires_at=LATER) is None
+    refused = store.budget.top_up("L", claims=claims, tokens=11, usd=0, expires_at=LATER)
+    assert refused is not None
+    assert refused != "gone"
+    assert (refused.usage.tokens_reserved, refused.claim.tokens_limit) == (90, 100)
+    _settle(store, "L", [KEY], held=10, spent=40)  # 30 more than it held: 120 of 100
+    assert store.budget.top_up("L", claims=claims, tokens=-20, usd=0, expires_at=LATER) is None
+    (row,) = store.budget.usage([KEY])
+    assert (row.tokens_used, row.tokens_reserved) == (40, 60)
+    later = LATER + timedelta(minutes=5)
+    assert store.budget.top_up("L", claims=claims, tokens=0, usd=0, expires_at=later) is None
+    assert store.budget.reclaim(LATER + timedelta(seconds=1)) == 0  # the expiry moved
+    assert store.budget.reclaim(later + timedelta(seconds=1)) == 1
+    assert store.budget.top_up("L", claims=claims, tokens=1, usd=0, expires_at=later) == "gone"
 
 
-def test_a_reservation_cycle_sends_few_statements_all_compiled_once(store: Store) -> None:
-    """Warm, reserve+settle on 4 scopes is 4 holds + 1 insert, then 4 writes (every scope's
-    spend in one upsert), and every statement comes from SQLAlchemy's compiled cache."""
-    claims = [
-        BudgetClaim(*KEY, tokens_limit=1_000),
-        BudgetClaim("agent:a", "month:2026-01", usd_limit=1_000),
-        BudgetClaim("fleet", KEY[1], tokens_limit=1_000, usd_limit=1_000),
-        BudgetClaim("run:r", "all"),
+def test_give_back_returns_part_of_a_live_hold(store: Store) -> None:
+    """Giving back unused budget lowers the hold and every scope row; a reclaimed hold is left
+    alone (its budget went back already)."""
+    claims = [BudgetClaim(*KEY, tokens_limit=100), BudgetClaim("fleet", KEY[1])]
+    store.budget.reserve("L", agent="a", claims=claims, tokens=70, usd=0, at=T0, expires_at=LATER)
+    assert store.budget.give_back("L", scopes=[KEY, ("fleet", KEY[1])], tokens=50, usd=0)
+    assert [r.tokens_reserved for r in store.budget.usage([KEY, ("fleet", KEY[1])])] == [20, 20]
+    assert store.budget.release("L") is True
+    assert store.budget.give_back("L", scopes=[KEY], tokens=5, usd=0) is False
+    assert [r.tokens_reserved for r in store.budget.usage([KEY, ("fleet", KEY[1])])] == [0, 0]
+
+
+def test_a_batch_settles_many_calls_in_one_transaction(store: Store) -> None:
+    """Settlements of two holds and two models: one transaction, exact totals, a ledger row
+    each; a hold reclaimed meanwhile unholds nothing but its spend is still recorded."""
+    claims = [BudgetClaim(*KEY, tokens_limit=1_000), BudgetClaim("fleet", KEY[1])]
+    soon = T0 + timedelta(seconds=1)
+    store.budget.reserve("A", agent="a", claims=claims, tokens=100, usd=0, at=T0, expires_at=LATER)
+    store.budget.reserve("B", agent="a", claims=claims, tokens=50, usd=0, at=T0, expires_at=soon)
+    assert store.budget.reclaim(soon + timedelta(seconds=1)) == 1  # B is gone
+    scopes = (KEY, ("fleet", KEY[1]))
+    batch = [
+        Settlement("A", scopes, 30, 0, _entry(25, model="m1")),
+        Settlement("A", scopes, 30, 0, _entry(35, model="m2")),
+        Settlement("B", scopes, 50, 0, _entry(40, model="m1")),
     ]
-    _cycle(store, 0, claims)
-    sent: list[tuple[str, object]] = []
+    sent: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, _p: Any, context: Any, _m: Any) -> None:
-        if statement not in {"BEGIN", "BEGIN IMMEDIATE", "COMMIT"}:
-            sent.append((statement.split(maxsplit=1)[0], getattr(context, "cache_hit", None)))
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        sent.append(statement)
 
     sa.event.listen(store.engine, "before_cursor_execute", record)
     try:
-        for n in range(1, 4):
-            _cycle(store, n, claims)
+        rows = store.budget.settle(batch, expires_at=LATER)
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", record)
-    per_cycle = ["INSERT"] * 5 + ["DELETE", "INSERT", "INSERT", "INSERT"]
-    assert [verb for verb, _ in sent] == per_cycle * 3
-    assert {hit for _, hit in sent} == {CacheStats.CACHE_HIT}
-    rows = store.budget.usage([(c.scope, c.period) for c in claims])
-    assert [(r.tokens_used, r.tokens_reserved, r.usd_used, r.usd_reserved) for r in rows] == [
-        (4, 0, 4, 0)
-    ] * 4
+    assert sent == []  # the driver's own cursor: no SQLAlchemy execution on this path
+    assert [(r.scope, r.tokens_used, r.tokens_reserved) for r in rows] == [
+        (KEY[0], 100, 40),
+        ("fleet", 100, 40),
+    ]
+    totals = {
+        m.model: (m.invocations, m.tokens) for m in store.budget.model_totals("a", KEY[1][4:])
+    }
+    assert totals == {"m1": (2, 65), "m2": (1, 35)}
+    assert [m.invocations for m in store.budget.by_model("a", T0, LATER)] == [2, 1]
+
+
+def test_settling_without_waiting_refuses_a_taken_write_lock(store: Store) -> None:
+    """With wait=False a write lock held elsewhere answers WouldWait at once and writes
+    nothing (SQLite, where settlement may run on the event loop's thread)."""
+    if not store.budget.settles_inline:
+        assert store.dialect == "postgresql"
+        return
+    claims = [BudgetClaim(*KEY, tokens_limit=1_000)]
+    store.budget.reserve("A", agent="a", claims=claims, tokens=100, usd=0, at=T0, expires_at=LATER)
+    other = store.engine.raw_connection()
+    try:
+        other.cursor().execute("BEGIN IMMEDIATE")
+        with pytest.raises(WouldWait):
+            _settle_nowait(store)
+        other.rollback()
+    finally:
+        other.close()
+    assert store.budget.usage([KEY])[0].tokens_used == 0
+    (row,) = _settle_nowait(store)
+    assert (row.tokens_used, row.tokens_reserved) == (7, 90)
+
+
+def _settle_nowait(store: Store) -> Any:
+    settlement = Settlement("A", (KEY,), 10, 0, _entry(7))
+    return store.budget.settle([settlement], expires_at=LATER, wait=False)
 
 
 def test_a_need_above_a_limit_is_refused_without_creating_rows(store: Store) -> None:
@@ -123,20 +194,16 @@ def test_a_need_above_a_limit_is_refused_without_creating_rows(store: Store) -> 
 def test_threads_of_one_store_never_hold_more_than_the_limit(store: Store) -> None:
     """8 threads reserving and settling on one store admit exactly what fits, no more."""
     claims = [BudgetClaim(*KEY, tokens_limit=1_000), BudgetClaim("fleet", KEY[1])]
-    later = T0 + timedelta(minutes=5)
     admitted: list[int] = []
 
     def work(worker: int) -> None:
         for n in range(40):
             rid = f"t{worker}-{n}"
             shortfall = store.budget.reserve(
-                rid, agent="a", claims=claims, tokens=7, usd=0, at=T0, expires_at=later
+                rid, agent="a", claims=claims, tokens=7, usd=0, at=T0, expires_at=LATER
             )
             if shortfall is None:
-                entry = LedgerEntry(
-                    at=T0, agent="a", model="m", tokens_in=7, tokens_out=0, tokens=7, usd=0
-                )
-                store.budget.settle(rid, scopes=[KEY, ("fleet", KEY[1])], entry=entry)
+                _settle(store, rid, [KEY, ("fleet", KEY[1])], held=7, spent=7)
                 admitted.append(7)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
