@@ -472,6 +472,10 @@ class Runner:
             await self.exchange.close()
             if self.llm is not None:
                 await self.llm.aclose()
+            budget = getattr(self, "budget", None)
+            if budget is not None:  # its unused lease goes back now, not at the TTL
+                with contextlib.suppress(Exception):
+                    await budget.aclose()
             self.trace.close()
             self.store.close()
         finally:

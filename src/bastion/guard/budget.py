@@ -8,12 +8,15 @@ applies to it, in one store transaction, all or nothing:
 * **envelope** for a workflow (or, without one, a run);
 * **fleet daily**: every agent on the database together.
 
-The store does the admission with one conditional upsert per scope row (see
-:mod:`bastion.store.budget`), so budgets hold across tasks, processes and machines. The caller
-then :meth:`Reservation.commit` s the actual cost (recorded in the ledger with tokens in and
-out, model, run, operation and phase) or :meth:`Reservation.release` s the hold. A process that
-dies holding a reservation leaves it to expire after ``reservation_ttl_seconds``; expired holds
-are reclaimed at a later reserve, and always before a refusal is reported.
+Every admitted call is backed by a hold in the store, taken with one conditional upsert per
+scope row (see :mod:`bastion.store.budget`), so budgets hold across tasks, processes and
+machines. The hold is an escrow *lease* for several calls (:mod:`bastion.guard.lease`): most
+calls are admitted from it without I/O. The caller then :meth:`Reservation.commit` s the actual
+cost (recorded in the ledger with tokens in and out, model, run, operation and phase; concurrent
+commits share one transaction, :mod:`bastion.guard.settlements`) or :meth:`Reservation.release`
+s its share. A process that dies holding a lease leaves it to expire after
+``reservation_ttl_seconds``; expired holds are reclaimed at a later reserve, and always before a
+refusal is reported. :meth:`Budget.aclose` gives unused leases back.
 
 A refusal raises :class:`BudgetExhausted` stating the limit and the observed value. At
 ``alert_ratio`` of a limit ``on_alert`` fires, once per scope per UTC day across every process
@@ -25,20 +28,20 @@ A refusal raises :class:`BudgetExhausted` stating the limit and the observed val
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
 
 from bastion.clock import Clock
 from bastion.errors import BudgetExhausted, UsageError
+from bastion.guard.lease import Lease, Leases
+from bastion.guard.settlements import Settlements
 from bastion.llm.pricing import MICROS, Cost
 from bastion.store import Store
-from bastion.store.budget import BudgetClaim, LedgerEntry, UsageRow
+from bastion.store.budget import BudgetClaim, LedgerEntry, Settlement, Shortfall, UsageRow
 from bastion.telemetry.metrics import Metrics
 
 __all__ = [
@@ -176,7 +179,7 @@ class Reservation:
     def __init__(
         self,
         budget: Budget,
-        reservation_id: str,
+        lease: Lease,
         estimate: Cost,
         scopes: tuple[_Scope, ...],
         *,
@@ -186,7 +189,7 @@ class Reservation:
         operation: str | None,
         phase: str | None,
     ) -> None:
-        self.id = reservation_id
+        self.id = lease.id
         self.estimate = estimate
         self.run_id = run_id
         self.workflow = workflow
@@ -194,6 +197,7 @@ class Reservation:
         self.operation = operation
         self.phase = phase
         self._budget = budget
+        self._lease = lease
         self._scopes = scopes
         self._settled = False
 
@@ -223,7 +227,8 @@ class Reservation:
     async def release(self) -> None:
         """Give the whole hold back: the call was not made."""
         self._settle()
-        await asyncio.to_thread(self._budget._store.budget.release, self.id)
+        estimate = self.estimate
+        self._budget._leases.release(self._lease, estimate.tokens, estimate.usd_micros)
 
     def _settle(self) -> None:
         if self._settled:
@@ -276,7 +281,10 @@ class Budget:
         self._on_exhausted = on_exhausted
         self._ttl = timedelta(seconds=reservation_ttl_seconds)
         self._metrics = metrics
+        self._leases = Leases(store.budget, clock=clock, agent=agent, ttl=self._ttl)
+        self._settlements = Settlements(store.budget, expiry=lambda: self._clock.now() + self._ttl)
         self._next_reclaim: datetime | None = None
+        self._scope_cache: dict[object, tuple[tuple[_Scope, ...], tuple[BudgetClaim, ...]]] = {}
         self._marks_day = ""
         self._marked: set[tuple[str, str, str]] = set()
 
@@ -293,30 +301,41 @@ class Budget:
         """Hold ``estimate`` on every scope, or raise :class:`BudgetExhausted` holding nothing."""
         self._check_request(estimate)
         now = self._clock.now()
-        scopes = self._scopes(now, run_id=run_id, workflow=workflow)
-        reservation_id = uuid.uuid4().hex
+        scopes, claims = self._scopes(now, run_id=run_id, workflow=workflow)
         if self._next_reclaim is None or now >= self._next_reclaim:
             await self._reclaim(now)
-        shortfall = await self._hold_or_undo(reservation_id, scopes, estimate, now)
+        lease, shortfall = await self._leases.admit(claims, estimate.tokens, estimate.usd_micros)
         if shortfall is not None and await self._reclaim(now):
-            shortfall = await self._hold_or_undo(reservation_id, scopes, estimate, now)
-        if shortfall is not None:
-            scope, usage = shortfall
+            lease, shortfall = await self._leases.admit(
+                claims, estimate.tokens, estimate.usd_micros
+            )
+        if shortfall is not None or lease is None:
+            scope, usage = self._refused_scope(scopes, shortfall)
             error = _refusal(scope, usage, estimate)
             if error.exhausted and (scope.halts or error.unit == "usd"):
                 await self._exhausted(scope, error.unit, error.message, now)
             raise error
         return Reservation(
             self,
-            reservation_id,
+            lease,
             estimate,
-            tuple(scopes),
+            scopes,
             run_id=run_id,
             workflow=workflow,
             model=model,
             operation=operation,
             phase=phase,
         )
+
+    async def aclose(self) -> None:
+        """Give unused leases back to the store; the budget stays usable (it leases again)."""
+        await self._leases.aclose()
+
+    async def __aenter__(self) -> Budget:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
 
     async def reclaim(self) -> int:
         """Give back every expired hold now; returns how many there were."""
@@ -330,6 +349,7 @@ class Budget:
         (mine, fleet), models = self._store.budget.day(
             [(_agent(self.agent), day), (_FLEET, day)], agent=self.agent, day=f"{now:%Y-%m-%d}"
         )
+        mine, fleet = self._unleased(mine), self._unleased(fleet)
         limits = self.limits
         tokens_remaining = _remaining(limits.daily_tokens, mine.tokens_used, mine.tokens_reserved)
         usd_remaining = _remaining(
@@ -356,6 +376,15 @@ class Budget:
             },
         )
 
+    def _unleased(self, row: UsageRow) -> UsageRow:
+        """``row`` less what this process holds on it unused: that budget is still available."""
+        tokens, usd = self._leases.free(row.scope, row.period)
+        return replace(
+            row,
+            tokens_reserved=max(0, row.tokens_reserved - tokens),
+            usd_reserved=max(0, row.usd_reserved - usd),
+        )
+
     def _check_request(self, estimate: Cost) -> None:
         checks: tuple[tuple[Unit, float | None, float], ...] = (
             ("tokens", self.limits.request_tokens, estimate.tokens),
@@ -374,7 +403,26 @@ class Budget:
                     remaining=limit,
                 )
 
-    def _scopes(self, now: datetime, *, run_id: str | None, workflow: str | None) -> list[_Scope]:
+    def _scopes(
+        self, now: datetime, *, run_id: str | None, workflow: str | None
+    ) -> tuple[tuple[_Scope, ...], tuple[BudgetClaim, ...]]:
+        """The scopes a call on ``now``'s UTC day claims, and their claims in lease order.
+
+        Cached per day, run and workflow: every admission asks, and the answer only changes
+        at midnight.
+        """
+        key = (now.date(), run_id, workflow)
+        cached = self._scope_cache.get(key)
+        if cached is None:
+            if len(self._scope_cache) >= 64:
+                self._scope_cache.clear()
+            scopes = tuple(self._build_scopes(now, run_id=run_id, workflow=workflow))
+            cached = self._scope_cache[key] = (scopes, tuple(sorted(s.claim for s in scopes)))
+        return cached
+
+    def _build_scopes(
+        self, now: datetime, *, run_id: str | None, workflow: str | None
+    ) -> list[_Scope]:
         limits = self.limits
         day, month = _day(now), f"month:{now:%Y-%m}"
         scopes = [
@@ -409,39 +457,14 @@ class Budget:
             scopes.append(_Scope(label, claim, halts=False))
         return scopes
 
-    async def _hold_or_undo(
-        self, reservation_id: str, scopes: list[_Scope], estimate: Cost, now: datetime
-    ) -> tuple[_Scope, UsageRow] | None:
-        """:meth:`_hold`, given back if the caller is cancelled while it is being written.
-
-        The write runs in a thread that a cancellation cannot stop; without this the hold
-        would land after the caller left, and nobody would settle it before the TTL.
-        """
-        task = asyncio.ensure_future(self._hold(reservation_id, scopes, estimate, now))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                if await task is None:  # it was held: release it for the caller who left
-                    await asyncio.to_thread(self._store.budget.release, reservation_id)
-            raise
-
-    async def _hold(
-        self, reservation_id: str, scopes: list[_Scope], estimate: Cost, now: datetime
-    ) -> tuple[_Scope, UsageRow] | None:
-        shortfall = await asyncio.to_thread(
-            self._store.budget.reserve,
-            reservation_id,
-            agent=self.agent,
-            claims=[s.claim for s in scopes],
-            tokens=estimate.tokens,
-            usd=estimate.usd_micros,
-            at=now,
-            expires_at=now + self._ttl,
-        )
-        if shortfall is None:
-            return None
-        scope = next(s for s in scopes if s.claim == shortfall.claim)
+    @staticmethod
+    def _refused_scope(
+        scopes: tuple[_Scope, ...], shortfall: Shortfall | None
+    ) -> tuple[_Scope, UsageRow]:
+        if shortfall is None:  # pragma: no cover - admit returns one or the other
+            raise UsageError("budget admission returned neither a lease nor a shortfall")
+        key = (shortfall.claim.scope, shortfall.claim.period)
+        scope = next(s for s in scopes if (s.claim.scope, s.claim.period) == key)
         return scope, shortfall.usage
 
     async def _reclaim(self, now: datetime) -> int:
@@ -472,12 +495,16 @@ class Budget:
             operation=reservation.operation,
             phase=reservation.phase,
         )
-        rows = await asyncio.to_thread(
-            self._store.budget.settle,
-            reservation.id,
-            scopes=[(s.claim.scope, s.claim.period) for s in scopes],
+        estimate = reservation.estimate
+        settlement = Settlement(
+            hold_id=reservation.id,
+            scopes=tuple((s.claim.scope, s.claim.period) for s in scopes),
+            held_tokens=estimate.tokens,
+            held_usd=estimate.usd_micros,
             entry=entry,
         )
+        rows, expires_at = await self._settlements.settle(settlement)
+        self._leases.settled(reservation._lease, estimate.tokens, estimate.usd_micros, expires_at)
         by_key = {(row.scope, row.period): row for row in rows}
         for scope in scopes:
             row = by_key[(scope.claim.scope, scope.claim.period)]

@@ -194,9 +194,10 @@ def _worker(url: str, seed: int) -> int:
 
     async def main() -> int:
         with Store.open(url) as store:
-            budget = _budget(store, SimClock(), daily_tokens=LIMIT)
-            rngs = [random.Random(seed * 100 + i) for i in range(16)]
-            return sum(await asyncio.gather(*(task(budget, r) for r in rngs)))
+            # Closing gives the process's unused lease back: nothing is left held below.
+            async with _budget(store, SimClock(), daily_tokens=LIMIT) as budget:
+                rngs = [random.Random(seed * 100 + i) for i in range(16)]
+                return sum(await asyncio.gather(*(task(budget, r) for r in rngs)))
 
     return asyncio.run(main())
 
@@ -229,7 +230,7 @@ async def test_a_reservation_cancelled_while_being_written_is_given_back(
         written.wait(timeout=5)
         return result
 
-    monkeypatch.setattr(store.budget, "reserve", slow_reserve)
+    monkeypatch.setattr(store.budget, "reserve", slow_reserve)  # a first call takes a lease
     task = asyncio.create_task(budget.reserve(Cost(400), model="m"))
     await asyncio.sleep(0.05)
     task.cancel()
