@@ -81,6 +81,17 @@ def _wait_for_steps(data_dir: Path, run_id: str, steps: int) -> None:
     _until(counted, f"{steps} steps of {run_id} counted in the store")
 
 
+def _wait_for_event(data_dir: Path, kind: str) -> None:
+    """Wait until the store records an event of ``kind`` (the run is a separate process)."""
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        with Store.open(f"sqlite:///{data_dir / 'bastion.db'}") as store:
+            if store.events.list(kind=kind):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} event within {PATIENCE_S} s")
+
+
 def _live_holder(data_dir: Path) -> Any:
     return _until(
         lambda: (h := read_holder(data_dir)) is not None and h.console_port and h,
@@ -165,6 +176,7 @@ def test_status_asks_the_console_the_run_recorded_and_resume_is_narrated(
 
     assert bastion("kill", "--reason", "drill", env=env).returncode == 0
     assert bastion("resume", "--reason", "drill over", env=env).returncode == 0
+    _wait_for_event(data_dir, "trading_resumed")  # the loop sees the resume at its next step
     run.send_signal(signal.SIGINT)
     output, _ = run.communicate(timeout=PATIENCE_S)
     assert re.search(r"trading resumed at step \d+", output), output
