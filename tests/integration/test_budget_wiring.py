@@ -17,7 +17,7 @@ from bastion.agent import Decision
 from bastion.agents.scripted import ScriptedAgent
 from bastion.build import build_budget
 from bastion.cli import app
-from bastion.clock import WallClock
+from bastion.clock import SimClock, WallClock
 from bastion.config import load_settings
 from bastion.errors import BudgetExhausted
 from bastion.llm.pricing import Cost
@@ -93,19 +93,26 @@ async def test_a_run_prunes_the_ledger_at_start_and_a_day_later(
 ) -> None:
     """With one day of retention: the row already past it goes at start; the row that ages out
     during the run goes at the first step a day later; the totals keep every call."""
+    clock: list[SimClock] = []
+
+    def half_a_day_per_step(_o: object, _c: object) -> Decision:
+        clock[0].advance(43_200)  # a day passes in two steps, without sleeping through it
+        return Decision()
+
     runner = runner_factory(
-        ScriptedAgent(lambda o, c: Decision()),
+        ScriptedAgent(half_a_day_per_step),
         budget_ledger_retention_days=1,
-        loop_interval_seconds=43_200,
         health_check_on_startup=False,
     )
+    assert isinstance(runner.clock, SimClock)
+    clock.append(runner.clock)
     start = runner.clock.now()
     past, ages_out, fresh = (start + timedelta(hours=h) for h in (-48, -18, 18))
     for at in (past, ages_out, fresh):
         entry = LedgerEntry(at=at, agent="a", model="m", tokens_in=1, tokens_out=1, tokens=2, usd=1)
         runner.store.budget.settle("none", scopes=[], entry=entry)
-    summary = await runner.run(max_steps=4)  # steps 12 h apart: the last is 36 h in
-    assert summary.steps == 4
+    summary = await runner.run(max_steps=3)  # the steps end 12, 24 and 36 h in
+    assert summary.steps == 3
     pruning = runner.ledger_pruning
     assert pruning is not None
     assert (pruning.passes, pruning.deleted) == (2, 2)
