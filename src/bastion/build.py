@@ -30,11 +30,13 @@ from bastion.guard.risk import RiskLimits
 from bastion.llm.base import LLM
 from bastion.llm.chain import Route
 from bastion.llm.pricing import Price, PriceBook
+from bastion.ops.ledger_pruning import LedgerPruning
 from bastion.ops.status import StatusService
 from bastion.resilience import BreakerConfig, Resilience, RetrySettings
 from bastion.runtime.loop import LoopConfig
 from bastion.runtime.observe import Observer
 from bastion.store import Store
+from bastion.store.retention import LedgerRetention
 from bastion.store.sink import StoreSink
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.redact import Redactor
@@ -55,6 +57,8 @@ __all__ = [
     "build_halt",
     "build_health_checker",
     "build_journal",
+    "build_ledger_pruning",
+    "build_ledger_retention",
     "build_llm_routes",
     "build_loop_config",
     "build_observer",
@@ -116,6 +120,18 @@ def build_budget(
         on_exhausted=on_exhausted,
         reservation_ttl_seconds=settings.budget_reservation_ttl_seconds,
     )
+
+
+def build_ledger_retention(settings: Settings, store: Store) -> LedgerRetention | None:
+    """The budget ledger's retention, or None when the ledger is kept forever."""
+    days = settings.budget_ledger_retention_days
+    return LedgerRetention(store.engine, days=days) if days is not None else None
+
+
+def build_ledger_pruning(settings: Settings, store: Store, clock: Clock) -> LedgerPruning | None:
+    """A run's ledger pruning (at start, then about daily), or None when kept forever."""
+    retention = build_ledger_retention(settings, store)
+    return LedgerPruning(retention, clock) if retention is not None else None
 
 
 def build_agent(settings: Settings) -> Agent:

@@ -327,6 +327,13 @@ class Settings(BaseSettings):
         description="An admitted but unsettled reservation is reclaimed after this long; it "
         "must outlast the slowest LLM call.",
     )
+    budget_ledger_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Days (at least 1) the budget ledger keeps each priced call for audit; older "
+        "rows are deleted at run start, about daily while running and by `bastion budget "
+        "prune` (running totals keep their figures); empty: keep forever.",
+    )
 
     # -- risk caps v1 ---------------------------------------------------------------------
     risk_max_order_amount: float = Field(

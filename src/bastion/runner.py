@@ -30,6 +30,7 @@ from bastion.build import (
     build_halt,
     build_health_checker,
     build_journal,
+    build_ledger_pruning,
     build_llm_routes,
     build_loop_config,
     build_observer,
@@ -226,6 +227,10 @@ class Runner:
         self.approvals = build_approvals(
             settings, self.store, self.clock, agent=self.agent.name, on_request=self._approval_asked
         )
+        # Budget ledger retention: a pass at run start, then about daily at a step's end.
+        self.ledger_pruning = build_ledger_pruning(settings, self.store, self.clock)
+        if self.ledger_pruning is not None:
+            self.journal.subscribe(self.ledger_pruning)
         self.llm: FallbackChain | None = None
         if settings.llm_provider != "none":
             self.llm = FallbackChain(
@@ -391,6 +396,8 @@ class Runner:
             },
         )
         self._announce_crash()
+        if self.ledger_pruning is not None:
+            self.ledger_pruning.start()
         status = "failed"
         try:
             if self.llm is not None and getattr(self.agent, "uses_llm", False):
@@ -407,6 +414,8 @@ class Runner:
             status = "interrupted"
             raise
         finally:
+            if self.ledger_pruning is not None:
+                await self.ledger_pruning.stop()
             tally = self.tally
             counts = {
                 "steps_ok": tally.by_status.get("ok", 0),

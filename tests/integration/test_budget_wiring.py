@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from bastion.agent import Decision
 from bastion.agents.scripted import ScriptedAgent
 from bastion.build import build_budget
 from bastion.cli import app
-from bastion.clock import WallClock
+from bastion.clock import SimClock, WallClock
 from bastion.config import load_settings
 from bastion.errors import BudgetExhausted
 from bastion.llm.pricing import Cost
 from bastion.runner import Runner
 from bastion.store import Store
+from bastion.store.budget import LedgerEntry, budget_ledger
 
 RunnerFactory = Callable[..., Runner]
 
@@ -83,3 +86,42 @@ def test_cli_status_and_budget_show_the_spend(
     assert "Used today: 12,345 tokens (2.5%)" in status.output
     detail = orjson.loads(cli.invoke(app, ["budget", "--json"]).stdout)
     assert (detail["tokens_used_today"], detail["invocations_today"]) == (12_345, 1)
+
+
+async def test_a_run_prunes_the_ledger_at_start_and_a_day_later(
+    runner_factory: RunnerFactory,
+) -> None:
+    """With one day of retention: the row already past it goes at start; the row that ages out
+    during the run goes at the first step a day later; the totals keep every call."""
+    clock: list[SimClock] = []
+
+    def half_a_day_per_step(_o: object, _c: object) -> Decision:
+        clock[0].advance(43_200)  # a day passes in two steps, without sleeping through it
+        return Decision()
+
+    runner = runner_factory(
+        ScriptedAgent(half_a_day_per_step),
+        budget_ledger_retention_days=1,
+        health_check_on_startup=False,
+    )
+    assert isinstance(runner.clock, SimClock)
+    clock.append(runner.clock)
+    start = runner.clock.now()
+    past, ages_out, fresh = (start + timedelta(hours=h) for h in (-48, -18, 18))
+    for at in (past, ages_out, fresh):
+        entry = LedgerEntry(at=at, agent="a", model="m", tokens_in=1, tokens_out=1, tokens=2, usd=1)
+        runner.store.budget.settle("none", scopes=[], entry=entry)
+    summary = await runner.run(max_steps=3)  # the steps end 12, 24 and 36 h in
+    assert summary.steps == 3
+    pruning = runner.ledger_pruning
+    assert pruning is not None
+    assert (pruning.passes, pruning.deleted) == (2, 2)
+    with runner.store.engine.connect() as conn:
+        left = conn.scalars(sa.select(budget_ledger.c.at)).all()
+    assert left == [fresh]
+    totals = runner.store.budget.model_totals("a", f"{past:%Y-%m-%d}")
+    assert [t.invocations for t in totals] == [1]
+
+
+def test_without_a_retention_a_run_prunes_nothing(runner_factory: RunnerFactory) -> None:
+    assert runner_factory(ScriptedAgent(lambda o, c: Decision())).ledger_pruning is None

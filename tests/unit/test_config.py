@@ -225,3 +225,29 @@ def test_the_config_hash_does_not_encode_a_query_password() -> None:
         load_settings(store_url=url + "first-pw").config_hash()
         == load_settings(store_url=url + "second-pw").config_hash()
     )
+
+
+def test_ledger_retention_is_forever_by_default_and_at_least_one_day() -> None:
+    """Empty keeps every ledger row; 0 or a negative count is refused at start with the field,
+    the variable and the fix."""
+    assert load_settings().budget_ledger_retention_days is None
+    assert load_settings(budget_ledger_retention_days=30).budget_ledger_retention_days == 30
+    for bad in (0, -7):
+        with pytest.raises(ConfigError) as info:
+            load_settings(budget_ledger_retention_days=bad)
+        message = str(info.value)
+        assert (
+            "budget_ledger_retention_days (BASTION_BUDGET_LEDGER_RETENTION_DAYS): Input should be "
+            f"greater than or equal to 1; got {bad}." in message
+        )
+        assert "Fix: Days (at least 1) the budget ledger keeps" in message
+        assert "empty: keep forever" in message
+
+
+def test_an_empty_ledger_retention_variable_keeps_the_ledger_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BASTION_BUDGET_LEDGER_RETENTION_DAYS", "")
+    assert load_settings().budget_ledger_retention_days is None
+    monkeypatch.setenv("BASTION_BUDGET_LEDGER_RETENTION_DAYS", "90")
+    assert load_settings().budget_ledger_retention_days == 90

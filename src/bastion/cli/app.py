@@ -19,7 +19,7 @@ from __future__ import annotations
 import typer
 
 from bastion.cli.approvals import approvals_app
-from bastion.cli.budget import budget
+from bastion.cli.budget import budget_app
 from bastion.cli.exchange import exchange_app
 from bastion.cli.halt import kill, resume
 from bastion.cli.health import health
@@ -44,10 +44,10 @@ app.command()(run)
 app.command()(status)
 app.command()(kill)
 app.command()(resume)
-app.command()(budget)
 app.command()(health)
 app.command()(smoke)
 app.command("config")(show_config)
+app.add_typer(budget_app, name="budget")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(llm_app, name="llm")
