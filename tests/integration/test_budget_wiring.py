@@ -23,7 +23,7 @@ from bastion.errors import BudgetExhausted
 from bastion.llm.pricing import Cost
 from bastion.runner import Runner
 from bastion.store import Store
-from bastion.store.budget import LedgerEntry, budget_ledger
+from bastion.store.budget import LedgerEntry, Settlement, budget_ledger
 
 RunnerFactory = Callable[..., Runner]
 
@@ -110,7 +110,9 @@ async def test_a_run_prunes_the_ledger_at_start_and_a_day_later(
     past, ages_out, fresh = (start + timedelta(hours=h) for h in (-48, -18, 18))
     for at in (past, ages_out, fresh):
         entry = LedgerEntry(at=at, agent="a", model="m", tokens_in=1, tokens_out=1, tokens=2, usd=1)
-        runner.store.budget.settle("none", scopes=[], entry=entry)
+        runner.store.budget.settle(
+            [Settlement("none", tuple([]), 0, 0, entry)], expires_at=entry.at
+        )
     summary = await runner.run(max_steps=3)  # the steps end 12, 24 and 36 h in
     assert summary.steps == 3
     pruning = runner.ledger_pruning

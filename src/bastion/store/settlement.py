@@ -347,8 +347,11 @@ _TOTALS_KEYS = ("b_agent", "b_day", "b_model", "b_invocations", "b_tokens", "b_u
 
 
 def _values(rows: int, casts: Sequence[str]) -> str:
+    """``VALUES`` of ``rows`` typed placeholders; no rows is an empty relation of those types."""
+    if rows == 0:
+        return "SELECT " + ", ".join(f"NULL::{cast}" for cast in casts) + " WHERE false"
     one = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
-    return ", ".join([one] * rows)
+    return "VALUES " + ", ".join([one] * rows)
 
 
 @functools.lru_cache(maxsize=256)
@@ -363,7 +366,7 @@ def _postgresql_batch(holds: int, shares: int, entries: int, totals: int) -> str
     ledger_casts = ["timestamptz", "text", "text"] + ["bigint"] * 4 + ["text"] * 4
     # Only placeholders and this module's column names are formatted in: values are bound.
     return f"""
-WITH hold(id, tokens, usd) AS (VALUES {_values(holds, ["text", "bigint", "bigint"])}),
+WITH hold(id, tokens, usd) AS ({_values(holds, ["text", "bigint", "bigint"])}),
 expiry(at) AS (VALUES (%s::timestamptz)),
 shrunk AS (
     UPDATE budget_reservations AS r
@@ -373,7 +376,7 @@ shrunk AS (
     RETURNING r.id
 ),
 share(scope, period, hold_id, tokens, usd, held_tokens, held_usd) AS (
-    VALUES {_values(shares, ["text", "text", "text", "bigint", "bigint", "bigint", "bigint"])}
+    {_values(shares, ["text", "text", "text", "bigint", "bigint", "bigint", "bigint"])}
 ),
 spend AS (
     SELECT scope, period, SUM(tokens) AS tokens, SUM(usd) AS usd,
@@ -385,11 +388,11 @@ spend AS (
 ),
 ledger AS (
     INSERT INTO budget_ledger ({", ".join(_LEDGER_COLUMNS)})
-    VALUES {_values(entries, ledger_casts)}
+    {_values(entries, ledger_casts)}
 ),
 totals AS (
     INSERT INTO budget_model_usage AS m (agent, day, model, invocations, tokens, usd)
-    VALUES {_values(totals, ["text", "text", "text", "bigint", "bigint", "bigint"])}
+    {_values(totals, ["text", "text", "text", "bigint", "bigint", "bigint"])}
     ON CONFLICT (agent, day, model) DO UPDATE
        SET invocations = m.invocations + excluded.invocations,
            tokens = m.tokens + excluded.tokens, usd = m.usd + excluded.usd

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from bastion.cli import app
 from bastion.store import Store
-from bastion.store.budget import LedgerEntry, budget_ledger, budget_model_usage
+from bastion.store.budget import LedgerEntry, Settlement, budget_ledger, budget_model_usage
 
 AGES = (timedelta(days=40), timedelta(days=31), timedelta(days=29), timedelta(hours=1))
 """How old the ledger's rows are when the test starts: two are past 30 days."""
@@ -35,7 +35,9 @@ def store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
             entry = LedgerEntry(
                 at=now - age, agent="a", model="m", tokens_in=1, tokens_out=2, tokens=3, usd=4
             )
-            store.budget.settle("none", scopes=[("agent:a", "day")], entry=entry)
+            store.budget.settle(
+                [Settlement("none", tuple([("agent:a", "day")]), 0, 0, entry)], expires_at=entry.at
+            )
     return url
 
 

@@ -15,7 +15,7 @@ from bastion.clock import SimClock
 from bastion.events import Event, EventKind
 from bastion.ops.ledger_pruning import DAY_SECONDS, LedgerPruning
 from bastion.store import Store
-from bastion.store.budget import LedgerEntry, budget_ledger
+from bastion.store.budget import LedgerEntry, Settlement, budget_ledger
 from bastion.store.retention import LedgerRetention
 
 STEP = Event(EventKind.STEP_COMPLETED, {"step": 1, "status": "ok"})
@@ -29,7 +29,7 @@ def store(store_url: str) -> Iterator[Store]:
 
 def _spend(store: Store, at: datetime) -> None:
     entry = LedgerEntry(at=at, agent="a", model="m", tokens_in=1, tokens_out=1, tokens=2, usd=1)
-    store.budget.settle("none", scopes=[], entry=entry)
+    store.budget.settle([Settlement("none", tuple([]), 0, 0, entry)], expires_at=entry.at)
 
 
 def _ledger(store: Store) -> list[datetime]:

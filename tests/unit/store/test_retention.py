@@ -13,7 +13,13 @@ from bastion.errors import ConfigError, ErrorCode
 from bastion.guard.budget import Budget, BudgetLimits
 from bastion.llm.pricing import Cost
 from bastion.store import Store
-from bastion.store.budget import LedgerEntry, budget_ledger, budget_model_usage, budget_usage
+from bastion.store.budget import (
+    LedgerEntry,
+    Settlement,
+    budget_ledger,
+    budget_model_usage,
+    budget_usage,
+)
 from bastion.store.retention import LedgerRetention
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -91,13 +97,8 @@ def test_a_row_at_the_cutoff_is_kept_and_one_just_before_it_goes(store: Store) -
     retention = _retention(store, days=30)
     cutoff = retention.cutoff(T0)
     for at in (T0, cutoff, cutoff - timedelta(microseconds=1), T0 - timedelta(days=400)):
-        store.budget.settle(
-            "none",
-            scopes=[],
-            entry=LedgerEntry(
-                at=at, agent="a", model="m", tokens_in=1, tokens_out=1, tokens=2, usd=1
-            ),
-        )
+        entry = LedgerEntry(at=at, agent="a", model="m", tokens_in=1, tokens_out=1, tokens=2, usd=1)
+        store.budget.settle([Settlement("none", (), 0, 0, entry)], expires_at=at)
     assert retention.prune(T0) == 2
     assert sorted(_ledger(store).values()) == [cutoff, T0]
 
