@@ -304,13 +304,11 @@ class Budget:
         scopes, claims = self._scopes(now, run_id=run_id, workflow=workflow)
         if self._next_reclaim is None or now >= self._next_reclaim:
             await self._reclaim(now)
-        lease, shortfall = await self._leases.admit(claims, estimate.tokens, estimate.usd_micros)
-        if shortfall is not None and await self._reclaim(now):
-            lease, shortfall = await self._leases.admit(
-                claims, estimate.tokens, estimate.usd_micros
-            )
-        if shortfall is not None or lease is None:
-            scope, usage = self._refused_scope(scopes, shortfall)
+        lease = await self._leases.admit(claims, estimate.tokens, estimate.usd_micros)
+        if isinstance(lease, Shortfall) and await self._reclaim(now):
+            lease = await self._leases.admit(claims, estimate.tokens, estimate.usd_micros)
+        if isinstance(lease, Shortfall):
+            scope, usage = self._refused_scope(scopes, lease)
             error = _refusal(scope, usage, estimate)
             if error.exhausted and (scope.halts or error.unit == "usd"):
                 await self._exhausted(scope, error.unit, error.message, now)
@@ -458,11 +456,7 @@ class Budget:
         return scopes
 
     @staticmethod
-    def _refused_scope(
-        scopes: tuple[_Scope, ...], shortfall: Shortfall | None
-    ) -> tuple[_Scope, UsageRow]:
-        if shortfall is None:  # pragma: no cover - admit returns one or the other
-            raise UsageError("budget admission returned neither a lease nor a shortfall")
+    def _refused_scope(scopes: tuple[_Scope, ...], shortfall: Shortfall) -> tuple[_Scope, UsageRow]:
         key = (shortfall.claim.scope, shortfall.claim.period)
         scope = next(s for s in scopes if (s.claim.scope, s.claim.period) == key)
         return scope, shortfall.usage

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from bastion.clock import Clock
-from bastion.store.budget import BudgetClaim, BudgetStore, Shortfall, UsageRow
+from bastion.store.budget import BudgetClaim, BudgetStore, Shortfall
 
 __all__ = ["GROWTH_SECONDS", "MAX_CALLS", "SHARE", "Lease", "Leases"]
 
@@ -49,7 +49,6 @@ GROWTH_SECONDS = 1.0
 _ATTEMPTS = 3
 
 Key = tuple[BudgetClaim, ...]
-_GONE = Shortfall(BudgetClaim("", ""), UsageRow("", ""))  # a top-up found its lease reclaimed
 
 
 @dataclass(slots=True)
@@ -122,7 +121,7 @@ class Leases:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._idle_checks: set[Key] = set()
 
-    async def admit(self, key: Key, tokens: int, usd: int) -> tuple[Lease | None, Shortfall | None]:
+    async def admit(self, key: Key, tokens: int, usd: int) -> Lease | Shortfall:
         """Admit one call from the lease of its claims ``key`` (sorted), refilled when needed.
 
         Returns the lease the call holds on, or the store's :class:`Shortfall` holding nothing.
@@ -130,12 +129,12 @@ class Leases:
         loop_now = asyncio.get_running_loop().time()
         admitted = self._admit_locally(key, tokens, usd, loop_now)
         if admitted is not None:
-            return admitted, None
+            return admitted
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             admitted = self._admit_locally(key, tokens, usd, loop_now)
             if admitted is not None:
-                return admitted, None
+                return admitted
             # The refill admits the call as soon as it lands, before any other task can take
             # the slice. Shielded: a caller cancelled meanwhile gets its share given back.
             refill = asyncio.ensure_future(self._refill(key, tokens, usd))
@@ -143,9 +142,9 @@ class Leases:
                 return await asyncio.shield(refill)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    lease, _ = await refill
-                    if lease is not None:
-                        self.release(lease, tokens, usd)
+                    granted = await refill
+                    if isinstance(granted, Lease):
+                        self.release(granted, tokens, usd)
                 raise
 
     def release(self, lease: Lease, tokens: int, usd: int) -> None:
@@ -184,9 +183,7 @@ class Leases:
         lease.admit(tokens, usd, at)
         return lease
 
-    async def _refill(
-        self, key: Key, tokens: int, usd: int
-    ) -> tuple[Lease | None, Shortfall | None]:
+    async def _refill(self, key: Key, tokens: int, usd: int) -> Lease | Shortfall:
         """Top the lease up to a new slice, or take a new one, and admit the call from it.
 
         Up to ``_ATTEMPTS`` transactions, each in a worker thread: the first asks for the grown
@@ -203,28 +200,24 @@ class Leases:
         calls = _next_size(lease, loop_now)
         want = (tokens * calls, usd * calls)
         share = calls > 1
-        shortfall: Shortfall | None = None
-        for _ in range(_ATTEMPTS):
-            shortfall = await self._take(key, lease, want, now, share=share)
-            if shortfall is None:
-                current = self._leases[key]
-                current.calls, current.refilled_at = calls, loop_now
-                current.admit(tokens, usd, loop_now)  # no await since the grant: still there
-                return current, None
-            if shortfall is _GONE:  # the store reclaimed the lease: take a new one
-                self._drop(key)
-                lease = None
-                continue
-            shortfall = self._own_free_deducted(shortfall, lease)
+        for attempt in range(_ATTEMPTS):
+            refused = await self._take(key, lease, want, now, share=share)
+            lease = self._leases.get(key)  # a new one if the store had reclaimed the old
+            if refused is None and lease is not None:
+                lease.calls, lease.refilled_at = calls, loop_now
+                lease.admit(tokens, usd, loop_now)  # no await since the grant: still there
+                return lease
+            assert refused is not None
+            shortfall = self._own_free_deducted(refused, lease)
             room_tokens, room_usd = _room(shortfall)
-            if room_tokens < tokens or room_usd < usd:
-                return None, shortfall
+            if room_tokens < tokens or room_usd < usd or attempt == _ATTEMPTS - 1:
+                return shortfall
             want = (
                 max(tokens, min(want[0], room_tokens // SHARE)),
                 max(usd, min(want[1], room_usd // SHARE)),
             )
             share = False
-        return None, shortfall
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns
 
     async def _take(
         self, key: Key, lease: Lease | None, want: tuple[int, int], now: datetime, *, share: bool
@@ -232,8 +225,8 @@ class Leases:
         """One transaction: top ``lease`` up to ``want`` free, or take a new hold of ``want``.
 
         With ``share`` every limited claim is checked as if it were ``SHARE`` times as needy,
-        which keeps the slice within ``1/SHARE`` of what is left. :data:`_GONE` when the store
-        had reclaimed the lease.
+        which keeps the slice within ``1/SHARE`` of what is left. A lease the store had
+        reclaimed is dropped and a new hold is taken instead.
         """
         claims = [_shared(c, want, share) for c in key]
         expires_at = now + self._ttl
@@ -264,8 +257,9 @@ class Leases:
             usd=delta[1],
             expires_at=expires_at,
         )
-        if result == "gone":
-            return _GONE
+        if result == "gone":  # expired and reclaimed: its budget went back with it
+            self._drop(key)
+            return await self._take(key, None, want, now, share=share)
         if result is not None:
             return _original(result, key)
         lease.free_tokens += delta[0]  # calls admitted meanwhile already took their share

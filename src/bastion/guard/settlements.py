@@ -16,9 +16,10 @@ costs more than the write itself. If this process's lock or the database's write
 worker thread, which waits as every other write does: the event loop never waits on a lock.
 
 :meth:`Settlements.settle` returns only once its batch is committed: a call's spend is in the
-store, with the durability of the store's settings (see ``docs/architecture.md``), before its
-commit returns. A caller cancelled while waiting does not cancel the write: the call was made,
-its spend is recorded. A batch that fails fails every call in it, and nothing of it is written.
+store, with the durability of the store's settings (see :mod:`bastion.store.settlement`),
+before its commit returns. A caller cancelled while waiting does not cancel the write: the
+call was made, its spend is recorded. A batch that fails fails every call in it, and nothing
+of it is written.
 """
 
 from __future__ import annotations

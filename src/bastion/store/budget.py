@@ -332,10 +332,6 @@ class _Refused(Exception):
         self.claim = claim
 
 
-def _key(row: UsageRow) -> tuple[str, str]:
-    return (row.scope, row.period)
-
-
 def _over(limit: int | None, need: int) -> bool:
     return limit is not None and need > limit
 

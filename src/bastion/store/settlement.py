@@ -51,7 +51,7 @@ from bastion.store.budget_rows import (
 from bastion.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from bastion.store.types import aware_utc
 
-__all__ = ["SettlementWriter", "WouldWait", "spend_statement", "totals_statement"]
+__all__ = ["SettlementWriter", "WouldWait"]
 
 _DEADLOCK_RETRIES = 3
 
@@ -290,13 +290,13 @@ def _raw_statements(dialect: Dialect) -> _RawStatements:
     )
     return _RawStatements(
         shrink=_compile(resize_hold(-1, expires=True), dialect),
-        spend=_compile(spend_statement(dialect.name), dialect),
+        spend=_compile(_spend_statement(dialect.name), dialect),
         ledger=_compile(ledger, dialect),
-        totals=_compile(totals_statement(dialect.name), dialect),
+        totals=_compile(_totals_statement(dialect.name), dialect),
     )
 
 
-def spend_statement(dialect: str) -> sa.Executable:
+def _spend_statement(dialect: str) -> sa.Executable:
     """Add spend to a scope row and take what it unholds off its reservations, creating the
     row if needed; ``RETURNING`` the row."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -320,7 +320,7 @@ def spend_statement(dialect: str) -> sa.Executable:
     ).returning(*u)
 
 
-def totals_statement(dialect: str) -> sa.Executable:
+def _totals_statement(dialect: str) -> sa.Executable:
     """Add invocations, tokens and USD to one (agent, day, model) running total."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     m = budget_model_usage.c
