@@ -3,9 +3,9 @@
 The public face is small on purpose: build an :class:`Agent`, return :class:`Decision` s made of
 :class:`OrderIntent` s, and let a :class:`Runner` run it inside the guard rails.
 
-The vocabulary is imported with the package; the :class:`Runner` (which pulls in the console's
-server and the store) is imported on first use (PEP 562), so ``import bastion`` and the CLI
-commands that never run an agent stay fast.
+Every public name is imported on first use (PEP 562): ``import bastion`` costs nothing, and a
+command such as ``bastion kill`` (which runs ``bastion/__init__`` before anything else) pays only
+for the modules it uses, never for the runner, the console's server or the database layer.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
-from bastion.clock import Clock, SimClock, WallClock
-from bastion.config import Settings, load_settings
-from bastion.errors import BastionError, ConfigError, ErrorCode, HaltedError, UsageError
-
 if TYPE_CHECKING:
+    from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
+    from bastion.clock import Clock, SimClock, WallClock
+    from bastion.config import Settings, load_settings
+    from bastion.errors import BastionError, ConfigError, ErrorCode, HaltedError, UsageError
     from bastion.runner import Runner
 
 __all__ = [
@@ -41,8 +40,18 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"Runner": "bastion.runner"}
-"""Public names whose modules are heavy, and where each lives."""
+_LAZY = {
+    **dict.fromkeys(
+        ("Agent", "Context", "Decision", "Observation", "OrderIntent"), "bastion.agent"
+    ),
+    **dict.fromkeys(("Clock", "SimClock", "WallClock"), "bastion.clock"),
+    **dict.fromkeys(("Settings", "load_settings"), "bastion.config"),
+    **dict.fromkeys(
+        ("BastionError", "ConfigError", "ErrorCode", "HaltedError", "UsageError"), "bastion.errors"
+    ),
+    "Runner": "bastion.runner",
+}
+"""Every public name, and the module it lives in."""
 
 
 def __getattr__(name: str) -> Any:

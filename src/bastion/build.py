@@ -4,6 +4,12 @@ The runner (``bastion run``), every CLI command and the API build their parts he
 is configured the same way wherever it is used: the CLI's kill switch records into the store
 through the same redacting sink as a run, the health command observes through the same
 observer as the loop. Each factory takes what it needs and builds nothing it was given.
+
+Each factory imports the part it builds inside its body, and this module imports at its top only
+the ground floor. Every command goes through here, and the parts weigh very differently: the
+database layer alone takes longer to import than a whole ``bastion kill`` may (issue #10), the
+console's server and the SDKs take seconds. Importing in the factory makes a command pay for the
+parts it builds and for no other.
 """
 
 from __future__ import annotations
@@ -11,41 +17,36 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from bastion.agent import Agent
-from bastion.agents.llm_seller import LLMOptionsSeller, LLMSellerParams
-from bastion.agents.options_seller import OptionsSeller, SellerParams
 from bastion.clock import Clock
 from bastion.config import Settings
 from bastion.errors import ConfigError
 from bastion.events import Event, Journal
-from bastion.exchange.base import Exchange
-from bastion.guard.approvals import ApprovalRecord, Approvals
-from bastion.guard.budget import Budget, BudgetLimits
-from bastion.guard.halt import Halt
-from bastion.guard.health import HealthChecker
-from bastion.guard.health_checks import builtin_checks
-from bastion.guard.risk import RiskLimits
-from bastion.llm.base import LLM
-from bastion.llm.chain import Route
-from bastion.llm.pricing import Price, PriceBook
-from bastion.ops.ledger_pruning import LedgerPruning
-from bastion.ops.status import StatusService
-from bastion.resilience import BreakerConfig, Resilience, RetrySettings
-from bastion.runtime.loop import LoopConfig
-from bastion.runtime.observe import Observer
-from bastion.store import Store
-from bastion.store.retention import LedgerRetention
-from bastion.store.sink import StoreSink
-from bastion.telemetry.metrics import Metrics
-from bastion.trace.redact import Redactor
 
 if TYPE_CHECKING:
     import httpx
 
+    from bastion.agent import Agent
+    from bastion.exchange.base import Exchange
     from bastion.exchange.deribit_ws import DeribitWsSession
+    from bastion.guard.approvals import ApprovalRecord, Approvals
+    from bastion.guard.budget import Budget, BudgetLimits
+    from bastion.guard.halt import Halt
+    from bastion.guard.health import HealthChecker
+    from bastion.guard.risk import RiskLimits
+    from bastion.llm.base import LLM
+    from bastion.llm.chain import Route
+    from bastion.llm.pricing import PriceBook
+    from bastion.ops.ledger_pruning import LedgerPruning
+    from bastion.ops.status import StatusService
+    from bastion.resilience import Resilience
+    from bastion.runtime.loop import LoopConfig
+    from bastion.runtime.observe import Observer
     from bastion.simulators.paper import PaperExchangeApp
+    from bastion.store import Store
+    from bastion.store.emergency import EmergencyStore
+    from bastion.store.retention import LedgerRetention
+    from bastion.telemetry.metrics import Metrics
+    from bastion.trace.redact import Redactor
 
 __all__ = [
     "PAPER_BASE_URL",
@@ -53,6 +54,7 @@ __all__ = [
     "build_agent",
     "build_approvals",
     "build_budget",
+    "build_emergency_store",
     "build_exchange",
     "build_halt",
     "build_health_checker",
@@ -74,6 +76,8 @@ PAPER_BASE_URL = "http://paper.local"
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
+    from bastion.guard.risk import RiskLimits
+
     return RiskLimits(
         max_order_amount=settings.risk_max_order_amount,
         max_order_notional_usd=settings.risk_max_order_notional_usd,
@@ -84,6 +88,8 @@ def risk_limits(settings: Settings) -> RiskLimits:
 
 def budget_limits(settings: Settings) -> BudgetLimits:
     """The budget limits the ``*_budget`` settings describe."""
+    from bastion.guard.budget import BudgetLimits
+
     return BudgetLimits(
         request_tokens=settings.request_token_budget,
         request_usd=settings.request_usd_budget,
@@ -109,6 +115,8 @@ def build_budget(
     metrics: Metrics | None = None,
 ) -> Budget:
     """The agent's token and USD budget on the shared store."""
+    from bastion.guard.budget import Budget
+
     return Budget(
         store,
         clock=clock,
@@ -124,18 +132,25 @@ def build_budget(
 
 def build_ledger_retention(settings: Settings, store: Store) -> LedgerRetention | None:
     """The budget ledger's retention, or None when the ledger is kept forever."""
+    from bastion.store.retention import LedgerRetention
+
     days = settings.budget_ledger_retention_days
     return LedgerRetention(store.engine, days=days) if days is not None else None
 
 
 def build_ledger_pruning(settings: Settings, store: Store, clock: Clock) -> LedgerPruning | None:
     """A run's ledger pruning (at start, then about daily), or None when kept forever."""
+    from bastion.ops.ledger_pruning import LedgerPruning
+
     retention = build_ledger_retention(settings, store)
     return LedgerPruning(retention, clock) if retention is not None else None
 
 
 def build_agent(settings: Settings) -> Agent:
     """The reference agent ``agent`` names, with its ``seller_*`` settings."""
+    from bastion.agents.llm_seller import LLMOptionsSeller, LLMSellerParams
+    from bastion.agents.options_seller import OptionsSeller, SellerParams
+
     params = SellerParams(
         currency=settings.currency,
         target_delta=settings.seller_target_delta,
@@ -155,6 +170,8 @@ def build_agent(settings: Settings) -> Agent:
 
 def build_price_book(settings: Settings) -> PriceBook:
     """The built-in price table under ``llm_prices``, ``llm_default_price`` for the rest."""
+    from bastion.llm.pricing import Price, PriceBook
+
     return PriceBook(
         {model: Price.of(*price) for model, price in settings.llm_prices.items()},
         default=Price.of(*settings.llm_default_price),
@@ -168,16 +185,18 @@ def build_llm_routes(settings: Settings) -> list[Route]:
     every ``bastion`` command would pay (and ``bastion run`` before its first order) whether or
     not an LLM is configured.
     """
+    from bastion.llm.chain import Route
+
     if settings.llm_provider == "none":
         return []
     adapter: LLM
     if settings.llm_provider == "anthropic":
-        from bastion.llm.anthropic import AnthropicChat  # noqa: PLC0415  see the docstring
+        from bastion.llm.anthropic import AnthropicChat
 
         assert settings.llm_api_key is not None  # Settings refuses anthropic without a key
         adapter = AnthropicChat(api_key=settings.llm_api_key, base_url=settings.llm_base_url)
     else:
-        from bastion.llm.openai import OpenAIChat  # noqa: PLC0415  see the docstring
+        from bastion.llm.openai import OpenAIChat
 
         adapter = OpenAIChat(
             api_key=settings.llm_api_key,
@@ -189,7 +208,9 @@ def build_llm_routes(settings: Settings) -> list[Route]:
 
 def build_paper_app(settings: Settings, clock: Clock) -> PaperExchangeApp:
     """The paper exchange configured by the ``paper_*`` settings (an ASGI app)."""
-    from bastion.simulators.paper import (  # noqa: PLC0415  lazy: see cli/app.py
+    from pydantic import ValidationError
+
+    from bastion.simulators.paper import (
         FaultSpec,
         create_app,
     )
@@ -228,6 +249,8 @@ def build_resilience(
     deadline: float | None = None,
 ) -> Resilience:
     """Breakers, retries and classification for every external call of one runtime."""
+    from bastion.resilience import BreakerConfig, Resilience, RetrySettings
+
     llm_breaker = BreakerConfig(
         settings.llm_breaker_failures,
         window=None,
@@ -261,9 +284,9 @@ def build_exchange(
     With ``exchange_websocket`` the client keeps one WebSocket session (and asks for
     cancel-on-disconnect when configured); it connects on first use.
     """
-    import httpx  # noqa: PLC0415  lazy: see cli/app.py
+    import httpx
 
-    from bastion.exchange.deribit import DeribitClient  # noqa: PLC0415  lazy: see cli/app.py
+    from bastion.exchange.deribit import DeribitClient
 
     url = settings.resolved_exchange_url
     transport: httpx.AsyncBaseTransport | None = None
@@ -295,6 +318,9 @@ def build_health_checker(
     prices: PriceBook | None = None,
 ) -> HealthChecker:
     """The health checks of this deployment: the built-in ones, severities by mode."""
+    from bastion.guard.health import HealthChecker
+    from bastion.guard.health_checks import builtin_checks
+
     checker = HealthChecker(
         clock=clock,
         environment=settings.mode,
@@ -324,6 +350,8 @@ def build_observer(
     With ``agent`` the tickers are its watchlist's; without one (``bastion health``) only the
     instruments the account holds are ticked, so no agent is built just to look.
     """
+    from bastion.runtime.observe import Observer
+
     return Observer(
         exchange=exchange,
         clock=clock,
@@ -336,6 +364,8 @@ def build_observer(
 
 def build_loop_config(settings: Settings) -> LoopConfig:
     """How the loop paces and bounds itself, from the loop and drift settings."""
+    from bastion.runtime.loop import LoopConfig
+
     return LoopConfig(
         currency=settings.currency,
         interval_seconds=settings.loop_interval_seconds,
@@ -351,6 +381,8 @@ def build_loop_config(settings: Settings) -> LoopConfig:
 
 def build_redactor(settings: Settings) -> Redactor:
     """The redactor of every secret the settings hold (keys, tokens, URL passwords)."""
+    from bastion.trace.redact import Redactor
+
     return Redactor(settings.secret_values())
 
 
@@ -358,7 +390,7 @@ def build_journal(
     settings: Settings,
     clock: Clock,
     *,
-    store: Store | None,
+    store: Store | EmergencyStore | None,
     run_id: str | None = None,
     also: Callable[[Event], None] | None = None,
 ) -> Journal:
@@ -366,12 +398,14 @@ def build_journal(
 
     ``also`` is one more sink, subscribed first (a CLI collecting what a halt reported).
     """
+    from bastion.store.sink import StoreSink
+
     journal = Journal(run_id=run_id)
     if also is not None:
         journal.subscribe(also)
     if store is not None:
         redactor = build_redactor(settings)
-        journal.subscribe(StoreSink(store, clock=clock, redact=redactor.redact))
+        journal.subscribe(StoreSink(store.events, clock=clock, redact=redactor.redact))
     return journal
 
 
@@ -384,24 +418,39 @@ def build_approvals(
     on_request: Callable[[ApprovalRecord], Any] | None = None,
 ) -> Approvals:
     """The approvals queue on the shared store; entries it queues are labelled ``agent``."""
+    from bastion.guard.approvals import Approvals
+
     return Approvals(
         store, clock=clock, agent=agent or build_agent(settings).name, on_request=on_request
     )
+
+
+def build_emergency_store(settings: Settings) -> EmergencyStore | None:
+    """The store's halts and events without the database layer, if the store allows it.
+
+    None unless the store is a SQLite file already at this code's schema; the caller then opens
+    the full :class:`~bastion.store.Store` (see :mod:`bastion.store.emergency`).
+    """
+    from bastion.store.emergency import EmergencyStore
+
+    return EmergencyStore.open(settings.resolved_store_url)
 
 
 def build_halt(
     settings: Settings,
     clock: Clock,
     *,
-    store: Store | None = None,
+    store: Store | EmergencyStore | None = None,
     journal: Journal | None = None,
     metrics: Metrics | None = None,
 ) -> Halt:
     """The one halt path on this data directory's flag, recording into ``store``."""
+    from bastion.guard.halt import Halt
+
     return Halt(
         flag_path=settings.kill_switch_path,
         clock=clock,
-        store=store,
+        halts=store.halts if store is not None else None,
         journal=journal,
         metrics=metrics,
     )
@@ -417,6 +466,8 @@ def build_status_service(
     breakers: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> StatusService:
     """The one status report, for the console and ``bastion status`` alike."""
+    from bastion.ops.status import StatusService
+
     if budget is None and store is not None:
         budget = build_budget(settings, store, clock, build_agent(settings).name)
     return StatusService(
@@ -433,7 +484,7 @@ def build_status_service(
 def _websocket(settings: Settings, url: str) -> DeribitWsSession | None:
     if not settings.exchange_websocket:
         return None
-    from bastion.exchange.deribit_ws import DeribitWsSession  # noqa: PLC0415  lazy: cli/app.py
+    from bastion.exchange.deribit_ws import DeribitWsSession
 
     return DeribitWsSession(
         base_url=url,

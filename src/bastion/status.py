@@ -7,9 +7,10 @@ task always sees one consistent picture without locks.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from bastion.market import Order, Position
+if TYPE_CHECKING:
+    from bastion.market import Order, Position
 
 __all__ = ["HaltState", "RuntimeStatus"]
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -37,13 +37,32 @@ from bastion.errors import BastionError, HaltedError
 from bastion.events import EventKind, Journal
 from bastion.guard.limits import HaltReason
 from bastion.status import HaltState
-from bastion.store import HaltRecord, Store
-from bastion.telemetry.metrics import Metrics
+from bastion.store.halt_record import HaltRecord
 
-__all__ = ["Halt"]
+if TYPE_CHECKING:
+    from bastion.telemetry.metrics import Metrics
+
+__all__ = ["Halt", "HaltBook"]
 
 Canceller = Callable[[], Awaitable[int]]
 _log = logging.getLogger(__name__)
+
+
+class HaltBook(Protocol):
+    """Where halts are recorded for every process on the database: the store's ``halts``.
+
+    :class:`~bastion.store.halts.HaltStore` is the one a run uses;
+    :class:`~bastion.store.emergency.EmergencyStore` writes the same rows for ``bastion kill``
+    without the database layer's import time.
+    """
+
+    def trip(
+        self, reason: str, who: str, at: datetime, detail: Mapping[str, Any] | None = None
+    ) -> HaltRecord: ...
+
+    def resume(self, who: str, why: str, at: datetime) -> HaltRecord | None: ...
+
+    def active(self) -> HaltRecord | None: ...
 
 
 class Halt:
@@ -54,14 +73,14 @@ class Halt:
         *,
         flag_path: Path,
         clock: Clock,
-        store: Store | None = None,
+        halts: HaltBook | None = None,
         journal: Journal | None = None,
         metrics: Metrics | None = None,
         canceller: Canceller | None = None,
     ) -> None:
         self.flag_path = flag_path
         self._clock = clock
-        self._store = store
+        self._halts = halts
         self._journal = journal
         self._metrics = metrics
         self._canceller = canceller
@@ -180,7 +199,7 @@ class Halt:
         """
         state = self.state()
         if state is None:
-            record = self._store_active()
+            record = self._recorded_active()
             if record is None:
                 return None
             state = HaltState(record.reason, record.who, record.tripped_at.isoformat())
@@ -188,9 +207,9 @@ class Halt:
         self._set_gauge(active=False)
         self._enforced_for = None
         problems: dict[str, str] = {}
-        if self._store is not None:
+        if self._halts is not None:
             try:
-                self._store.halts.resume(who, why, self._now())
+                self._halts.resume(who, why, self._now())
             except Exception as exc:  # the flag is already gone; report, do not undo
                 _log.exception("could not record the resume in the store")
                 problems["store_error"] = str(exc)
@@ -213,20 +232,20 @@ class Halt:
             return 0, str(exc)
 
     def _record_trip(self, state: HaltState, detail: dict[str, Any]) -> dict[str, str]:
-        if self._store is None:
+        if self._halts is None:
             return {}
         try:
-            self._store.halts.trip(state.reason, state.who, self._now(), detail)
+            self._halts.trip(state.reason, state.who, self._now(), detail)
         except Exception as exc:  # the flag is up already: a store outage must not undo it
             _log.exception("could not record the halt in the store")
             return {"store_error": str(exc)}
         return {}
 
-    def _store_active(self) -> HaltRecord | None:
-        if self._store is None:
+    def _recorded_active(self) -> HaltRecord | None:
+        if self._halts is None:
             return None
         try:
-            return self._store.halts.active()
+            return self._halts.active()
         except Exception:
             _log.exception("could not read the active halt from the store")
             return None

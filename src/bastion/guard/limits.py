@@ -36,11 +36,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bastion.agent import Observation
-from bastion.guard.drift import PositionBook
 from bastion.guard.health import HealthStatus
+
+if TYPE_CHECKING:
+    from bastion.agent import Observation
+    from bastion.guard.drift import PositionBook
 
 __all__ = [
     "Breach",

@@ -21,13 +21,20 @@ update ``schema.py`` to match; a test fails while the two disagree. Revisions ar
 once released.
 """
 
-from bastion.store.approvals import ApprovalRecord, ApprovalsStore
-from bastion.store.budget import BudgetStore
-from bastion.store.events import EventRecord, EventStore
-from bastion.store.halts import HaltRecord, HaltStore
-from bastion.store.health import HealthRecord, HealthStore
-from bastion.store.runs import RunRecord, RunStatus, RunStore
-from bastion.store.store import Store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bastion.store.approvals import ApprovalRecord, ApprovalsStore
+    from bastion.store.budget import BudgetStore
+    from bastion.store.events import EventRecord, EventStore
+    from bastion.store.halt_record import HaltRecord
+    from bastion.store.halts import HaltStore
+    from bastion.store.health import HealthRecord, HealthStore
+    from bastion.store.runs import RunRecord, RunStatus, RunStore
+    from bastion.store.store import Store
 
 __all__ = [
     "ApprovalRecord",
@@ -44,3 +51,30 @@ __all__ = [
     "RunStore",
     "Store",
 ]
+
+_LAZY = {
+    **dict.fromkeys(("ApprovalRecord", "ApprovalsStore"), "bastion.store.approvals"),
+    "BudgetStore": "bastion.store.budget",
+    **dict.fromkeys(("EventRecord", "EventStore"), "bastion.store.events"),
+    "HaltRecord": "bastion.store.halt_record",
+    "HaltStore": "bastion.store.halts",
+    **dict.fromkeys(("HealthRecord", "HealthStore"), "bastion.store.health"),
+    **dict.fromkeys(("RunRecord", "RunStatus", "RunStore"), "bastion.store.runs"),
+    "Store": "bastion.store.store",
+}
+"""Every public name and its module, imported on first use (PEP 562): the emergency store
+(:mod:`bastion.store.emergency`) and the value modules live in this package too, and importing
+them must not import SQLAlchemy."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bastion.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -9,7 +9,6 @@ loser reads and returns the winner's. Resuming closes the active row; the rows s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from bastion.errors import BastionError, UsageError
 from bastion.store.engine import reading, writing
+from bastion.store.halt_record import HaltRecord
 from bastion.store.schema import halts
 from bastion.store.types import aware_utc, to_document
 
@@ -27,25 +27,6 @@ __all__ = ["HaltRecord", "HaltStore"]
 # A conflicting trip reads the active halt; it is empty only if that halt was resumed in the
 # instant between the two statements, and then the next attempt inserts.
 _TRIP_ATTEMPTS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class HaltRecord:
-    """One halt: who tripped it and why, and, once resumed, who resumed it and why."""
-
-    id: int
-    tripped_at: datetime
-    reason: str
-    who: str
-    detail: dict[str, Any]
-    resumed_at: datetime | None
-    resumed_by: str | None
-    resume_reason: str | None
-
-    @property
-    def active(self) -> bool:
-        """True until someone resumes it."""
-        return self.resumed_at is None
 
 
 class HaltStore:

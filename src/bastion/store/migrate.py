@@ -8,16 +8,13 @@ never heard of was written by a newer Bastion; it is refused rather than half-un
 
 Alembic takes about a tenth of a second to import, and ``bastion kill`` opens the store, so
 :func:`upgrade` first reads the stamped revision without it and compares it with
-:func:`head_revisions`, which reads the revision files as text. Only a database that is not at
-head (new, behind, or newer than us) takes the locked path through Alembic; a test keeps the
-text reading equal to Alembic's own.
+:func:`~bastion.store.revisions.head_revisions`, which reads the revision files as text. Only a
+database that is not at head (new, behind, or newer than us) takes the locked path through
+Alembic; a test keeps the text reading equal to Alembic's own.
 """
 
 from __future__ import annotations
 
-import ast
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -26,19 +23,16 @@ from sqlalchemy.engine import Engine
 from bastion.errors import ConfigError
 from bastion.sensitive import mask_url
 from bastion.store.engine import reading, writing
+from bastion.store.revisions import MIGRATIONS_DIR, head_revisions
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = ["MIGRATIONS_DIR", "alembic_config", "head_revisions", "upgrade"]
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-"""Where the Alembic environment and revisions live, inside the installed package."""
-
 # Any constant every Bastion process agrees on; these are the bytes of "bastion".
 _PG_LOCK_KEY = 0x62617374696F6E
 _STAMPED = sa.text("SELECT version_num FROM alembic_version")  # Alembic's default table name
-_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=]+)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 def alembic_config() -> Config:
@@ -48,29 +42,6 @@ def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
-
-
-def head_revisions() -> frozenset[str] | None:
-    """The head revisions of the shipped migrations, read as text; None if a file is unusual.
-
-    A head is a revision no other revision revises. ``None`` (a revision file this reading
-    does not understand) sends :func:`upgrade` down Alembic's path, which is always right.
-    """
-    revised: set[str] = set()
-    revisions: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        found = {m.group(1): m.group(2) for m in _ASSIGNMENT.finditer(text)}
-        try:
-            revision = ast.literal_eval(found["revision"])
-            down = ast.literal_eval(found["down_revision"])
-        except (KeyError, ValueError, SyntaxError):
-            return None
-        if not isinstance(revision, str):
-            return None
-        revisions.add(revision)
-        revised.update((down,) if isinstance(down, str) else down or ())
-    return frozenset(revisions - revised) or None
 
 
 def _at_head(engine: Engine) -> bool:

@@ -9,13 +9,13 @@ console all record through this one sink, so none of them can write a secret the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from bastion.clock import Clock
 from bastion.events import Event, EventKind
-from bastion.store.store import Store
 
-__all__ = ["STORED_KINDS", "StoreSink"]
+__all__ = ["STORED_KINDS", "EventLog", "StoreSink"]
 
 STORED_KINDS = frozenset(EventKind) - {
     EventKind.OBSERVATION,
@@ -29,25 +29,34 @@ STORED_KINDS = frozenset(EventKind) - {
 Redact = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
+class EventLog(Protocol):
+    """The store's ``events`` table: :class:`~bastion.store.events.EventStore` in a run, and
+    :class:`~bastion.store.emergency.EmergencyStore` for ``bastion kill``."""
+
+    def append(
+        self, kind: str, payload: Mapping[str, Any], *, at: datetime, run_id: str | None = None
+    ) -> int: ...
+
+
 class StoreSink:
-    """Append the events of ``kinds`` to the store, each payload redacted."""
+    """Append the events of ``kinds`` to the store's event log, each payload redacted."""
 
     def __init__(
         self,
-        store: Store,
+        events: EventLog,
         *,
         clock: Clock,
         redact: Redact,
         kinds: Iterable[EventKind] = STORED_KINDS,
     ) -> None:
-        self._store = store
+        self._events = events
         self._clock = clock
         self._redact = redact
         self._kinds = frozenset(kinds)
 
     def __call__(self, event: Event) -> None:
         if event.kind in self._kinds:
-            self._store.events.append(
+            self._events.append(
                 event.kind.value,
                 dict(self._redact(dict(event.payload))),
                 at=self._clock.now(),

@@ -58,7 +58,7 @@ def _halt(
         clock=SimClock(start=1_800_000_000),
         journal=journal,
         metrics=metrics,
-        store=store,
+        halts=store.halts if store is not None else None,
         canceller=book.cancel_all if book else None,
     )
 
