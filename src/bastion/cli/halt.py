@@ -2,7 +2,8 @@
 
 The halt is built by :func:`bastion.build.build_halt` and records through the same redacting
 store sink as a run. Both commands work without the store (the flag file is what stops a
-running agent) and say what they could not record.
+running agent) and say what they could not record. On a SQLite store at head they record
+through :mod:`bastion.store.emergency`, which spares them the database layer's import time.
 """
 
 from __future__ import annotations
@@ -92,10 +93,14 @@ def resume(
 @contextlib.contextmanager
 def _halt(settings: Settings) -> Iterator[tuple[Halt, list[Event]]]:
     """The halt path of this data directory, recording into the store when it opens."""
-    from bastion.build import build_halt, build_journal  # noqa: PLC0415  lazy: see cli/app.py
+    from bastion.build import (  # noqa: PLC0415  lazy: see cli/app.py
+        build_emergency_store,
+        build_halt,
+        build_journal,
+    )
 
     clock = WallClock()
-    store = try_store(settings)
+    store = build_emergency_store(settings) or try_store(settings)
     emitted: list[Event] = []
     journal = build_journal(settings, clock, store=store, also=emitted.append)
     try:

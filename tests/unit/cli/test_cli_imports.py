@@ -21,8 +21,12 @@ HEAVY = frozenset({"fastapi", "uvicorn", "alembic", "openai", "anthropic", "ccxt
 """Server, migration and SDK packages: seconds of imports that kill, resume and status never use."""
 
 VIA_BUILD = frozenset({"starlette", "websockets"})
-"""Imported only because ``bastion.build`` imports the paper exchange and the WebSocket client
-at its top; the CLI's side is lazy, ``build.py``'s is not yet."""
+"""What ``bastion.build`` would pull in if its factories imported their parts at its top (the
+paper exchange and the WebSocket client)."""
+
+DATABASE_LAYER = frozenset({"sqlalchemy", "psycopg"})
+"""Longer to import than all of ``bastion kill`` may take: kill and resume record a halt on a
+SQLite store at head through ``bastion.store.emergency`` instead."""
 
 COMMANDS = [
     pytest.param(["kill", "--reason", "t"], "Kill switch active", id="kill"),
@@ -84,14 +88,34 @@ def test_command_imports_no_asgi_or_websocket_stack(
     assert imported & VIA_BUILD == set()
 
 
-def test_kill_writes_the_flag_and_the_halt_row_without_alembic(data_dir: Path) -> None:
-    """The cheap path still records the halt: the flag on disk and a row in the store."""
+@pytest.mark.parametrize(("args", "said"), COMMANDS[:2])
+def test_kill_and_resume_import_no_database_layer(
+    args: list[str], said: str, data_dir: Path
+) -> None:
+    """kill and resume on a SQLite store at head import neither SQLAlchemy nor a driver."""
+    result, imported = _run(args, data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert said in result.stdout
+    assert imported & DATABASE_LAYER == set()
+
+
+def test_kill_and_resume_record_the_halt_and_the_events_without_the_database_layer(
+    data_dir: Path,
+) -> None:
+    """The cheap path still records everything: the flag, the halt row and both events, read
+    back through the full store."""
     result, imported = _run(["kill", "--reason", "drill"], data_dir)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "alembic" not in imported
+    assert "sqlalchemy" not in imported
     assert (data_dir / "kill_switch.flag").exists()
+    result, _ = _run(["resume", "--reason", "drill over"], data_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (data_dir / "kill_switch.flag").exists()
     with Store.open(f"sqlite:///{data_dir / 'bastion.db'}") as store:
-        assert [h.reason for h in store.halts.history()] == ["drill"]
+        [halt] = store.halts.history()
+        kinds = [e.kind for e in store.events.list()]
+    assert (halt.reason, halt.resume_reason, halt.active) == ("drill", "drill over", False)
+    assert kinds == ["halt_resumed", "halt_tripped"]
 
 
 def test_a_new_store_is_still_migrated(tmp_path: Path) -> None:
