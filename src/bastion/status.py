@@ -14,16 +14,27 @@ if TYPE_CHECKING:
 
 __all__ = ["HaltState", "RuntimeStatus"]
 
-State = Literal["starting", "running", "halted", "stopped"]
+State = Literal["starting", "running", "halting", "halted", "stopped"]
 
 
 @dataclass(frozen=True, slots=True)
 class HaltState:
-    """What the flag file says: why trading stopped, who stopped it and when."""
+    """What the flag file says: why trading stopped, who stopped it and when.
+
+    ``enforced`` is True once resting orders were confirmed cancelled under this halt (by the
+    process that tripped it or by the running loop): until then the system is *halting*, no new
+    order goes out but orders may still rest on the book.
+    """
 
     reason: str
     who: str
     when: str
+    enforced: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Which halt this is, whatever is known about its enforcement."""
+        return (self.reason, self.who, self.when)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -39,7 +39,7 @@ def test_kill_status_resume_round_trip(cli: CliRunner, tmp_path: Path) -> None:
     assert (tmp_path / "data" / "kill_switch.flag").exists()
     status = orjson.loads(cli.invoke(app, ["status", "--json"]).stdout)
     assert (status["halted"], status["halt_reason"]) == (True, "drill")
-    assert "HALTED: drill" in cli.invoke(app, ["status"]).output
+    assert "HALTING (resting orders not yet cancelled): drill" in cli.invoke(app, ["status"]).output
 
     resumed = cli.invoke(app, ["resume", "--reason", "drill over"])
     assert resumed.exit_code == 0
@@ -114,7 +114,7 @@ def test_kill_works_with_the_store_down(
     assert "Store unavailable" in result.output
     assert "Traceback" not in result.output
     status = cli.invoke(app, ["status"])
-    assert "HALTED: db down" in status.output
+    assert "HALTING (resting orders not yet cancelled): db down" in status.output
 
 
 def test_an_unwritable_data_dir_is_a_config_error(

@@ -43,7 +43,10 @@ def test_status_shows_a_hand_edited_flag_reason_in_its_visible_form(
     result = cli.invoke(app, ["status"])
     assert result.exit_code == 0, result.output
     _assert_inert(result.output)
-    assert f"HALTED: {VISIBLE} (by ops\\x1b]8;;http://evil\\x07 at now)" in result.output
+    assert (
+        f"HALTING (resting orders not yet cancelled): {VISIBLE} "
+        "(by ops\\x1b]8;;http://evil\\x07 at now)"
+    ) in result.output
 
 
 def test_status_survives_a_flag_file_whose_fields_are_not_text(
@@ -55,7 +58,7 @@ def test_status_survives_a_flag_file_whose_fields_are_not_text(
     flag.write_bytes(orjson.dumps({"reason": HOSTILE, "who": "ops", "when": 5}))
     result = cli.invoke(app, ["status"])
     assert result.exit_code == 0, result.output
-    assert f"HALTED: {VISIBLE} (by ops at 5)" in result.output
+    assert f"HALTING (resting orders not yet cancelled): {VISIBLE} (by ops at 5)" in result.output
 
 
 def test_kill_resume_and_run_echo_a_hostile_reason_inert_and_store_it_raw(

@@ -72,8 +72,9 @@ def _live_status(settings: Settings) -> dict[str, Any] | None:
 def _render(data: dict[str, Any]) -> None:
     if data["halted"]:
         h = data["halt"]
+        title = "HALTED" if h.get("enforced") else "HALTING (resting orders not yet cancelled)"
         out.print(
-            f"[bold red]HALTED[/]: {safe(h['reason'])} (by {safe(h['who'])} at {safe(h['when'])})",
+            f"[bold red]{title}[/]: {safe(h['reason'])} (by {safe(h['who'])} at {safe(h['when'])})",
             highlight=False,
         )
     else:

@@ -22,10 +22,12 @@ was tripped. Resume is a human act: :meth:`resume` records who resumed and why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -84,7 +86,11 @@ class Halt:
         self._journal = journal
         self._metrics = metrics
         self._canceller = canceller
-        self._enforced_for: HaltState | None = None
+        self._enforced_for: tuple[str, str, str] | None = None
+        self._enforcing = asyncio.Lock()  # the flag watcher and the loop may enforce at once
+        self.marker_path = flag_path.with_name(flag_path.name + ".enforced")
+        """Written once resting orders were cancelled under the flag's halt: *halted*, not
+        *halting* (see :attr:`HaltState.enforced`)."""
 
     def set_canceller(self, canceller: Canceller | None) -> None:
         """Attach the exchange's cancel-all once it exists (the halt outlives reconnects)."""
@@ -112,11 +118,12 @@ class Halt:
             return self._file_halt("empty")
         try:
             data = orjson.loads(raw)
-            return HaltState(
+            state = HaltState(
                 reason=str(data["reason"]), who=str(data["who"]), when=str(data["when"])
             )
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return self._file_halt("not a halt record")
+        return replace(state, enforced=self._confirmed(state))
 
     def active(self) -> bool:
         return self.state() is not None
@@ -150,10 +157,12 @@ class Halt:
             problems.update(self._record_trip(state, detail or {}))
             if self._metrics is not None:
                 self._metrics.halts.labels(reason=reason).inc()
-        cancelled, cancel_error = await self._cancel_resting()
+        async with self._enforcing:
+            self._enforced_for = state.key  # a watcher woken by our own flag finds it handled
+            cancelled, cancel_error = await self._cancel_resting()
+            self._confirm(state, cancel_error)
         if cancel_error:
             problems["cancel_error"] = cancel_error
-        self._enforced_for = state
         if existing is None and self._journal is not None:
             self._journal.emit(
                 EventKind.HALT_TRIPPED,
@@ -174,14 +183,16 @@ class Halt:
         was in flight when the halt was tripped). Returns how many orders were cancelled, or
         None when nothing was attempted.
         """
-        state = self.state()
-        if state is None:
-            return None
-        first = state != self._enforced_for
-        if not first and not always:
-            return None
-        cancelled, cancel_error = await self._cancel_resting()
-        self._enforced_for = state
+        async with self._enforcing:
+            state = self.state()
+            if state is None:
+                return None
+            first = state.key != self._enforced_for
+            if not first and not always:
+                return None
+            self._enforced_for = state.key
+            cancelled, cancel_error = await self._cancel_resting()
+            self._confirm(state, cancel_error)
         if first and self._metrics is not None:
             self._metrics.halts.labels(reason=state.reason).inc()  # tripped by another process
         if (first or cancelled or cancel_error) and self._journal is not None:
@@ -204,6 +215,7 @@ class Halt:
                 return None
             state = HaltState(record.reason, record.who, record.tripped_at.isoformat())
         self.flag_path.unlink(missing_ok=True)
+        self.marker_path.unlink(missing_ok=True)
         self._set_gauge(active=False)
         self._enforced_for = None
         problems: dict[str, str] = {}
@@ -252,18 +264,29 @@ class Halt:
 
     def _write_flag(self, state: HaltState) -> None:
         """Write the flag atomically: a reader sees no flag or a whole one, never half."""
-        self.flag_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.flag_path.parent, prefix=".kill_switch.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(orjson.dumps(state.to_dict()))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.flag_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        record = {"reason": state.reason, "who": state.who, "when": state.when}
+        _write_atomically(self.flag_path, orjson.dumps(record), durable=True)
         self._set_gauge(active=True)
+
+    def _confirm(self, state: HaltState, cancel_error: str | None) -> None:
+        """Mark the halt enforced once its resting orders are known cancelled.
+
+        Nothing is confirmed without a canceller (``bastion kill`` with no exchange to reach:
+        the running loop confirms when it has cancelled) or after a failed cancel. The marker
+        names its halt, so one left behind by an earlier halt confirms nothing.
+        """
+        if self._canceller is None or cancel_error is not None:
+            return
+        try:
+            _write_atomically(self.marker_path, orjson.dumps(list(state.key)), durable=False)
+        except OSError:
+            _log.exception("could not mark the halt enforced")  # status says halting; harmless
+
+    def _confirmed(self, state: HaltState) -> bool:
+        try:
+            return bool(orjson.loads(self.marker_path.read_bytes()) == list(state.key))
+        except (OSError, orjson.JSONDecodeError):
+            return False
 
     def _file_halt(self, problem: str) -> HaltState:
         """The halt a flag file stands for when it does not say who raised it."""
@@ -283,3 +306,19 @@ class Halt:
 
     def _now(self) -> datetime:
         return self._clock.now()
+
+
+def _write_atomically(path: Path, data: bytes, *, durable: bool) -> None:
+    """Replace ``path`` with ``data`` in one rename; ``durable`` fsyncs before it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

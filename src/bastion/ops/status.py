@@ -82,8 +82,10 @@ class StatusService:
         data["halted"] = state is not None
         data["halt_reason"] = state.reason if state else None
         data["halt"] = state.to_dict() if state else None
-        if state is not None and data["state"] == "running":
-            data["state"] = "halted"  # the flag may be newer than the loop's last look
+        if state is not None and data["state"] in {"running", "halting", "halted"}:
+            # The flag may be newer than the loop's last look, and the system is only halted
+            # once its resting orders are confirmed cancelled: until then, halting.
+            data["state"] = "halted" if state.enforced else "halting"
 
     def _add_store(self, data: dict[str, Any]) -> None:
         if self._store is None:

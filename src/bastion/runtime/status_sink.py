@@ -123,7 +123,12 @@ def _with_book(status: RuntimeStatus, p: Payload) -> RuntimeStatus:
 
 
 def _halt_state(p: Payload) -> HaltState:
-    return HaltState(reason=str(p["reason"]), who=str(p["who"]), when=str(p["when"]))
+    return HaltState(
+        reason=str(p["reason"]),
+        who=str(p["who"]),
+        when=str(p["when"]),
+        enforced=bool(p.get("enforced", False)),
+    )
 
 
 _FOLDS: dict[EventKind, Callable[[RuntimeStatus, Payload], RuntimeStatus]] = {

@@ -100,8 +100,9 @@ async def test_kill_then_resume_through_the_api(client: httpx.AsyncClient, halt:
     assert killed.status_code == 200
     assert halt.active()
     status = (await client.get("/api/status", headers=AUTH)).json()
+    # No exchange to cancel on here, so nothing confirmed the book empty: halting, not halted.
     assert (status["state"], status["halted"], status["halt_reason"]) == (
-        "halted",
+        "halting",
         True,
         "fat finger",
     )
@@ -159,6 +160,39 @@ async def test_kill_answers_halted_even_when_the_cancel_fails(tmp_path: Path) ->
     assert response.status_code == 200
     assert response.json()["halted"] is True
     assert halt.active()
+
+
+async def test_status_says_halting_until_the_cancels_are_confirmed(tmp_path: Path) -> None:
+    """/api/status says ``halting`` while resting orders may remain, ``halted`` once cancelled.
+
+    The flag is raised by another process (as ``bastion kill`` does) and seen here before this
+    process has cancelled anything; its enforcement, and only a successful one, makes it halted.
+    """
+    cancels: list[str] = []
+    failing = True
+
+    async def cancel_all() -> int:
+        if failing:
+            raise ExchangeError("deribit private/cancel_all: NETWORK", code=ErrorCode.NETWORK)
+        cancels.append("all")
+        return 2
+
+    halt = Halt(flag_path=tmp_path / "flag", clock=SimClock(), canceller=cancel_all)
+    await Halt(flag_path=tmp_path / "flag", clock=SimClock()).trip("elsewhere", who="ops")
+    status = RuntimeStatus(run_id="r1", agent="a", currency="BTC", dry_run=False, state="running")
+    app = create_app(status=report(status, halt), halt=halt, metrics=Metrics(), token=TOKEN)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://console"
+    ) as client:
+        seen = [(await client.get("/api/status", headers=AUTH)).json()["state"]]
+        await halt.enforce()  # the cancel fails: still halting
+        seen.append((await client.get("/api/status", headers=AUTH)).json()["state"])
+        failing = False
+        await halt.enforce(always=True)  # the halted step's sweep succeeds
+        body = (await client.get("/api/status", headers=AUTH)).json()
+    assert [*seen, body["state"]] == ["halting", "halting", "halted"]
+    assert body["halt"]["enforced"] is True
+    assert cancels == ["all"]
 
 
 async def test_status_lists_the_circuit_breakers(halt: Halt) -> None:

@@ -147,6 +147,8 @@
     badge.textContent = s.state;
     badge.className = `badge ${s.state}`;
     $("halt-banner").hidden = !s.halted;
+    $("halt-title").textContent =
+      s.halt && !s.halt.enforced ? "HALTING (cancelling resting orders)" : "HALTED";
     $("halt-reason").textContent = s.halt ? s.halt.reason : "";
     $("halt-who").textContent = s.halt ? `(by ${s.halt.who}, ${utc(s.halt.when)})` : "";
     $("last-step").textContent = `#${s.last_step} ${s.last_outcome || ""}`;
