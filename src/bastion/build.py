@@ -372,6 +372,7 @@ def build_loop_config(settings: Settings) -> LoopConfig:
         step_timeout_seconds=settings.step_timeout_seconds,
         dry_run=settings.dry_run,
         halt_poll_seconds=settings.halt_poll_seconds,
+        watch_flag=True,
         instruments_refresh_seconds=settings.instruments_refresh_seconds,
         ticker_concurrency=settings.ticker_concurrency,
         drift_dust_coin=settings.position_drift_dust_coin,

@@ -56,18 +56,20 @@ def kill(
 
 
 async def _kill(settings: Settings, halt: Halt, reason: str) -> HaltState:
-    exchange = None
+    """Flag first, then cancel: the flag is what stops a running agent (whose watcher cancels
+    at once), so it must not wait for this process to import and reach the exchange client."""
+    state = await halt.trip(reason, who=getpass.getuser())
     if settings.resolved_exchange_url:  # the in-process paper exchange lives in the run
         from bastion.build import build_exchange  # noqa: PLC0415  lazy: see cli/app.py
         from bastion.telemetry.metrics import Metrics  # noqa: PLC0415  lazy: see cli/app.py
 
         exchange = build_exchange(settings, WallClock(), Metrics(), lambda: None)
         halt.set_canceller(exchange.cancel_all)
-    try:
-        return await halt.trip(reason, who=getpass.getuser())
-    finally:
-        if exchange is not None:
+        try:
+            await halt.enforce(always=True)
+        finally:
             await exchange.close()
+    return state
 
 
 def resume(

@@ -49,8 +49,9 @@ from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.limits import Breach, Ledger, Limits
 from bastion.guard.risk import RiskLimits, Verdict, review
-from bastion.market import OrderRequest
+from bastion.market import Order, OrderRequest
 from bastion.messages import GuardedLLM
+from bastion.runtime.flag_watch import FlagWatcher
 from bastion.runtime.observe import Observer
 from bastion.runtime.orders import OrderTracker
 from bastion.runtime.payloads import book_payload, intent_payload, observation_payload
@@ -85,6 +86,10 @@ class LoopConfig:
     step_timeout_seconds: float = 15.0
     dry_run: bool = False
     halt_poll_seconds: float = 0.2
+    watch_flag: bool = False
+    """Watch the kill-switch flag for the whole run (:mod:`bastion.runtime.flag_watch`), so a
+    touch cancels resting orders at once, also in the middle of a step. On in real runs; off by
+    default so a test's simulated clock decides alone when the loop looks."""
     instruments_refresh_seconds: float = 300.0
     ticker_concurrency: int = 8
     drift_dust_coin: float = 1e-4
@@ -181,6 +186,23 @@ class Loop:
         budget its LLM call used up) still halts; not after a halt seen since the last trading
         step, whose notices were judged already.
         """
+        watcher = None
+        if self.config.watch_flag:
+            watcher = FlagWatcher(
+                self.halt.flag_path,
+                self._enforce_halt,
+                poll_seconds=self.config.halt_poll_seconds,
+            )
+            watcher.start()
+        try:
+            return await self._run(max_steps, duration_seconds, stop)
+        finally:
+            if watcher is not None:
+                await watcher.aclose()
+
+    async def _run(
+        self, max_steps: int | None, duration_seconds: float | None, stop: asyncio.Event | None
+    ) -> int:
         started = self.clock.monotonic()
         while True:
             if max_steps is not None and self._steps >= max_steps:
@@ -389,7 +411,33 @@ class Loop:
             )
             return False
         self.orders.accepted(n, order)
+        if self.halt.active() and order.order_state == "open":
+            await self._cancel_raced(n, order)
         return True
+
+    async def _cancel_raced(self, n: int, order: Order) -> None:
+        """Cancel an order the exchange acknowledged after the halt rose (its send raced it).
+
+        The halt's own cancel-all may have run while the order was in flight and missed it;
+        this one cannot, since the order is known. A failure leaves it to the halted steps'
+        sweep, which cancels whatever rests.
+        """
+        try:
+            await self.exchange.cancel_order(order.order_id)
+        except BastionError as exc:
+            _log.warning("could not cancel order %s that raced the halt: %s", order.order_id, exc)
+            return
+        self.journal.emit(
+            EventKind.ORDER_SKIPPED,
+            {
+                "step": n,
+                "stage": "after_send",
+                "reason": "halted",
+                "label": order.label,
+                "order_id": order.order_id,
+                "detail": "acknowledged after the halt rose; cancelled",
+            },
+        )
 
     # -- observing ----------------------------------------------------------------------
     async def _observe_by(self, deadline: float, n: int) -> Observation | StepOutcome:
