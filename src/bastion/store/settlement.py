@@ -81,6 +81,11 @@ class SettlementWriter:
         self._waits = True
 
     @property
+    def synchronous(self) -> bool:
+        """Whether PostgreSQL settlements keep the session's ``synchronous_commit``."""
+        return self._synchronous
+
+    @property
     def inline(self) -> bool:
         """Whether ``wait=False`` is supported (SQLite)."""
         return self._dialect == "sqlite"
