@@ -334,6 +334,12 @@ class Settings(BaseSettings):
         "rows are deleted at run start, about daily while running and by `bastion budget "
         "prune` (running totals keep their figures); empty: keep forever.",
     )
+    budget_synchronous_settle: bool = Field(
+        False,
+        description="PostgreSQL: each settlement waits for its WAL flush, as holds do; off, a "
+        "database server crash can lose the spend of the last ~3 × wal_writer_delay of calls "
+        "(see docs/durability.md). SQLite ignores it.",
+    )
 
     # -- risk caps v1 ---------------------------------------------------------------------
     risk_max_order_amount: float = Field(

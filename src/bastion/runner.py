@@ -169,7 +169,9 @@ class Runner:
         self, settings: Settings, exchange: Exchange | None, llm_routes: list[Route] | None
     ) -> None:
         self.metrics = Metrics()
-        self.store = Store.open(settings.resolved_store_url)
+        self.store = Store.open(
+            settings.resolved_store_url, synchronous_settle=settings.budget_synchronous_settle
+        )
         self.trace = TraceWriter(
             settings.traces_dir, self.run_id, self.clock, settings.secret_values()
         )

@@ -127,3 +127,15 @@ async def test_a_run_prunes_the_ledger_at_start_and_a_day_later(
 
 def test_without_a_retention_a_run_prunes_nothing(runner_factory: RunnerFactory) -> None:
     assert runner_factory(ScriptedAgent(lambda o, c: Decision())).ledger_pruning is None
+
+
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_the_runner_opens_its_store_with_budget_synchronous_settle(
+    runner_factory: RunnerFactory, monkeypatch: pytest.MonkeyPatch, synchronous: bool
+) -> None:
+    """BASTION_BUDGET_SYNCHRONOUS_SETTLE reaches the settlement writer of the run's store
+    (off by default); what it does on PostgreSQL is tested in tests/unit/store."""
+    if synchronous:
+        monkeypatch.setenv("BASTION_BUDGET_SYNCHRONOUS_SETTLE", "true")
+    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()))
+    assert runner.store.budget.synchronous_settle is synchronous

@@ -283,12 +283,14 @@ class Leases:
 
     # --- giving back ------------------------------------------------------------------------
 
-    def _watch_idle(self, lease: Lease) -> None:
-        """Release ``lease`` once nothing is in flight on it for ``idle_seconds``."""
+    def _watch_idle(self, lease: Lease, after: float | None = None) -> None:
+        """Release ``lease`` once nothing is in flight on it for ``idle_seconds``; the check
+        runs ``after`` seconds from now (``idle_seconds`` unless told)."""
         if not lease.idle or lease.claims in self._idle_checks:
             return
         self._idle_checks.add(lease.claims)
-        asyncio.get_running_loop().call_later(self._idle_seconds, self._idle_check, lease.claims)
+        delay = self._idle_seconds if after is None else after
+        asyncio.get_running_loop().call_later(delay, self._idle_check, lease.claims)
 
     def _idle_check(self, key: Key) -> None:
         self._idle_checks.discard(key)
@@ -296,8 +298,8 @@ class Leases:
         if lease is None or not lease.idle:
             return
         waited = asyncio.get_running_loop().time() - lease.used_at
-        if waited < self._idle_seconds:
-            self._watch_idle(lease)
+        if waited < self._idle_seconds:  # used since: check again when it has been idle long
+            self._watch_idle(lease, self._idle_seconds - waited)
             return
         task = asyncio.ensure_future(self._give_back(key))
         task.add_done_callback(_quiet)

@@ -171,6 +171,12 @@ class BudgetStore:
         return None
 
     @property
+    def synchronous_settle(self) -> bool:
+        """Whether settlements wait for PostgreSQL's WAL flush, as holds do (the constructor's
+        flag; setting ``budget_synchronous_settle``). SQLite ignores it."""
+        return self._settlements.synchronous
+
+    @property
     def settles_inline(self) -> bool:
         """Whether :meth:`settle` can be tried with ``wait=False`` on an event loop's thread:
         SQLite, where a settlement is local file I/O of some tens of microseconds."""

@@ -16,9 +16,11 @@ configured by the engine like any other.
   connection's ``synchronous_commit`` is ``off`` unless the store is opened with
   ``synchronous_settle``: the server acknowledges before the WAL reaches the disk, and a
   *server* crash may lose the last moments of settlements (never half of one). A client crash
-  loses nothing the server acknowledged. Holds always wait for the flush, so what a lost
-  settlement held stays counted as held: the budget errs towards refusing, never towards
-  overspending. A deadlock (PostgreSQL aborts one of the two) is retried.
+  loses nothing the server acknowledged. Holds wait for the flush (at the server's default
+  ``synchronous_commit``), so what a lost settlement held stays counted as held until its hold
+  is released or reclaimed; from then on its calls' spend is missing, and a limit can be
+  overrun by at most that much (``docs/durability.md``). A deadlock (PostgreSQL aborts one of
+  the two) is retried.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ class SettlementWriter:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._waits = True
+
+    @property
+    def synchronous(self) -> bool:
+        """Whether PostgreSQL settlements keep the session's ``synchronous_commit``."""
+        return self._synchronous
 
     @property
     def inline(self) -> bool:

@@ -31,19 +31,25 @@ class Store:
     between threads, and several processes may open the same database at once.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        """Wrap an engine whose schema is already at head; most callers want :meth:`open`."""
+    def __init__(self, engine: Engine, *, synchronous_settle: bool = False) -> None:
+        """Wrap an engine whose schema is already at head; most callers want :meth:`open`.
+
+        ``synchronous_settle`` is :class:`~bastion.store.budget.BudgetStore`'s (PostgreSQL:
+        settlements wait for the WAL flush)."""
         self.engine = engine
         self.runs = RunStore(engine)
         self.events = EventStore(engine)
         self.halts = HaltStore(engine)
         self.health = HealthStore(engine)
-        self.budget = BudgetStore(engine)
+        self.budget = BudgetStore(engine, synchronous_settle=synchronous_settle)
         self.approvals = ApprovalsStore(engine)
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, synchronous_settle: bool = False) -> Store:
         """Connect to ``url`` (``sqlite:///…`` or ``postgresql+psycopg://…``) and migrate it.
+
+        ``synchronous_settle`` (setting ``budget_synchronous_settle``) makes PostgreSQL wait
+        for the WAL flush of every budget settlement; see ``docs/durability.md``.
 
         Raises :class:`~bastion.errors.ConfigError` for a URL Bastion cannot use or a database
         written by a newer Bastion, and :class:`~bastion.errors.BastionError` when the database
@@ -68,7 +74,7 @@ class Store:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        return cls(engine, synchronous_settle=synchronous_settle)
 
     @property
     def dialect(self) -> str:
