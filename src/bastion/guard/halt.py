@@ -14,10 +14,13 @@ The flag comes first and nothing after it can undo it: a store that is down or a
 fails is reported in the alert, never raised.
 
 The flag is a file so that a person (or ``bastion kill`` in another process) can stop a running
-agent without any API. The running loop notices the file at the top of each tick, right before
-each order and while it waits between ticks, and then calls :meth:`enforce`, which cancels what
-is still resting; every halted step sweeps again, for an order that was in flight when the halt
-was tripped. Resume is a human act: :meth:`resume` records who resumed and why.
+agent without any API. The running loop watches the file for the whole run
+(:mod:`bastion.runtime.flag_watch`) and looks at it at the top of each tick and right before
+each order; when it appears the loop calls :meth:`enforce`, which cancels what is still
+resting. Every halted step sweeps again, and an order acknowledged after the flag rose is
+cancelled by the loop as soon as the answer arrives. Until a cancel has succeeded under the
+halt the system is *halting*, not yet *halted*: :attr:`marker_path` records the confirmation.
+Resume is a human act: :meth:`resume` records who resumed and why.
 """
 
 from __future__ import annotations
