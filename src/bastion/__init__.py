@@ -10,8 +10,9 @@ for the modules it uses, never for the runner, the console's server or the datab
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bastion.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
@@ -54,14 +55,4 @@ _LAZY = {
 """Every public name, and the module it lives in."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bastion' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names("bastion", globals(), _LAZY)

@@ -30,6 +30,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "bastion.messages",
             "bastion.status",
             "bastion.sensitive",
+            "bastion.lazy_names",
         ),
     ),
     ("records", ("bastion.store", "bastion.trace", "bastion.telemetry")),

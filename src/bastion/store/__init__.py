@@ -23,8 +23,9 @@ once released.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bastion.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from bastion.store.approvals import ApprovalRecord, ApprovalsStore
@@ -67,14 +68,4 @@ _LAZY = {
 them must not import SQLAlchemy."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bastion.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names("bastion.store", globals(), _LAZY)

@@ -20,6 +20,7 @@ _CHATTY = (
     "httpx",
     "httpcore",
     "httpx2",
+    "watchfiles",  # "1 change detected" at INFO whenever the flag watcher wakes
     "httpcore2",
     "openai",
     "anthropic",
