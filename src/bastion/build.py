@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from bastion.agent import Agent
     from bastion.exchange.base import Exchange
+    from bastion.exchange.deribit import HaltCheck
     from bastion.exchange.deribit_ws import DeribitWsSession
     from bastion.guard.approvals import ApprovalRecord, Approvals
     from bastion.guard.budget import Budget, BudgetLimits
@@ -274,7 +275,7 @@ def build_exchange(
     settings: Settings,
     clock: Clock,
     metrics: Metrics,
-    halt_check: Callable[[], None],
+    halt_check: HaltCheck,
     *,
     resilience: Resilience | None = None,
     paper: PaperExchangeApp | None = None,
@@ -454,6 +455,7 @@ def build_halt(
         halts=store.halts if store is not None else None,
         journal=journal,
         metrics=metrics,
+        auto_resume=settings.halt_auto_resume,
     )
 
 

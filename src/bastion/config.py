@@ -152,7 +152,12 @@ class Settings(BaseSettings):
         gt=0,
         le=10,
         description="How often the loop looks at the kill-switch flag while it waits between "
-        "steps.",
+        "steps (the run also watches it, so this is the fallback where a watch cannot start).",
+    )
+    halt_auto_resume: bool = Field(
+        False,
+        description="A halt with an expiry (a daily-loss halt lasts until the next UTC day) "
+        "lifts itself when it lapses; off, a person resumes it.",
     )
     instruments_refresh_seconds: float = Field(
         300.0, gt=0, description="How long the instrument list is reused before it is reloaded."

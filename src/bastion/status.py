@@ -7,6 +7,7 @@ task always sees one consistent picture without locks.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -15,6 +16,16 @@ if TYPE_CHECKING:
 __all__ = ["HaltState", "RuntimeStatus"]
 
 State = Literal["starting", "running", "halting", "halted", "stopped"]
+
+
+class TradingState(StrEnum):
+    """What may go out: everything, only orders that shrink a position, or nothing but cancels."""
+
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    """Only reduce-only orders (flattening, after a daily-loss trip); resting orders cancelled."""
+    HALTED = "halted"
+    """Nothing but cancels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +41,10 @@ class HaltState:
     who: str
     when: str
     enforced: bool = False
+    state: TradingState = TradingState.HALTED
+    """HALTED or REDUCING (an active halt is never ACTIVE)."""
+    until: str | None = None
+    """When the halt lapses (ISO UTC); None: until a person resumes."""
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -39,7 +39,7 @@ class Halt:
     def __init__(self) -> None:
         self.active = False
 
-    def __call__(self) -> None:
+    def __call__(self, *, reduce_only: bool = False) -> None:
         if self.active:
             raise HaltedError("halted: kill switch active")
 

@@ -63,7 +63,7 @@ async def _kill(settings: Settings, halt: Halt, reason: str) -> HaltState:
         from bastion.build import build_exchange  # noqa: PLC0415  lazy: see cli/app.py
         from bastion.telemetry.metrics import Metrics  # noqa: PLC0415  lazy: see cli/app.py
 
-        exchange = build_exchange(settings, WallClock(), Metrics(), lambda: None)
+        exchange = build_exchange(settings, WallClock(), Metrics(), _never_halted)
         halt.set_canceller(exchange.cancel_all)
         try:
             await halt.enforce(always=True)
@@ -123,3 +123,7 @@ def _say_problems(emitted: list[Event]) -> None:
                     f"[yellow]Warning[/]: {what}: {safe(str(event.payload[key]))}",
                     highlight=False,
                 )
+
+
+def _never_halted(*, reduce_only: bool = False) -> None:
+    """This command's exchange client sends no order, so nothing it sends can be halted."""

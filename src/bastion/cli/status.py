@@ -124,3 +124,10 @@ def _render_tables(data: dict[str, Any]) -> None:
             for row in rows:
                 table.add_row(*(safe(str(row[c])) for c in cols))
             out.print(table)
+
+
+def _halt_title(*, reducing: bool, enforced: bool) -> str:
+    pending = "resting orders not yet cancelled"
+    if reducing:
+        return "REDUCING (reduce-only orders)" if enforced else f"REDUCING ({pending})"
+    return "HALTED" if enforced else f"HALTING ({pending})"

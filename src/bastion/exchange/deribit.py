@@ -38,7 +38,7 @@ import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import httpx
 import orjson
@@ -71,7 +71,7 @@ from bastion.market import (
 from bastion.resilience import Resilience
 from bastion.telemetry.metrics import Metrics
 
-__all__ = ["DERIBIT_CODES", "DeribitClient", "code_for_deribit", "rpc_error"]
+__all__ = ["DERIBIT_CODES", "DeribitClient", "HaltCheck", "code_for_deribit", "rpc_error"]
 
 T = TypeVar("T")
 
@@ -98,6 +98,16 @@ class _Token:
     refresh_at: float
 
 
+class HaltCheck(Protocol):
+    """Raises :class:`HaltedError` when an order may not go out now (the halt's ``check``).
+
+    ``reduce_only`` says whether the order can only shrink a position: a *reducing* halt lets
+    those through, a full halt nothing.
+    """
+
+    def __call__(self, *, reduce_only: bool = False) -> None: ...
+
+
 class DeribitClient:
     """Deribit JSON-RPC over HTTP. ``name`` labels the dependency in metrics and messages."""
 
@@ -112,7 +122,7 @@ class DeribitClient:
         refresh_margin: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
-        halt_check: Callable[[], None] | None = None,
+        halt_check: HaltCheck | None = None,
         name: str = "deribit",
         resilience: Resilience | None = None,
         websocket: DeribitWsSession | None = None,
@@ -218,7 +228,10 @@ class DeribitClient:
         if request.label:
             params["label"] = request.label
         return await self._private(
-            f"private/{request.direction}", params, lambda r: _order(r["order"])
+            f"private/{request.direction}",
+            params,
+            lambda r: _order(r["order"]),
+            reduce_only=request.reduce_only,
         )
 
     async def cancel_order(self, order_id: str) -> Order:
@@ -241,9 +254,16 @@ class DeribitClient:
     async def _public(self, method: str, params: dict[str, Any], parse: Callable[[Any], T]) -> T:
         return await self._call(method, params, parse, token=None)
 
-    async def _private(self, method: str, params: dict[str, Any], parse: Callable[[Any], T]) -> T:
+    async def _private(
+        self,
+        method: str,
+        params: dict[str, Any],
+        parse: Callable[[Any], T],
+        *,
+        reduce_only: bool = False,
+    ) -> T:
         if self._ws is not None:  # the socket itself is authenticated
-            return await self._call(method, params, parse, token=None)
+            return await self._call(method, params, parse, token=None, reduce_only=reduce_only)
         token = [await self._access_token()]
 
         async def refresh(error: BastionError) -> None:
@@ -251,7 +271,9 @@ class DeribitClient:
             await self._invalidate(token[0])
             token[0] = await self._access_token()
 
-        return await self._call(method, params, parse, token=token, refresh=refresh)
+        return await self._call(
+            method, params, parse, token=token, refresh=refresh, reduce_only=reduce_only
+        )
 
     async def _call(
         self,
@@ -261,8 +283,11 @@ class DeribitClient:
         *,
         token: list[str] | None,
         refresh: Callable[[BastionError], Awaitable[None]] | None = None,
+        reduce_only: bool = False,
     ) -> T:
         dependency = f"{self.name} {method}"
+        halt_check = self._halt_check
+        checked = None if halt_check is None else lambda: halt_check(reduce_only=reduce_only)
 
         async def send_frame(ws: DeribitWsSession) -> T:
             result = await ws.request(method, params)
@@ -295,7 +320,7 @@ class DeribitClient:
             layer="exchange",
             timeout=self._timeout,
             sends_order=method in _ORDER_METHODS,
-            halt_check=self._halt_check,
+            halt_check=checked,
             breaker=self.name,
             refresh=refresh,
         )

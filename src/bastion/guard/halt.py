@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from bastion.clock import Clock
-from bastion.errors import BastionError, HaltedError
+from bastion.errors import BastionError, HaltedError, UsageError
 from bastion.events import EventKind, Journal
 from bastion.guard.limits import HaltReason
-from bastion.status import HaltState
+from bastion.status import HaltState, TradingState
 from bastion.store.halt_record import HaltRecord
 
 if TYPE_CHECKING:
@@ -62,7 +62,14 @@ class HaltBook(Protocol):
     """
 
     def trip(
-        self, reason: str, who: str, at: datetime, detail: Mapping[str, Any] | None = None
+        self,
+        reason: str,
+        who: str,
+        at: datetime,
+        detail: Mapping[str, Any] | None = None,
+        *,
+        state: str = "halted",
+        until: datetime | None = None,
     ) -> HaltRecord: ...
 
     def resume(self, who: str, why: str, at: datetime) -> HaltRecord | None: ...
@@ -82,8 +89,13 @@ class Halt:
         journal: Journal | None = None,
         metrics: Metrics | None = None,
         canceller: Canceller | None = None,
+        auto_resume: bool = False,
     ) -> None:
+        """``auto_resume``: a halt with an expiry (``until``) lifts itself once it lapses;
+        without it a lapsed halt stays until a person resumes (the default: a daily-loss halt
+        should be looked at before the next day trades)."""
         self.flag_path = flag_path
+        self._auto_resume = auto_resume
         self._clock = clock
         self._halts = halts
         self._journal = journal
@@ -120,63 +132,100 @@ class Halt:
         if not raw.strip():
             return self._file_halt("empty")
         try:
-            data = orjson.loads(raw)
-            state = HaltState(
-                reason=str(data["reason"]), who=str(data["who"]), when=str(data["when"])
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            state = _parse_flag(orjson.loads(raw))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return self._file_halt("not a halt record")
+        if self._lapsed(state) and self._auto_resume:
+            self._lift(state, who="bastion", why=f"the halt lapsed at {state.until}")
+            return None
         return replace(state, enforced=self._confirmed(state))
 
     def active(self) -> bool:
+        """Whether any halt is on (HALTED or REDUCING)."""
         return self.state() is not None
 
-    def check(self) -> None:
-        """Raise :class:`HaltedError` if the kill switch is on; called before every order."""
+    def trading_state(self) -> TradingState:
+        """ACTIVE, REDUCING or HALTED, as the flag says now."""
         state = self.state()
-        if state is not None:
-            raise HaltedError(
-                f"trading halted ({state.reason}, by {state.who}); run `bastion resume` to "
-                "continue",
-                observed=state.reason,
-            )
+        return TradingState.ACTIVE if state is None else state.state
+
+    def permits(self, *, reduce_only: bool) -> bool:
+        """Whether an order may go out now: anything when ACTIVE, only a reduce-only order when
+        REDUCING, nothing when HALTED."""
+        state = self.trading_state()
+        return state is TradingState.ACTIVE or (state is TradingState.REDUCING and reduce_only)
+
+    def check(self, *, reduce_only: bool = False) -> None:
+        """Raise :class:`HaltedError` unless the order may go out; called before every order."""
+        state = self.state()
+        if state is None or (state.state is TradingState.REDUCING and reduce_only):
+            return
+        what = "trading halted" if state.state is TradingState.HALTED else "reduce-only"
+        raise HaltedError(
+            f"{what} ({state.reason}, by {state.who}); run `bastion resume` to continue",
+            observed=state.reason,
+        )
 
     # -- the halt path ------------------------------------------------------------------
     async def trip(
-        self, reason: str, *, who: str = "bastion", detail: dict[str, Any] | None = None
+        self,
+        reason: str,
+        *,
+        who: str = "bastion",
+        detail: dict[str, Any] | None = None,
+        state: TradingState = TradingState.HALTED,
+        until: datetime | None = None,
     ) -> HaltState:
         """Stop trading: flag, cancel, alert. Idempotent; returns the halt on record.
+
+        ``state`` is HALTED (nothing but cancels) or REDUCING (only orders that shrink a
+        position); ``until`` is when the halt lapses (see ``auto_resume``). A halt already on
+        stays the one on record, except that a HALTED trip replaces a REDUCING halt: the
+        stricter stop always wins.
 
         Nothing after the flag can undo it: a store that is down or a cancel that fails is
         reported in the alert, never raised, so the caller (a CLI, a console route, a guard)
         always gets a halted system back.
         """
+        if state is TradingState.ACTIVE:
+            raise UsageError("a halt is HALTED or REDUCING; to trade again, resume")
         reason = str(reason)  # a HaltReason is recorded as its plain value
         existing = self.state()
-        state = existing or HaltState(reason=reason, who=who, when=self._now().isoformat())
+        escalates = existing is not None and existing.state is TradingState.REDUCING
+        if existing is not None and escalates and state is TradingState.HALTED:
+            self._lift(existing, who=who, why=f"escalated to halted: {reason}")
+            existing = None
+        fresh = HaltState(
+            reason=reason,
+            who=who,
+            when=self._now().isoformat(),
+            state=state,
+            until=until.astimezone(UTC).isoformat() if until is not None else None,
+        )
+        state_now = existing or fresh
         problems: dict[str, str] = {}
         if existing is None:
-            self._write_flag(state)
-            problems.update(self._record_trip(state, detail or {}))
+            self._write_flag(state_now)
+            problems.update(self._record_trip(state_now, detail or {}))
             if self._metrics is not None:
                 self._metrics.halts.labels(reason=reason).inc()
         async with self._enforcing:
-            self._enforced_for = state.key  # a watcher woken by our own flag finds it handled
+            self._enforced_for = state_now.key  # a watcher woken by our own flag finds it handled
             cancelled, cancel_error = await self._cancel_resting()
-            self._confirm(state, cancel_error)
+            self._confirm(state_now, cancel_error)
         if cancel_error:
             problems["cancel_error"] = cancel_error
         if existing is None and self._journal is not None:
             self._journal.emit(
                 EventKind.HALT_TRIPPED,
                 {
-                    **state.to_dict(),
+                    **state_now.to_dict(),
                     "cancelled_orders": cancelled,
                     "detail": detail or {},
                     **problems,
                 },
             )
-        return state
+        return state_now
 
     async def enforce(self, *, always: bool = False) -> int | None:
         """Cancel resting orders under a halt raised anywhere (this process or `bastion kill`).
@@ -217,6 +266,11 @@ class Halt:
             if record is None:
                 return None
             state = HaltState(record.reason, record.who, record.tripped_at.isoformat())
+        self._lift(state, who=who, why=why)
+        return state
+
+    def _lift(self, state: HaltState, *, who: str, why: str) -> None:
+        """Clear the flag, close the store's record, say so: a resume, a lapse, an escalation."""
         self.flag_path.unlink(missing_ok=True)
         self.marker_path.unlink(missing_ok=True)
         self._set_gauge(active=False)
@@ -233,7 +287,6 @@ class Halt:
                 EventKind.HALT_RESUMED,
                 {"reason": state.reason, "who": who, "why": why, **problems},
             )
-        return state
 
     # -- helpers ------------------------------------------------------------------------
     async def _cancel_resting(self) -> tuple[int, str | None]:
@@ -250,7 +303,10 @@ class Halt:
         if self._halts is None:
             return {}
         try:
-            self._halts.trip(state.reason, state.who, self._now(), detail)
+            until = datetime.fromisoformat(state.until) if state.until is not None else None
+            self._halts.trip(
+                state.reason, state.who, self._now(), detail, state=state.state, until=until
+            )
         except Exception as exc:  # the flag is up already: a store outage must not undo it
             _log.exception("could not record the halt in the store")
             return {"store_error": str(exc)}
@@ -267,7 +323,13 @@ class Halt:
 
     def _write_flag(self, state: HaltState) -> None:
         """Write the flag atomically: a reader sees no flag or a whole one, never half."""
-        record = {"reason": state.reason, "who": state.who, "when": state.when}
+        record = {
+            "reason": state.reason,
+            "who": state.who,
+            "when": state.when,
+            "state": state.state.value,
+            "until": state.until,
+        }
         _write_atomically(self.flag_path, orjson.dumps(record), durable=True)
         self._set_gauge(active=True)
 
@@ -284,6 +346,14 @@ class Halt:
             _write_atomically(self.marker_path, orjson.dumps(list(state.key)), durable=False)
         except OSError:
             _log.exception("could not mark the halt enforced")  # status says halting; harmless
+
+    def _lapsed(self, state: HaltState) -> bool:
+        if state.until is None:
+            return False
+        try:
+            return self._now() >= datetime.fromisoformat(state.until)
+        except (TypeError, ValueError):
+            return False  # an expiry nobody can read never lifts a halt
 
     def _confirmed(self, state: HaltState) -> bool:
         try:
@@ -325,3 +395,21 @@ def _write_atomically(path: Path, data: bytes, *, durable: bool) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _parse_flag(data: Any) -> HaltState:
+    """The halt a flag record describes; a state it does not know is a full halt (fail safe)."""
+    try:
+        state = TradingState(data.get("state") or TradingState.HALTED)
+    except ValueError:
+        state = TradingState.HALTED
+    if state is TradingState.ACTIVE:
+        state = TradingState.HALTED
+    until = data.get("until")
+    return HaltState(
+        reason=str(data["reason"]),
+        who=str(data["who"]),
+        when=str(data["when"]),
+        state=state,
+        until=str(until) if until is not None else None,
+    )

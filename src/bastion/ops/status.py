@@ -80,6 +80,8 @@ class StatusService:
     def _add_halt(self, data: dict[str, Any]) -> None:
         state = self._halt_state()
         data["halted"] = state is not None
+        data["trading_state"] = state.state.value if state else "active"
+        data["halt_until"] = state.until if state else None
         data["halt_reason"] = state.reason if state else None
         data["halt"] = state.to_dict() if state else None
         if state is not None and data["state"] in {"running", "halting", "halted"}:

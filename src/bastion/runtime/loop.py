@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
@@ -56,7 +56,7 @@ from bastion.runtime.observe import Observer
 from bastion.runtime.orders import OrderTracker
 from bastion.runtime.payloads import book_payload, intent_payload, observation_payload
 from bastion.runtime.status_sink import StatusSink
-from bastion.status import RuntimeStatus
+from bastion.status import RuntimeStatus, TradingState
 from bastion.telemetry.metrics import Metrics
 from bastion.telemetry.sink import MetricsSink
 
@@ -243,7 +243,7 @@ class Loop:
         n = self._steps
         t0 = self.clock.monotonic()
         book: dict[str, Any] | None = None
-        if self.halt.active():
+        if self.halt.trading_state() is TradingState.HALTED:
             outcome, book = await self._halted_step(n)
         else:
             outcome = await self._trading_step(n)
@@ -282,7 +282,8 @@ class Loop:
         await self.halt.enforce()
 
     async def _trading_step(self, n: int) -> StepOutcome:
-        if self._halted:
+        """A step that may send: anything when ACTIVE, reduce-only orders when REDUCING."""
+        if self._halted and self.halt.trading_state() is TradingState.ACTIVE:
             self._halted = False
             self.journal.emit(EventKind.TRADING_RESUMED, {"step": n})
             self.ledger.reset()  # resuming accepts the positions, spend and health as they stand
@@ -296,7 +297,7 @@ class Loop:
         if isinstance(observed, StepOutcome):
             return observed
         obs = observed
-        if self.halt.active():  # raised elsewhere while we observed
+        if self.halt.trading_state() is TradingState.HALTED:  # raised while we observed
             return StepOutcome(n, "halted", detail="halted during observation")
         try:
             async with asyncio.timeout_at(deadline):
@@ -309,10 +310,28 @@ class Loop:
         breach = await self._check_limits(None)
         if breach is not None:
             return StepOutcome(n, "halted", detail=f"halted by {breach.who}: {breach.reason}")
-        verdicts = review(decision, obs, self.limits)
+        verdicts = self._within_trading_state(review(decision, obs, self.limits))
         for verdict in verdicts:
             self.journal.emit(EventKind.RISK_VERDICT, {"step": n, **verdict.to_dict()})
         return await self._send_approved(n, verdicts)
+
+    def _within_trading_state(self, verdicts: list[Verdict]) -> list[Verdict]:
+        """Under a REDUCING halt, an approved intent that is not reduce-only is rejected."""
+        if self.halt.trading_state() is not TradingState.REDUCING:
+            return verdicts
+        return [
+            replace(
+                v,
+                status="rejected",
+                cap="trading_state",
+                limit="reduce_only",
+                observed="not reduce_only",
+                reason="trading is REDUCING: only orders that shrink a position go out",
+            )
+            if v.approved and not v.intent.reduce_only
+            else v
+            for v in verdicts
+        ]
 
     def _failure(self, n: int, exc: Exception) -> StepOutcome:
         """Record why the step's observe or decide did not finish, as an outcome."""
@@ -366,7 +385,7 @@ class Loop:
 
     async def _send(self, n: int, k: int, intent: OrderIntent) -> bool:
         """Send one approved intent; True when the exchange accepted it."""
-        self.halt.check()
+        self.halt.check(reduce_only=intent.reduce_only)
         label = f"{self.run_id}-{n}-{k}"[:64]  # Deribit labels hold 64 characters
         if self.config.dry_run:
             self.journal.emit(
@@ -411,7 +430,7 @@ class Loop:
             )
             return False
         self.orders.accepted(n, order)
-        if self.halt.active() and order.order_state == "open":
+        if not self.halt.permits(reduce_only=order.reduce_only) and order.order_state == "open":
             await self._cancel_raced(n, order)
         return True
 

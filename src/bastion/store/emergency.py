@@ -42,17 +42,19 @@ _TRIP_ATTEMPTS = 5  # as bastion.store.halts
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 # Constant text, every value bound: the columns are spelled out in each (no string building).
 _TRIP = (
-    "INSERT INTO halts (tripped_at, reason, who, detail) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING "
-    "RETURNING id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason"
+    "INSERT INTO halts (tripped_at, reason, who, detail, state, until) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING "
+    "id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until"
 )
 _ACTIVE = (
-    "SELECT id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason "
+    "SELECT "
+    "id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until "
     "FROM halts WHERE resumed_at IS NULL"
 )
 _RESUME = (
     "UPDATE halts SET resumed_at = ?, resumed_by = ?, resume_reason = ? WHERE resumed_at IS NULL "
-    "RETURNING id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason"
+    "RETURNING "
+    "id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until"
 )
 _APPEND = "INSERT INTO events (run_id, at, kind, payload) VALUES (?, ?, ?, ?) RETURNING id"
 
@@ -100,10 +102,19 @@ class EmergencyStore:
 
     # -- halts (the HaltBook protocol of bastion.guard.halt) ---------------------------------
     def trip(
-        self, reason: str, who: str, at: datetime, detail: Mapping[str, Any] | None = None
+        self,
+        reason: str,
+        who: str,
+        at: datetime,
+        detail: Mapping[str, Any] | None = None,
+        *,
+        state: str = "halted",
+        until: datetime | None = None,
     ) -> HaltRecord:
         """Raise the halt; if one is already active, return it and add nothing."""
-        values = (_stamp(at), reason, who, dumps_json(to_document(detail or {}, "halt detail")))
+        document = dumps_json(to_document(detail or {}, "halt detail"))
+        lapse = _stamp(until) if until is not None else None
+        values = (_stamp(at), reason, who, document, state, lapse)
         for _ in range(_TRIP_ATTEMPTS):
             with self._writing() as conn:
                 row = conn.execute(_TRIP, values).fetchone() or conn.execute(_ACTIVE).fetchone()
@@ -166,7 +177,7 @@ def _moment(text: str | None) -> datetime | None:
 
 
 def _record(row: tuple[Any, ...]) -> HaltRecord:
-    id_, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason = row
+    id_, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until = row
     tripped = _moment(tripped_at)
     assert tripped is not None  # NOT NULL in the schema
     return HaltRecord(
@@ -178,4 +189,6 @@ def _record(row: tuple[Any, ...]) -> HaltRecord:
         resumed_at=_moment(resumed_at),
         resumed_by=resumed_by,
         resume_reason=resume_reason,
+        state=state,
+        until=_moment(until),
     )

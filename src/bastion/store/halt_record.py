@@ -25,6 +25,10 @@ class HaltRecord:
     resumed_at: datetime | None
     resumed_by: str | None
     resume_reason: str | None
+    state: str = "halted"
+    """``halted`` (nothing but cancels) or ``reducing`` (only orders that shrink a position)."""
+    until: datetime | None = None
+    """When the halt lapses; None: until a person resumes."""
 
     @property
     def active(self) -> bool:

@@ -43,6 +43,9 @@ class HaltStore:
         who: str,
         at: datetime,
         detail: Mapping[str, Any] | None = None,
+        *,
+        state: str = "halted",
+        until: datetime | None = None,
     ) -> HaltRecord:
         """Raise the halt; if one is already active, return it and add nothing."""
         values = {
@@ -50,6 +53,8 @@ class HaltStore:
             "reason": reason,
             "who": who,
             "detail": to_document(detail or {}, "halt detail"),
+            "state": state,
+            "until": aware_utc(until) if until is not None else None,
         }
         statement = self._insert(halts).values(values).on_conflict_do_nothing().returning(*halts.c)
         for _ in range(_TRIP_ATTEMPTS):
@@ -104,4 +109,6 @@ def _record(row: RowMapping) -> HaltRecord:
         resumed_at=row["resumed_at"],
         resumed_by=row["resumed_by"],
         resume_reason=row["resume_reason"],
+        state=row["state"],
+        until=row["until"],
     )

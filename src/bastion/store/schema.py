@@ -56,4 +56,7 @@ halts = sa.Table(
     sa.Column("resumed_at", UtcDateTime(), nullable=True),
     sa.Column("resumed_by", sa.String(200), nullable=True),
     sa.Column("resume_reason", sa.Text(), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False, server_default="halted"),
+    sa.Column("until", UtcDateTime(), nullable=True),
+    sa.CheckConstraint("state IN ('halted', 'reducing')", name="ck_halts_state"),
 )

@@ -72,7 +72,13 @@ async def test_trip_raises_the_flag_cancels_and_alerts_in_that_order(
     halt = _halt(tmp_path, events, book, metrics)
     state = await halt.trip("daily_loss", who="alice")
     flag = orjson.loads((tmp_path / "kill_switch.flag").read_bytes())
-    assert flag == {"reason": "daily_loss", "who": "alice", "when": "2027-01-15T08:00:00+00:00"}
+    assert flag == {
+        "reason": "daily_loss",
+        "who": "alice",
+        "when": "2027-01-15T08:00:00+00:00",
+        "state": "halted",
+        "until": None,
+    }
     assert state.reason == "daily_loss"
     assert book.resting == 0
     assert [e.kind for e in events] == [EventKind.HALT_TRIPPED]
