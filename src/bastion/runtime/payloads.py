@@ -6,6 +6,11 @@ Fields are only ever added (readers of older traces keep working). The status si
 :func:`order_from_payload` and :func:`position_from_payload`, which is why an order or a
 position payload carries every field of its type.
 
+The ``observation`` payload is also what a replay feeds an agent again
+(:func:`observation_from_payload`): besides what the console shows it carries every account,
+ticker and instrument field an agent or the risk review reads, the instruments only for the
+names it ticks, holds or rests an order on (the venue lists about a thousand).
+
 Keys the metrics sink (:mod:`bastion.telemetry.sink`) reads by name: ``status`` and
 ``elapsed_s`` of ``step_completed``; ``currency`` and ``equity`` of ``observation`` and of a
 halted step's ``book``; ``stage`` (``send`` or ``reconcile``), ``reason``, ``skipped`` and
@@ -18,16 +23,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bastion.agent import Observation, OrderIntent
-from bastion.market import AccountSummary, Order, Position
+from bastion.market import AccountSummary, Instrument, Order, Position, Ticker
 
 __all__ = [
     "book_payload",
+    "instrument_from_payload",
+    "instrument_payload",
     "intent_payload",
+    "observation_from_payload",
     "observation_payload",
     "order_from_payload",
     "order_payload",
     "position_from_payload",
     "position_payload",
+    "ticker_from_payload",
+    "ticker_payload",
 ]
 
 
@@ -126,21 +136,135 @@ def book_payload(
     }
 
 
+def ticker_payload(ticker: Ticker) -> dict[str, Any]:
+    """A ticker; ``mark``, ``bid``, ``ask`` and ``delta`` keep their first traces' short names."""
+    return {
+        "mark": ticker.mark_price,
+        "bid": ticker.best_bid_price,
+        "ask": ticker.best_ask_price,
+        "delta": ticker.delta,
+        "timestamp_ms": ticker.timestamp_ms,
+        "index_price": ticker.index_price,
+        "bid_amount": ticker.best_bid_amount,
+        "ask_amount": ticker.best_ask_amount,
+        "last_price": ticker.last_price,
+        "underlying_price": ticker.underlying_price,
+        "mark_iv": ticker.mark_iv,
+        "gamma": ticker.gamma,
+        "vega": ticker.vega,
+        "theta": ticker.theta,
+    }
+
+
+def ticker_from_payload(name: str, data: Mapping[str, Any], index_price: float) -> Ticker:
+    """A ticker back; fields older traces lack take the type's defaults."""
+    return Ticker(
+        instrument_name=name,
+        timestamp_ms=data.get("timestamp_ms", 0),
+        mark_price=data["mark"],
+        index_price=data.get("index_price", index_price),
+        best_bid_price=data["bid"],
+        best_ask_price=data["ask"],
+        best_bid_amount=data.get("bid_amount", 0.0),
+        best_ask_amount=data.get("ask_amount", 0.0),
+        last_price=data.get("last_price"),
+        underlying_price=data.get("underlying_price"),
+        mark_iv=data.get("mark_iv"),
+        delta=data["delta"],
+        gamma=data.get("gamma"),
+        vega=data.get("vega"),
+        theta=data.get("theta"),
+    )
+
+
+def instrument_payload(instrument: Instrument) -> dict[str, Any]:
+    return {
+        "kind": instrument.kind,
+        "currency": instrument.currency,
+        "expiration_ms": instrument.expiration_ms,
+        "tick_size": instrument.tick_size,
+        "min_trade_amount": instrument.min_trade_amount,
+        "contract_size": instrument.contract_size,
+        "strike": instrument.strike,
+        "option_type": instrument.option_type,
+        "settlement_period": instrument.settlement_period,
+        "amount_unit": instrument.amount_unit,
+    }
+
+
+def instrument_from_payload(name: str, data: Mapping[str, Any]) -> Instrument:
+    return Instrument(
+        name=name,
+        kind=data["kind"],
+        currency=data["currency"],
+        expiration_ms=data["expiration_ms"],
+        tick_size=data["tick_size"],
+        min_trade_amount=data["min_trade_amount"],
+        contract_size=data["contract_size"],
+        strike=data["strike"],
+        option_type=data["option_type"],
+        settlement_period=data["settlement_period"],
+        amount_unit=data["amount_unit"],
+    )
+
+
 def observation_payload(step: int, obs: Observation) -> dict[str, Any]:
-    """The ``observation`` event: the book, the index and the tickers the agent saw."""
+    """The ``observation`` event: the book, the index, the tickers and their instruments."""
+    account = obs.account
+    referenced = dict.fromkeys(
+        [
+            *obs.tickers,
+            *(p.instrument_name for p in obs.positions),
+            *(o.instrument_name for o in obs.open_orders),
+        ]
+    )
     return {
         "step": step,
         "time_ms": obs.time_ms,
         "index_price": obs.index_price,
-        **book_payload(obs.account, obs.positions, obs.open_orders),
+        **book_payload(account, obs.positions, obs.open_orders),
         "currency": obs.currency,
-        "tickers": {
-            name: {
-                "mark": t.mark_price,
-                "bid": t.best_bid_price,
-                "ask": t.best_ask_price,
-                "delta": t.delta,
-            }
-            for name, t in obs.tickers.items()
+        "initial_margin": account.initial_margin,
+        "maintenance_margin": account.maintenance_margin,
+        "total_pl": account.total_pl,
+        "delta_total": account.delta_total,
+        "tickers": {name: ticker_payload(t) for name, t in obs.tickers.items()},
+        "instruments": {
+            name: instrument_payload(obs.instruments[name])
+            for name in referenced
+            if name in obs.instruments
         },
     }
+
+
+def observation_from_payload(data: Mapping[str, Any]) -> Observation:
+    """The observation an ``observation`` line records, as the agent saw it.
+
+    Raises ``KeyError`` or ``TypeError`` for a line that lacks a field (a trace from before
+    the account, ticker and instrument fields were recorded): the caller names the line.
+    """
+    index_price = data["index_price"]
+    account = AccountSummary(
+        currency=data["currency"],
+        balance=data["balance"],
+        equity=data["equity"],
+        available_funds=data["available_funds"],
+        initial_margin=data["initial_margin"],
+        maintenance_margin=data["maintenance_margin"],
+        total_pl=data["total_pl"],
+        delta_total=data["delta_total"],
+    )
+    return Observation(
+        time_ms=data["time_ms"],
+        currency=data["currency"],
+        index_price=index_price,
+        account=account,
+        positions=tuple(position_from_payload(p) for p in data["positions"]),
+        open_orders=tuple(order_from_payload(o) for o in data["open_order_details"]),
+        tickers={
+            name: ticker_from_payload(name, t, index_price) for name, t in data["tickers"].items()
+        },
+        instruments={
+            name: instrument_from_payload(name, i) for name, i in data["instruments"].items()
+        },
+    )
