@@ -8,8 +8,10 @@ position payload carries every field of its type.
 
 The ``observation`` payload is also what a replay feeds an agent again
 (:func:`observation_from_payload`): besides what the console shows it carries every account,
-ticker and instrument field an agent or the risk review reads, the instruments only for the
-names it ticks, holds or rests an order on (the venue lists about a thousand).
+ticker and instrument field an agent or the risk review reads. Instruments are static and the
+venue lists about a thousand, so a run's :class:`ObservationPayloads` records an instrument
+only the first time an observation ticks, holds or rests an order on it (and again if the
+venue changes it): a reader of the trace keeps the ones read so far, as a replay does.
 
 Keys the metrics sink (:mod:`bastion.telemetry.sink`) reads by name: ``status`` and
 ``elapsed_s`` of ``step_completed``; ``currency`` and ``equity`` of ``observation`` and of a
@@ -26,9 +28,11 @@ from bastion.agent import Observation, OrderIntent
 from bastion.market import AccountSummary, Instrument, Order, Position, Ticker
 
 __all__ = [
+    "ObservationPayloads",
     "book_payload",
     "instrument_from_payload",
     "instrument_payload",
+    "instruments_from_payload",
     "intent_payload",
     "observation_from_payload",
     "observation_payload",
@@ -158,6 +162,26 @@ def ticker_payload(ticker: Ticker) -> dict[str, Any]:
 
 def ticker_from_payload(name: str, data: Mapping[str, Any], index_price: float) -> Ticker:
     """A ticker back; fields older traces lack take the type's defaults."""
+    try:  # positional and indexed: replay rebuilds thousands of tickers a second
+        return Ticker(
+            name,
+            data["timestamp_ms"],
+            data["mark"],
+            data["index_price"],
+            data["bid"],
+            data["ask"],
+            data["bid_amount"],
+            data["ask_amount"],
+            data["last_price"],
+            data["underlying_price"],
+            data["mark_iv"],
+            data["delta"],
+            data["gamma"],
+            data["vega"],
+            data["theta"],
+        )
+    except KeyError:
+        pass
     return Ticker(
         instrument_name=name,
         timestamp_ms=data.get("timestamp_ms", 0),
@@ -209,36 +233,60 @@ def instrument_from_payload(name: str, data: Mapping[str, Any]) -> Instrument:
 
 
 def observation_payload(step: int, obs: Observation) -> dict[str, Any]:
-    """The ``observation`` event: the book, the index, the tickers and their instruments."""
-    account = obs.account
-    referenced = dict.fromkeys(
-        [
+    """The ``observation`` event with every instrument it references (see the module docstring)."""
+    return ObservationPayloads()(step, obs)
+
+
+class ObservationPayloads:
+    """Builds one run's ``observation`` payloads, each instrument recorded once unless it changes.
+
+    The loop keeps one per run, so the first observation of a trace file carries every
+    instrument it references and later ones only the instruments new to the file.
+    """
+
+    def __init__(self) -> None:
+        self._recorded: dict[str, Instrument] = {}
+
+    def __call__(self, step: int, obs: Observation) -> dict[str, Any]:
+        """The ``observation`` event: the book, the index, the tickers and new instruments."""
+        account = obs.account
+        recorded = self._recorded
+        instruments: dict[str, Any] = {}
+        for name in (
             *obs.tickers,
             *(p.instrument_name for p in obs.positions),
             *(o.instrument_name for o in obs.open_orders),
-        ]
-    )
-    return {
-        "step": step,
-        "time_ms": obs.time_ms,
-        "index_price": obs.index_price,
-        **book_payload(account, obs.positions, obs.open_orders),
-        "currency": obs.currency,
-        "initial_margin": account.initial_margin,
-        "maintenance_margin": account.maintenance_margin,
-        "total_pl": account.total_pl,
-        "delta_total": account.delta_total,
-        "tickers": {name: ticker_payload(t) for name, t in obs.tickers.items()},
-        "instruments": {
-            name: instrument_payload(obs.instruments[name])
-            for name in referenced
-            if name in obs.instruments
-        },
-    }
+        ):
+            instrument = obs.instruments.get(name)
+            if instrument is None or recorded.get(name) == instrument:
+                continue
+            recorded[name] = instrument
+            instruments[name] = instrument_payload(instrument)
+        return {
+            "step": step,
+            "time_ms": obs.time_ms,
+            "index_price": obs.index_price,
+            **book_payload(account, obs.positions, obs.open_orders),
+            "currency": obs.currency,
+            "initial_margin": account.initial_margin,
+            "maintenance_margin": account.maintenance_margin,
+            "total_pl": account.total_pl,
+            "delta_total": account.delta_total,
+            "tickers": {name: ticker_payload(t) for name, t in obs.tickers.items()},
+            "instruments": instruments,
+        }
 
 
-def observation_from_payload(data: Mapping[str, Any]) -> Observation:
+def observation_from_payload(
+    data: Mapping[str, Any], instruments: Mapping[str, Instrument] | None = None
+) -> Observation:
     """The observation an ``observation`` line records, as the agent saw it.
+
+    ``instruments``, when given, are what the trace recorded up to and including this line
+    (:func:`instruments_from_payload` of each line, merged in order; a replay keeps them);
+    without it, only the line's own. Either way an observation's ``instruments`` are not the
+    venue's whole list: an agent looks instruments up by name, and the names an observation
+    ticks, holds or rests on are all there.
 
     Raises ``KeyError`` or ``TypeError`` for a line that lacks a field (a trace from before
     the account, ticker and instrument fields were recorded): the caller names the line.
@@ -264,7 +312,10 @@ def observation_from_payload(data: Mapping[str, Any]) -> Observation:
         tickers={
             name: ticker_from_payload(name, t, index_price) for name, t in data["tickers"].items()
         },
-        instruments={
-            name: instrument_from_payload(name, i) for name, i in data["instruments"].items()
-        },
+        instruments=instruments if instruments is not None else instruments_from_payload(data),
     )
+
+
+def instruments_from_payload(data: Mapping[str, Any]) -> dict[str, Instrument]:
+    """The instruments an ``observation`` line records (those new to its trace)."""
+    return {name: instrument_from_payload(name, i) for name, i in data["instruments"].items()}
