@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from bastion.agent import Agent, Context, Decision, Observation
 from bastion.clock import SimClock
-from bastion.errors import BastionError, ErrorCode
+from bastion.errors import BastionError, ConfigError, ErrorCode
 from bastion.guard.risk import RiskLimits, Verdict, review
 from bastion.market import Instrument
 from bastion.messages import (
@@ -508,10 +508,9 @@ class Replayer:
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         if llm == "live" and live_llm is None:
-            raise BastionError(
+            raise ConfigError(
                 "replay --llm live needs a configured model. Fix: set BASTION_LLM_PROVIDER "
-                "and the llm_* settings, or replay with --llm recorded.",
-                code=ErrorCode.CONFIG,
+                "and the llm_* settings, or replay with --llm recorded."
             )
         self._agent_factory = agent_factory
         self._limits = limits
