@@ -605,12 +605,12 @@ def _not_replayable(step: RecordedStep) -> str | None:
     """Why a step cannot be replayed, or None when it can."""
     if step.timed_out:
         return "timed out when recorded"
+    if step.completed is None:
+        return "incomplete (the trace ends inside the step)"
     if step.observation is None:
         return "no observation (halted, or observing failed)"
     if step.decision is None and step.failure is None:
         return "did not decide (halted before deciding)"
-    if step.completed is None:
-        return "incomplete (the trace ends inside the step)"
     return None
 
 
