@@ -66,13 +66,17 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_OK",
     "LLMMode",
+    "Outcome",
     "RecordedLLM",
     "ReplayReport",
     "Replayer",
     "RunReplay",
     "StepDrift",
     "UnrecordedCall",
+    "compare",
     "markdown_escape",
+    "recorded_outcome",
+    "replayed_outcome",
 ]
 
 EXIT_OK = 0
