@@ -59,7 +59,7 @@ from bastion.messages import (
     prompt_digest,
 )
 from bastion.runtime.payloads import instruments_from_payload, observation_from_payload
-from bastion.trace.replay import RecordedRun, RecordedStep, read_run
+from bastion.trace.replay import RecordedRun, RecordedStep, stream_run
 
 __all__ = [
     "EXIT_DRIFT",
@@ -532,66 +532,82 @@ class Replayer:
         return report
 
     async def replay_path(self, path: Path) -> RunReplay:
-        """One trace file; reading errors are kept in the result, not raised."""
+        """One trace file, read as it is replayed; reading errors are kept in the result."""
         try:
-            recorded = read_run(path)
+            recorded = stream_run(path)
         except (BastionError, OSError) as exc:
             return RunReplay(run_id=Path(path).stem, path=Path(path), error=_message(exc))
         return await self.replay_run(recorded)
 
     async def replay_run(self, run: RecordedRun) -> RunReplay:
-        """Every step of ``run`` again, in order, with one fresh agent."""
+        """Every step of ``run`` again, in order, with one fresh agent.
+
+        A line that cannot be read, or an observation that lacks a field, ends the run's
+        replay with an error naming the line; the steps before it keep their results.
+        """
         agent = self._agent_factory()
         result = RunReplay(
             run_id=run.run_id,
             path=run.path,
             recorded_agent=run.agent,
             replayed_agent=f"{agent.name} {agent.version}",
-            steps=len(run.steps),
             settings_changed=_settings_changed(run.settings, self._settings),
         )
-        recorded_llm = RecordedLLM() if self._mode == "recorded" else None
-        llm = recorded_llm if recorded_llm is not None else self._live
         dry_run = bool(run.started.get("dry_run", False)) if run.started is not None else False
-        known: dict[str, Instrument] = {}  # each instrument is recorded once per trace
-        for step in run.steps:
-            try:
-                if step.observation is not None:
-                    new = instruments_from_payload(step.observation)
-                    if new:
-                        known = {**known, **new}
-                why = _not_replayable(step)
-                if why is not None:
-                    result.skipped[why] += 1
-                    continue
-                assert step.observation is not None  # _not_replayable checked it
-                obs = observation_from_payload(step.observation, known)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                result.error = (
-                    f"{run.path}:{step.first_line}: the observation of step {step.step} lacks "
-                    f"{exc} (a trace recorded before replay could read it). Fix: replay runs "
-                    "recorded by this version of Bastion or later."
-                )
-                return result
-            if recorded_llm is not None:
-                recorded_llm.load(step)
-            clock = SimClock(start=_step_time(step.observation, obs))
-            ctx = Context(run_id=run.run_id, step=step.step, clock=clock, dry_run=dry_run, llm=llm)
-            replayed = await self._decide(agent, obs, ctx)
-            recorded = recorded_outcome(step)
-            drifts = compare(recorded, replayed)
-            if recorded_llm is not None:
-                drifts += recorded_llm.notes
-                if recorded_llm.unused and replayed.failure is None:
-                    drifts.append(
-                        f"llm: {recorded_llm.unused} recorded answer(s) were not asked for"
-                    )
-            result.replayed += 1
-            if drifts:
-                result.drifts.append(_drift(step, drifts, recorded, replayed))
-            else:
-                result.matches += 1
+        state = _RunState(run.run_id, agent, dry_run, self._mode == "recorded", self._live)
+        try:
+            for step in run.steps:
+                result.steps += 1
+                await self._replay_step(step, state, result)
+        except (BastionError, OSError) as exc:
+            result.error = _message(exc)
+        except _Unreadable as exc:
+            result.error = (
+                f"{run.path}:{exc.line}: the observation of step {exc.step} lacks {exc.missing} "
+                "(a trace recorded before replay could read it). Fix: replay runs recorded by "
+                "this version of Bastion or later."
+            )
         return result
+
+    async def _replay_step(self, step: RecordedStep, state: _RunState, result: RunReplay) -> None:
+        if step.observation is not None:
+            try:
+                new = instruments_from_payload(step.observation)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise _Unreadable(step, exc) from None
+            if new:
+                state.instruments = {**state.instruments, **new}
+        why = _not_replayable(step)
+        if why is not None:
+            result.skipped[why] += 1
+            return
+        assert step.observation is not None  # _not_replayable checked it
+        try:
+            obs = observation_from_payload(step.observation, state.instruments)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _Unreadable(step, exc) from None
+        recorded_llm = state.recorded_llm
+        if recorded_llm is not None:
+            recorded_llm.load(step)
+        ctx = Context(
+            run_id=state.run_id,
+            step=step.step,
+            clock=SimClock(start=_step_time(step.observation, obs)),
+            dry_run=state.dry_run,
+            llm=recorded_llm if recorded_llm is not None else state.live_llm,
+        )
+        replayed = await self._decide(state.agent, obs, ctx)
+        recorded = recorded_outcome(step)
+        drifts = compare(recorded, replayed)
+        if recorded_llm is not None:
+            drifts += recorded_llm.notes
+            if recorded_llm.unused and replayed.failure is None:
+                drifts.append(f"llm: {recorded_llm.unused} recorded answer(s) were not asked for")
+        result.replayed += 1
+        if drifts:
+            result.drifts.append(_drift(step, drifts, recorded, replayed))
+        else:
+            result.matches += 1
 
     async def _decide(self, agent: Agent, obs: Observation, ctx: Context) -> Outcome:
         try:
@@ -603,6 +619,35 @@ class Replayer:
         except Exception:  # an agent bug is an outcome, recorded as kind "agent" by the loop
             return Outcome(failure="agent")
         return replayed_outcome(decision, review(decision, obs, self._limits))
+
+
+class _RunState:
+    """What one run's replay carries from step to step."""
+
+    def __init__(
+        self,
+        run_id: str,
+        agent: Agent,
+        dry_run: bool,
+        recorded: bool,
+        live_llm: GuardedLLM | None,
+    ) -> None:
+        self.run_id = run_id
+        self.agent = agent
+        self.dry_run = dry_run
+        self.recorded_llm = RecordedLLM() if recorded else None
+        self.live_llm = live_llm
+        self.instruments: dict[str, Instrument] = {}  # each is recorded once per trace
+
+
+class _Unreadable(Exception):
+    """An observation line lacks a field replay needs (a trace from an older Bastion)."""
+
+    def __init__(self, step: RecordedStep, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.line = step.first_line
+        self.step = step.step
+        self.missing = str(exc)
 
 
 def _not_replayable(step: RecordedStep) -> str | None:

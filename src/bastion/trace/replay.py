@@ -14,17 +14,25 @@ is :mod:`bastion.ops.replay`'s.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from bastion.errors import BastionError, ErrorCode
-from bastion.trace.record import read_trace
+from bastion.trace.record import iter_trace
 
-__all__ = ["ANSWER_KINDS", "RecordedRun", "RecordedStep", "find_traces", "read_run"]
+__all__ = [
+    "ANSWER_KINDS",
+    "RecordedRun",
+    "RecordedStep",
+    "find_traces",
+    "read_run",
+    "stream_run",
+]
 
 ANSWER_KINDS = frozenset({"llm_call", "llm_escalated"})
 """The lines that are the answer to one ``ctx.llm.complete`` call (a model, the cache, a person)."""
@@ -51,12 +59,16 @@ class RecordedStep:
 
 @dataclass(frozen=True, slots=True)
 class RecordedRun:
-    """A trace by step, with its ``run_started`` line (agent, version and public settings)."""
+    """A trace by step, with its ``run_started`` line (agent, version and public settings).
+
+    ``steps`` is a tuple from :func:`read_run`, or a one-pass iterator from
+    :func:`stream_run` (which raises, as it reaches it, what :func:`read_run` raises at once).
+    """
 
     run_id: str
     path: Path
     started: Mapping[str, Any] | None
-    steps: tuple[RecordedStep, ...]
+    steps: Iterable[RecordedStep]
 
     @property
     def agent(self) -> str:
@@ -73,26 +85,47 @@ class RecordedRun:
 
 
 def read_run(path: Path) -> RecordedRun:
-    """The run recorded in ``path``, by step.
+    """The run recorded in ``path``, by step, all read now.
 
-    A torn last line (a crash mid-write) is ignored, as :func:`read_trace` does; any other line
-    that is not a trace line, or a step line without a whole-number ``step``, raises
-    :class:`~bastion.errors.BastionError` naming the file and the line.
+    A torn last line (a crash mid-write) is ignored, as
+    :func:`~bastion.trace.record.read_trace` does; any other line that is not a trace line, or
+    a step line without a whole-number ``step``, raises :class:`~bastion.errors.BastionError`
+    naming the file and the line.
     """
-    lines = read_trace(path)
-    return _group(Path(path), lines)
+    run = stream_run(path)
+    return RecordedRun(run.run_id, run.path, run.started, tuple(run.steps))
 
 
-def _group(path: Path, lines: Sequence[Mapping[str, Any]]) -> RecordedRun:
+def stream_run(path: Path) -> RecordedRun:
+    """The run recorded in ``path``, its steps read one at a time as they are iterated.
+
+    A day's trace parsed whole would take gigabytes; a replay holds one step at a time.
+    Lines up to the first step (``run_started``) are read now.
+    """
+    path = Path(path)
+    lines = iter_trace(path)
     started: Mapping[str, Any] | None = None
-    steps: list[RecordedStep] = []
-    current: RecordedStep | None = None
-    run_id = path.stem
+    head: list[tuple[int, Mapping[str, Any]]] = []
+    number = 0
     for number, line in enumerate(lines, start=1):
-        kind = line.get("kind")
-        if kind == "run_started":
+        if line.get("kind") == "run_started" and started is None:
             started = line
-            run_id = str(line.get("run_id", run_id))
+        if "step" in line:
+            head.append((number, line))
+            break
+    rest = enumerate(lines, start=number + 1)
+    run_id = str(started.get("run_id", path.stem)) if started is not None else path.stem
+    return RecordedRun(run_id, path, started, _steps(path, itertools.chain(head, rest)))
+
+
+def _steps(path: Path, lines: Iterable[tuple[int, Mapping[str, Any]]]) -> Iterator[RecordedStep]:
+    """Group numbered lines into steps, each yielded once the next one starts."""
+    current: RecordedStep | None = None
+    for number, line in lines:
+        kind = line.get("kind")
+        if kind == "run_started":  # a restarted writer appends to the same file
+            if current is not None:
+                yield current
             current = None
             continue
         if "step" not in line:
@@ -109,10 +142,12 @@ def _group(path: Path, lines: Sequence[Mapping[str, Any]]) -> RecordedRun:
             )
         restarted = kind == "observation" and current is not None and current.observation
         if current is None or current.step != step or restarted:
+            if current is not None:
+                yield current
             current = RecordedStep(step=step, first_line=number)
-            steps.append(current)
         _place(current, kind, line)
-    return RecordedRun(run_id=run_id, path=path, started=started, steps=tuple(steps))
+    if current is not None:
+        yield current
 
 
 def _place(step: RecordedStep, kind: Any, line: Mapping[str, Any]) -> None:
