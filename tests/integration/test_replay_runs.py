@@ -17,15 +17,19 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.agents.llm_seller import LLMSellerParams, market_summary
-from bastion.build import build_replayer
+from bastion.build import build_replay_llm, build_replayer
 from bastion.cli import app
-from bastion.clock import SimClock
+from bastion.clock import SimClock, WallClock
 from bastion.config import Settings
 from bastion.errors import ErrorCode, LLMError
 from bastion.llm.chain import Route
 from bastion.llm.scripted import ScriptedLLM
 from bastion.ops.replay import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, ReplayReport
 from bastion.runner import Runner
+from bastion.runtime.payloads import observation_from_payload
+from bastion.simulators.llm import FakeLLMServer
+from bastion.store import Store
+from loopback_server import serve_on_loopback
 
 MODEL = "gpt-4o-2024-08-06"
 LLM_SETTINGS: dict[str, Any] = {
@@ -293,3 +297,41 @@ def test_the_command_replays_today_writes_the_report_and_exits_by_outcome(
     assert missing.exit_code == 1
     assert "no trace for run no-such-run" in missing.output
     assert "Traceback" not in missing.output
+
+
+async def test_live_mode_asks_the_configured_model_again_and_shows_model_drift(
+    settings_factory: SettingsFactory,
+) -> None:
+    """--llm live: a model answering as recorded is no drift; one that now holds or sells is."""
+    path = await _record_llm_run(settings_factory, steps=3)
+    first = next(
+        orjson.loads(line)
+        for line in path.read_bytes().splitlines()
+        if b'"kind":"observation"' in line
+    )
+    obs = observation_from_payload(first)
+    candidate = sorted(market_summary(obs, LLMSellerParams()).instruments)[0]
+    server = FakeLLMServer(
+        replies=["not json", _reply("sell", candidate, obs.tickers[candidate].mark_price)],
+        default_reply=_reply("hold"),
+    )
+    try:
+        with serve_on_loopback(server.app) as url:
+            settings = settings_factory(**{**LLM_SETTINGS, "llm_base_url": f"{url}/v1"})
+            with Store.open(settings.resolved_store_url) as store:
+                chain = build_replay_llm(settings, store, WallClock())
+                try:
+                    replayer = build_replayer(settings, llm="live", live_llm=chain)
+                    same = await replayer.replay([path])
+                    server.set_replies([_reply("hold"), _reply("sell", candidate, 0.5)])
+                    drifted = await replayer.replay([path])
+                finally:
+                    assert chain is not None
+                    await chain.aclose()
+    finally:
+        server.close()
+    assert (same.exit_code, same.steps_replayed) == (EXIT_OK, 3), same.to_dict()
+    assert drifted.exit_code == EXIT_DRIFT
+    stopped, started = drifted.runs[0].drifts
+    assert (stopped.step, stopped.drifts[0]) == (1, "intents: recorded 1, replayed 0")
+    assert (started.step, started.drifts[0]) == (2, "intents: recorded 0, replayed 1")
