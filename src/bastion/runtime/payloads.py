@@ -21,9 +21,10 @@ halted step's ``book``; ``stage`` (``send`` or ``reconcile``), ``reason``, ``ski
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from bastion.agent import Observation, OrderIntent
 from bastion.market import AccountSummary, Instrument, Order, Position, Ticker
@@ -161,6 +162,7 @@ def ticker_payload(ticker: Ticker) -> dict[str, Any]:
     }
 
 
+T = TypeVar("T")
 _TICKER_FIELDS = itemgetter(
     "timestamp_ms",
     "mark",
@@ -180,10 +182,36 @@ _TICKER_FIELDS = itemgetter(
 """The payload keys of :class:`Ticker`'s fields after its name, in the order it declares them."""
 
 
+def _slot_builder(cls: type[T]) -> Callable[..., T]:
+    """A constructor for a frozen slots dataclass that sets every slot directly, all positional.
+
+    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per field; setting
+    the slots through their descriptors is about three times faster, and a replay builds some
+    thirty tickers a step, tens of thousands of steps a second. The result is equal to the
+    class's own; a class with a ``__post_init__`` (which this would skip) gets its own
+    constructor back.
+    """
+    if hasattr(cls, "__post_init__"):
+        return cls
+    setters = tuple(getattr(cls, f.name).__set__ for f in fields(cls))  # type: ignore[arg-type]
+    new = object.__new__
+
+    def build(*values: Any) -> T:
+        obj = new(cls)
+        for set_slot, value in zip(setters, values, strict=True):
+            set_slot(obj, value)
+        return obj
+
+    return build
+
+
+_new_ticker = _slot_builder(Ticker)
+
+
 def ticker_from_payload(name: str, data: Mapping[str, Any], index_price: float) -> Ticker:
     """A ticker back; fields older traces lack take the type's defaults."""
-    try:  # one C call for the fields: replay rebuilds hundreds of thousands of tickers
-        return Ticker(name, *_TICKER_FIELDS(data))
+    try:  # one C call for the fields, and the slots set directly (see _slot_builder)
+        return _new_ticker(name, *_TICKER_FIELDS(data))
     except KeyError:
         pass
     return Ticker(
