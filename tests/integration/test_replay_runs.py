@@ -16,15 +16,17 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.llm_seller import LLMSellerParams, market_summary
-from bastion.build import build_replay_llm, build_replayer
+from bastion.agents.scripted import ScriptedAgent
+from bastion.build import build_replay_llm, build_replayer, risk_limits
 from bastion.cli import app
 from bastion.clock import SimClock, WallClock
 from bastion.config import Settings
 from bastion.errors import ErrorCode, LLMError
 from bastion.llm.chain import Route
 from bastion.llm.scripted import ScriptedLLM
-from bastion.ops.replay import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, ReplayReport
+from bastion.ops.replay import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, Replayer, ReplayReport
 from bastion.runner import Runner
 from bastion.runtime.payloads import observation_from_payload
 from bastion.simulators.llm import FakeLLMServer
@@ -335,3 +337,28 @@ async def test_live_mode_asks_the_configured_model_again_and_shows_model_drift(
     stopped, started = drifted.runs[0].drifts
     assert (stopped.step, stopped.drifts[0]) == (1, "intents: recorded 1, replayed 0")
     assert (started.step, started.drifts[0]) == (2, "intents: recorded 0, replayed 1")
+
+
+async def test_an_agent_recorded_without_a_model_replays_without_one(
+    runner_factory: RunnerFactory, settings_factory: SettingsFactory
+) -> None:
+    """ctx.llm is None in replay when it was None in the run (no llm_provider then)."""
+
+    def decide(obs: Observation, ctx: Context) -> Decision:
+        if ctx.llm is not None:
+            return Decision(rationale="a model is there")
+        return Decision((OrderIntent("BTC-PERPETUAL", "buy", 10.0, price=1.0),), "no model")
+
+    runner = runner_factory(ScriptedAgent(decide))
+    await runner.run(max_steps=2)
+    runner.trace.flush()
+    settings = settings_factory()
+    replayer = Replayer(
+        agent_factory=lambda: ScriptedAgent(decide),
+        limits=risk_limits(settings),
+        settings=settings.public_dict(),
+    )
+
+    report = await replayer.replay([runner.trace.path])
+
+    assert (report.exit_code, report.runs[0].matches) == (EXIT_OK, 2), report.to_dict()

@@ -373,7 +373,15 @@ class Replayer:
             settings_changed=_settings_changed(run.settings, self._settings),
         )
         dry_run = bool(run.started.get("dry_run", False)) if run.started is not None else False
-        state = _RunState(run.run_id, agent, dry_run, self._mode == "recorded", self._live)
+        # A run recorded without a model lent its agent no ctx.llm; its replay lends none either.
+        had_llm = run.settings.get("llm_provider", "") != "none"
+        state = _RunState(
+            run.run_id,
+            agent,
+            dry_run,
+            self._mode == "recorded" and had_llm,
+            self._live if had_llm else None,
+        )
         try:
             for step in run.steps:
                 result.steps += 1
@@ -413,7 +421,7 @@ class Replayer:
             step=step.step,
             clock=SimClock(start=_step_time(step.observation, obs)),
             dry_run=state.dry_run,
-            llm=recorded_llm if recorded_llm is not None else state.live_llm,
+            llm=recorded_llm or state.live_llm,
         )
         replayed = await self._decide(state.agent, obs, ctx)
         recorded = recorded_outcome(step)
