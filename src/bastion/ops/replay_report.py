@@ -168,7 +168,10 @@ def _run_markdown(run: RunReplay) -> list[str]:
     for drift in run.drifts:
         lines += ["", f"### Step {drift.step} (trace line {drift.line})", ""]
         lines.extend(f"- {markdown_escape(d)}" for d in drift.drifts)
-        lines += ["", *_fenced("diff", drift.diff), ""]
+        if drift.diff:
+            lines += ["", *_fenced("diff", drift.diff), ""]
+        else:  # the intents and verdicts were the same; what drifted is listed above
+            lines += ["", "Intents and verdicts as recorded.", ""]
         lines.append(f"- recorded rationale: {markdown_escape(drift.recorded_rationale)}")
         lines.append(f"- replayed rationale: {markdown_escape(drift.replayed_rationale)}")
     return lines
