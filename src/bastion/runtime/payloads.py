@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from bastion.agent import Observation, OrderIntent
 from bastion.market import AccountSummary, Instrument, Order, Position, Ticker
@@ -162,7 +162,6 @@ def ticker_payload(ticker: Ticker) -> dict[str, Any]:
     }
 
 
-T = TypeVar("T")
 _TICKER_FIELDS = itemgetter(
     "timestamp_ms",
     "mark",
@@ -182,35 +181,51 @@ _TICKER_FIELDS = itemgetter(
 """The payload keys of :class:`Ticker`'s fields after its name, in the order it declares them."""
 
 
-def _slot_builder(cls: type[T]) -> Callable[..., T]:
-    """A constructor for a frozen slots dataclass that sets every slot directly, all positional.
+def _ticker_builder() -> Callable[..., Ticker]:
+    """``Ticker(*fields)``, twice as fast: the slots set directly, in straight-line code.
 
-    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per field; setting
-    the slots through their descriptors is about three times faster, and a replay builds some
-    thirty tickers a step, tens of thousands of steps a second. The result is equal to the
-    class's own; a class with a ``__post_init__`` (which this would skip) gets its own
-    constructor back.
+    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per field, and a
+    replay builds some thirty tickers a step, thousands of steps a second. Setting the slots
+    through their descriptors gives an equal object; should ``Ticker`` change shape (another
+    field, a ``__post_init__`` this would skip) its own constructor is used instead.
     """
-    if hasattr(cls, "__post_init__"):
-        return cls
-    setters = tuple(getattr(cls, f.name).__set__ for f in fields(cls))  # type: ignore[arg-type]
+    setters = [getattr(Ticker, f.name).__set__ for f in fields(Ticker)]
+    if len(setters) != 15 or hasattr(Ticker, "__post_init__"):
+        return Ticker
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14 = setters
     new = object.__new__
 
-    def build(*values: Any) -> T:
-        obj = new(cls)
-        for set_slot, value in zip(setters, values, strict=True):
-            set_slot(obj, value)
-        return obj
+    def build(  # noqa: PLR0917  one parameter per field, as Ticker's own __init__
+        a0: Any, a1: Any, a2: Any, a3: Any, a4: Any, a5: Any, a6: Any, a7: Any,
+        a8: Any, a9: Any, a10: Any, a11: Any, a12: Any, a13: Any, a14: Any,
+    ) -> Ticker:  # fmt: skip
+        ticker: Ticker = new(Ticker)
+        s0(ticker, a0)
+        s1(ticker, a1)
+        s2(ticker, a2)
+        s3(ticker, a3)
+        s4(ticker, a4)
+        s5(ticker, a5)
+        s6(ticker, a6)
+        s7(ticker, a7)
+        s8(ticker, a8)
+        s9(ticker, a9)
+        s10(ticker, a10)
+        s11(ticker, a11)
+        s12(ticker, a12)
+        s13(ticker, a13)
+        s14(ticker, a14)
+        return ticker
 
     return build
 
 
-_new_ticker = _slot_builder(Ticker)
+_new_ticker = _ticker_builder()
 
 
 def ticker_from_payload(name: str, data: Mapping[str, Any], index_price: float) -> Ticker:
     """A ticker back; fields older traces lack take the type's defaults."""
-    try:  # one C call for the fields, and the slots set directly (see _slot_builder)
+    try:  # one C call for the fields, and the slots set directly (see _ticker_builder)
         return _new_ticker(name, *_TICKER_FIELDS(data))
     except KeyError:
         pass
