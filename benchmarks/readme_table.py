@@ -183,6 +183,23 @@ def _paper_margin(result: Mapping[str, Any]) -> list[Row]:
     ]
 
 
+def _replay(result: Mapping[str, Any]) -> list[Row]:
+    replay = result["replay_rule_based"]
+    settings = replay["settings"]
+    return [
+        (
+            "`bastion replay` steps per second, rule-based seller, recorded answers",
+            spread(replay["steps_replayed_per_second"], " /s"),
+            "bare `decide()` on the same observations: "
+            + spread(replay["baseline_bare_decide_per_second"], " /s"),
+            spread(replay["replay_cost_in_bare_decides_ratio"]) + " decides per replayed step",
+            f"goal ≥ {replay['goal_steps_per_second']:,} /s; trace already read: "
+            + spread(replay["steps_replayed_per_second_trace_already_read"], " /s")
+            + f"; {settings['trace_bytes_per_step']:,} trace bytes per step",
+        )
+    ]
+
+
 KNOWN: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "budget": _budget,
     "loop_tick": _loop_tick,
@@ -191,6 +208,7 @@ KNOWN: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "time_to_first_order": _time_to_first_order,
     "cli_start": _cli_start,
     "paper_margin": _paper_margin,
+    "replay": _replay,
 }
 
 

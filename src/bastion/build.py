@@ -35,9 +35,10 @@ if TYPE_CHECKING:
     from bastion.guard.health import HealthChecker
     from bastion.guard.risk import RiskLimits
     from bastion.llm.base import LLM
-    from bastion.llm.chain import Route
+    from bastion.llm.chain import FallbackChain, Route
     from bastion.llm.pricing import PriceBook
     from bastion.ops.ledger_pruning import LedgerPruning
+    from bastion.ops.replay import LLMMode, Replayer
     from bastion.ops.status import StatusService
     from bastion.resilience import Resilience
     from bastion.runtime.loop import LoopConfig
@@ -68,6 +69,8 @@ __all__ = [
     "build_paper_app",
     "build_price_book",
     "build_redactor",
+    "build_replay_llm",
+    "build_replayer",
     "build_resilience",
     "build_status_service",
     "risk_limits",
@@ -167,6 +170,50 @@ def build_agent(settings: Settings) -> Agent:
             LLMSellerParams(seller=params, max_tokens=min(400, settings.llm_max_tokens))
         )
     return OptionsSeller(params)
+
+
+def build_replayer(
+    settings: Settings, *, llm: LLMMode = "recorded", live_llm: FallbackChain | None = None
+) -> Replayer:
+    """The replay audit with the agent and risk limits the settings describe now.
+
+    A fresh agent per replayed run, as a run starts with a fresh one.
+    """
+    from bastion.ops.replay import Replayer
+
+    return Replayer(
+        agent_factory=lambda: build_agent(settings),
+        limits=risk_limits(settings),
+        llm=llm,
+        live_llm=live_llm,
+        settings=settings.public_dict(),
+    )
+
+
+def build_replay_llm(settings: Settings, store: Store, clock: Clock) -> FallbackChain | None:
+    """The configured model chain for ``bastion replay --llm live``; None without a provider.
+
+    Its calls are admitted by the agent's budget (a replay spends real money like a run) under
+    the workflow ``replay``; it escalates to no one and caches nothing, since a replay must ask
+    the model every question and must not page a person.
+    """
+    from bastion.llm.chain import FallbackChain
+
+    if settings.llm_provider == "none":
+        return None
+    agent = build_agent(settings)
+    return FallbackChain(
+        build_llm_routes(settings),
+        resilience=build_resilience(settings, clock),
+        prices=build_price_book(settings),
+        clock=clock,
+        budget=build_budget(settings, store, clock, agent.name),
+        timeout=settings.llm_timeout_seconds,
+        deadline=settings.llm_deadline_seconds,
+        max_tokens=settings.llm_max_tokens,
+        cache_ttl=0.0,
+        workflow="replay",
+    )
 
 
 def build_price_book(settings: Settings) -> PriceBook:

@@ -11,6 +11,8 @@ silent model upgrade shows in the trace and the ledger.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -27,6 +29,7 @@ __all__ = [
     "ToolCall",
     "Usage",
     "estimate_input_tokens",
+    "prompt_digest",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -148,3 +151,13 @@ def estimate_input_tokens(messages: Sequence[Message], extra: str = "") -> int:
     """
     chars = sum(len(m.content) for m in messages) + len(extra)
     return -(-chars // 3) + 8 * len(messages) + 16
+
+
+def prompt_digest(messages: Sequence[Message]) -> str:
+    """A fingerprint of what was asked, so a replay can tell the agent asked something else.
+
+    The trace keeps the answer, not the prompt (a prompt holds the whole market summary); the
+    digest is enough to say that a recorded answer was given to a different question.
+    """
+    body = json.dumps([[m.role, m.content, m.tool_call_id] for m in messages], ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]

@@ -24,6 +24,7 @@ from bastion.cli.exchange import exchange_app
 from bastion.cli.halt import kill, resume
 from bastion.cli.health import health
 from bastion.cli.llm import llm_app
+from bastion.cli.replay import replay
 from bastion.cli.run import run
 from bastion.cli.settings import show_config
 from bastion.cli.smoke import smoke
@@ -46,6 +47,7 @@ app.command()(kill)
 app.command()(resume)
 app.command()(health)
 app.command()(smoke)
+app.command()(replay)
 app.command("config")(show_config)
 app.add_typer(budget_app, name="budget")
 app.add_typer(approvals_app, name="approvals")

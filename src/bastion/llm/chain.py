@@ -51,6 +51,7 @@ from bastion.messages import (
     Tool,
     Usage,
     estimate_input_tokens,
+    prompt_digest,
 )
 from bastion.resilience.call import Resilience
 from bastion.telemetry.metrics import Metrics
@@ -387,6 +388,8 @@ class FallbackChain:
             EventKind.LLM_ESCALATED,
             {
                 "input_class": question.input_class,
+                "phase": question.phase,
+                "prompt_sha256": prompt_digest(question.messages),
                 "approval_id": approval_id,
                 "reason": reason,
                 "code": code,
@@ -447,6 +450,7 @@ def _call_record(answer: Completion, question: _Question) -> dict[str, Any]:
         "tier": answer.tier,
         "input_class": question.input_class,
         "phase": question.phase,
+        "prompt_sha256": prompt_digest(question.messages),
         "tokens_in": answer.usage.input_tokens,
         "tokens_out": answer.usage.output_tokens,
         "usd": answer.usd,

@@ -1,9 +1,9 @@
 """A deterministic LLM: replies from a list, or the replies a recorded run received.
 
-Tests state a conversation exactly with it, and replay feeds a run's recorded answers back to
-the same agent (:meth:`ScriptedLLM.from_trace` reads the ``llm_call`` lines, cache answers too,
-so the agent gets the same text at the same step; an escalated step has no line, so a replay
-of a run with escalations must be cut at the first one).
+Tests state a conversation exactly with it; :meth:`ScriptedLLM.from_trace` feeds a run's
+``llm_call`` answers back in order, cache answers too (escalations are skipped). The replay
+audit does not use it: :class:`bastion.ops.replay.RecordedLLM` answers per step, replays
+escalations and checks each answer against the question it was given to.
 It satisfies the :class:`~bastion.llm.base.LLM` protocol, so the budget, breakers and fallback
 chain around it are the real ones.
 

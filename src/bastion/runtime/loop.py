@@ -54,7 +54,7 @@ from bastion.messages import GuardedLLM
 from bastion.runtime.flag_watch import FlagWatcher
 from bastion.runtime.observe import Observer
 from bastion.runtime.orders import OrderTracker
-from bastion.runtime.payloads import book_payload, intent_payload, observation_payload
+from bastion.runtime.payloads import ObservationPayloads, book_payload, intent_payload
 from bastion.runtime.status_sink import StatusSink
 from bastion.status import RuntimeStatus, TradingState
 from bastion.telemetry.metrics import Metrics
@@ -166,6 +166,7 @@ class Loop:
             journal.subscribe(MetricsSink(metrics))
         self._steps = 0
         self._halted = False  # seen halted since the last trading step
+        self._observation_payload = ObservationPayloads()  # each instrument traced once
 
     @property
     def status(self) -> RuntimeStatus:
@@ -472,7 +473,7 @@ class Loop:
         obs = await self.observer.observe()
         await self.orders.reconcile(n, obs.open_orders)
         self.orders.seed(obs.positions)
-        self.journal.emit(EventKind.OBSERVATION, observation_payload(n, obs))
+        self.journal.emit(EventKind.OBSERVATION, self._observation_payload(n, obs))
         return obs
 
     # -- helpers ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +30,7 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, UsageError
 from bastion.trace.redact import Redactor
 
-__all__ = ["TraceWriter", "read_trace"]
+__all__ = ["TraceWriter", "iter_trace", "read_trace"]
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ENVELOPE = ("ts", "seq", "run_id", "kind")
@@ -166,22 +166,29 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
     Only the last line can be torn: a line that does not parse anywhere else is corruption and
     raises :class:`~bastion.errors.BastionError`.
     """
-    data = Path(path).read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(complete.splitlines(), start=1):
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            raise BastionError(
-                f"{path}:{number} is not a trace line. Fix: restore the file from a backup.",
-                code=ErrorCode.INVALID_RESPONSE,
-                dependency="trace",
-            )
-        records.append(record)
-    return records
+    return list(iter_trace(path))
+
+
+def iter_trace(path: Path) -> Iterator[dict[str, Any]]:
+    """:func:`read_trace` one line at a time, for traces too long to hold parsed in memory.
+
+    A day of a two-second loop is tens of thousands of lines; a replay reads them as it goes.
+    """
+    with Path(path).open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.endswith(b"\n"):
+                return  # torn by a crash mid-write: only the last line can be
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                raise BastionError(
+                    f"{path}:{number} is not a trace line. Fix: restore the file from a backup.",
+                    code=ErrorCode.INVALID_RESPONSE,
+                    dependency="trace",
+                )
+            yield record
 
 
 def _write_all(fd: int, data: bytes) -> None:
