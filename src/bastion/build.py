@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bastion.guard.budget import Budget, BudgetLimits
     from bastion.guard.halt import Halt
     from bastion.guard.health import HealthChecker
+    from bastion.guard.limits import Limits
     from bastion.guard.risk import RiskLimits
     from bastion.llm.base import LLM
     from bastion.llm.chain import FallbackChain, Route
@@ -59,6 +60,7 @@ __all__ = [
     "build_emergency_store",
     "build_exchange",
     "build_halt",
+    "build_halt_limits",
     "build_health_checker",
     "build_journal",
     "build_ledger_pruning",
@@ -88,6 +90,22 @@ def risk_limits(settings: Settings) -> RiskLimits:
         max_position=settings.risk_max_position,
         allowed_instruments=tuple(settings.risk_allowed_instruments),
     )
+
+
+def build_halt_limits(settings: Settings) -> Limits:
+    """Every halt trigger the loop asks: health, cost cap, drift, daily loss and drawdown."""
+    from bastion.guard.limits import DailyLossTrigger, Limits
+
+    triggers = list(Limits.default().triggers)
+    if settings.daily_loss_pct is not None or settings.max_drawdown_pct is not None:
+        triggers.append(
+            DailyLossTrigger(
+                max_loss_pct=settings.daily_loss_pct,
+                max_drawdown_pct=settings.max_drawdown_pct,
+                flatten=settings.daily_loss_flatten,
+            )
+        )
+    return Limits(triggers)
 
 
 def budget_limits(settings: Settings) -> BudgetLimits:

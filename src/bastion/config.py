@@ -154,6 +154,26 @@ class Settings(BaseSettings):
         description="How often the loop looks at the kill-switch flag while it waits between "
         "steps (the run also watches it, so this is the fallback where a watch cannot start).",
     )
+    daily_loss_pct: float | None = Field(
+        3.0,
+        gt=0,
+        lt=100,
+        description="Halt until the next UTC day when NAV (equity marked to market, open "
+        "positions included) is more than this many percent below the UTC day's start. Empty: "
+        "no daily-loss halt.",
+    )
+    max_drawdown_pct: float | None = Field(
+        None,
+        gt=0,
+        lt=100,
+        description="Halt until the next UTC day when NAV is more than this many percent below "
+        "the UTC day's peak. Empty: no drawdown halt.",
+    )
+    daily_loss_flatten: bool = Field(
+        False,
+        description="A daily-loss or drawdown halt is REDUCING (orders that shrink a position "
+        "still go out, so positions can be closed) instead of a full halt.",
+    )
     halt_auto_resume: bool = Field(
         False,
         description="A halt with an expiry (a daily-loss halt lasts until the next UTC day) "

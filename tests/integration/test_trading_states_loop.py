@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.scripted import ScriptedAgent
 from bastion.events import Event, EventKind
 from bastion.guard.halt import Halt
+from bastion.guard.limits import Breach, HaltReason, Ledger, Limits
 from bastion.runner import Runner
 from bastion.status import TradingState
 
@@ -47,3 +49,40 @@ async def test_reducing_rejects_what_adds_and_sends_what_reduces(
     [position] = await runner.exchange.get_positions("BTC")
     assert position.size == 10.0  # 20 bought, 10 reduced, nothing added
     assert EventKind.TRADING_RESUMED not in [e.kind for e in events]
+
+
+class _Always:
+    """A trigger that breaches at every check, as a real one would under a lasting condition."""
+
+    def __init__(self, breach: Breach) -> None:
+        self.breach = breach
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        return self.breach
+
+
+async def test_triggers_firing_together_make_one_halt_one_alert_one_record(
+    runner_factory: RunnerFactory,
+) -> None:
+    """The strictest state wins, and the halt lapses only if every breach does."""
+    runner = runner_factory(ScriptedAgent(_buy_then_both))
+    until = datetime(2030, 1, 2, tzinfo=UTC)
+    runner.loop.halt_limits = Limits(
+        [
+            _Always(Breach(HaltReason.DRAWDOWN, "limits", {}, TradingState.REDUCING, until)),
+            _Always(Breach(HaltReason.COST_CAP, "budget", {"reason": "daily"})),
+            _Always(Breach(HaltReason.DAILY_LOSS, "limits", {}, TradingState.REDUCING, until)),
+        ]
+    )
+    events: list[Event] = []
+    runner.journal.subscribe(events.append)
+    for _ in range(3):
+        await runner.loop.step()
+    [tripped] = [e for e in events if e.kind is EventKind.HALT_TRIPPED]
+    assert (tripped.payload["reason"], tripped.payload["state"]) == ("drawdown", "halted")
+    assert tripped.payload["until"] is None, "a cost-cap halt does not lapse with the day"
+    assert [b["reason"] for b in tripped.payload["detail"]["also"]] == ["cost_cap", "daily_loss"]
+    assert runner.store is not None
+    [record] = runner.store.halts.history()
+    assert (record.reason, record.state, record.active) == ("drawdown", "halted", True)
+    assert runner.halt.trading_state() is TradingState.HALTED

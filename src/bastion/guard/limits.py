@@ -35,10 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.guard.health import HealthStatus
+from bastion.status import TradingState
 
 if TYPE_CHECKING:
     from bastion.agent import Observation
@@ -84,6 +86,10 @@ class Breach:
     reason: HaltReason
     who: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    state: TradingState = TradingState.HALTED
+    """The halt it asks for: HALTED, or REDUCING (only orders that shrink a position)."""
+    until: datetime | None = None
+    """When that halt lapses; None: until a person resumes."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"reason": self.reason.value, "who": self.who, "detail": dict(self.detail)}
@@ -189,6 +195,65 @@ class HealthTrigger:
             "health guard (auto_kill_on_health_fail)",
             {"summary": reading.summary, "report": dict(reading.report)},
         )
+
+
+class DailyLossTrigger:
+    """NAV down too far from the UTC day's start, or from the day's peak.
+
+    NAV is the account's equity as the exchange marks it at every observation (open positions
+    at their mark price), in the account's currency. The day's start is the first observation
+    of the UTC day this trigger sees; the peak the highest since. A breach asks for a halt until
+    the next UTC day: HALTED, or REDUCING with ``flatten`` (positions may then only shrink).
+    The start and peak live in this process: a restart mid-day starts counting afresh.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_loss_pct: float | None,
+        max_drawdown_pct: float | None,
+        flatten: bool = False,
+    ) -> None:
+        self._max_loss_pct = max_loss_pct
+        self._max_drawdown_pct = max_drawdown_pct
+        self._state = TradingState.REDUCING if flatten else TradingState.HALTED
+        self._day: date | None = None
+        self._start = 0.0
+        self._peak = 0.0
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        if observation is None:
+            return None
+        nav = observation.account.equity
+        now = datetime.fromtimestamp(observation.time_ms / 1000, tz=UTC)
+        if now.date() != self._day:
+            self._day, self._start, self._peak = now.date(), nav, nav
+        self._peak = max(self._peak, nav)
+        loss = _percent_below(self._start, nav)
+        drawdown = _percent_below(self._peak, nav)
+        figures = {
+            "currency": observation.account.currency,
+            "nav": nav,
+            "day_start_nav": self._start,
+            "day_peak_nav": self._peak,
+            "loss_pct": round(loss, 4),
+            "drawdown_pct": round(drawdown, 4),
+        }
+        until = datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
+        if self._max_loss_pct is not None and loss > self._max_loss_pct:
+            detail = {**figures, "limit_pct": self._max_loss_pct}
+            return Breach(HaltReason.DAILY_LOSS, "limits", detail, self._state, until)
+        if self._max_drawdown_pct is not None and drawdown > self._max_drawdown_pct:
+            detail = {**figures, "limit_pct": self._max_drawdown_pct}
+            return Breach(HaltReason.DRAWDOWN, "limits", detail, self._state, until)
+        return None
+
+
+def _percent_below(reference: float, value: float) -> float:
+    """How far ``value`` is below ``reference``, in percent of it (0 when not below)."""
+    if reference <= 0:
+        return 0.0
+    return max(0.0, (reference - value) / reference * 100)
 
 
 class Limits:

@@ -358,7 +358,17 @@ class Loop:
         detail = dict(first.detail)
         if rest:
             detail["also"] = [b.to_dict() for b in rest]
-        await self.halt.trip(first.reason, who=first.who, detail=detail)
+        # The strictest stop asked for wins: any breach that wants a full halt makes it one,
+        # and the halt lapses only if every breach lapses (then at the latest of them).
+        full = any(b.state is TradingState.HALTED for b in breaches)
+        lapses = [b.until for b in breaches]
+        await self.halt.trip(
+            first.reason,
+            who=first.who,
+            detail=detail,
+            state=TradingState.HALTED if full else TradingState.REDUCING,
+            until=max(u for u in lapses if u is not None) if None not in lapses else None,
+        )
         self._halted = True
         return first
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from bastion.agent import Observation
@@ -10,6 +12,7 @@ from bastion.guard.health import HealthStatus
 from bastion.guard.limits import (
     Breach,
     CostCapTrigger,
+    DailyLossTrigger,
     DriftTrigger,
     HaltReason,
     HealthReading,
@@ -18,6 +21,7 @@ from bastion.guard.limits import (
     Limits,
 )
 from bastion.market import AccountSummary, Instrument, Position
+from bastion.status import TradingState
 
 PERP = "BTC-PERPETUAL"
 INSTRUMENTS = {
@@ -172,3 +176,50 @@ def test_a_trigger_is_any_object_with_check() -> None:
 
     [breach] = Limits([Always()]).check(None, _ledger())
     assert breach.to_dict() == {"reason": "daily_loss", "who": "test", "detail": {"loss": 1.0}}
+
+
+DAY = 1_800_000_000_000 - 1_800_000_000_000 % 86_400_000  # a UTC midnight, in ms
+
+
+def _nav(equity: float, at_ms: int) -> Observation:
+    account = AccountSummary("BTC", 10.0, equity, equity, 0.0, 0.0)
+    return Observation(at_ms, "BTC", 100_000.0, account, (), (), {}, INSTRUMENTS)
+
+
+def test_daily_loss_is_measured_from_the_utc_days_start_and_halts_until_the_next() -> None:
+    trigger = DailyLossTrigger(max_loss_pct=3.0, max_drawdown_pct=None)
+    ledger = _ledger()
+    assert trigger.check(_nav(10.0, DAY + 3_600_000), ledger) is None  # the day's start
+    assert trigger.check(_nav(9.71, DAY + 7_200_000), ledger) is None  # 2.9 % down
+    breach = trigger.check(_nav(9.69, DAY + 10_800_000), ledger)
+    assert breach is not None
+    assert (breach.reason, breach.state) == (HaltReason.DAILY_LOSS, TradingState.HALTED)
+    assert breach.until == datetime.fromtimestamp((DAY + 86_400_000) / 1000, tz=UTC)
+    assert breach.detail["day_start_nav"] == 10.0
+    assert breach.detail["loss_pct"] == pytest.approx(3.1)
+    assert breach.detail["limit_pct"] == 3.0
+
+
+def test_a_new_utc_day_starts_from_its_own_first_nav() -> None:
+    trigger = DailyLossTrigger(max_loss_pct=3.0, max_drawdown_pct=None)
+    ledger = _ledger()
+    trigger.check(_nav(10.0, DAY + 1000), ledger)
+    assert trigger.check(_nav(9.0, DAY + 86_400_000 + 1000), ledger) is None  # new day, new start
+    assert trigger.check(_nav(8.9, DAY + 86_400_000 + 2000), ledger) is None  # 1.1 % of 9.0
+
+
+def test_drawdown_is_measured_from_the_days_peak_and_flatten_asks_for_reducing() -> None:
+    trigger = DailyLossTrigger(max_loss_pct=None, max_drawdown_pct=5.0, flatten=True)
+    ledger = _ledger()
+    trigger.check(_nav(10.0, DAY + 1000), ledger)
+    trigger.check(_nav(12.0, DAY + 2000), ledger)  # the peak
+    assert trigger.check(_nav(11.5, DAY + 3000), ledger) is None  # 4.2 % off the peak
+    breach = trigger.check(_nav(11.3, DAY + 4000), ledger)  # 5.8 % off it, still above start
+    assert breach is not None
+    assert (breach.reason, breach.state) == (HaltReason.DRAWDOWN, TradingState.REDUCING)
+    assert breach.detail["day_peak_nav"] == 12.0
+
+
+def test_daily_loss_needs_an_observation() -> None:
+    trigger = DailyLossTrigger(max_loss_pct=3.0, max_drawdown_pct=3.0)
+    assert trigger.check(None, _ledger()) is None
