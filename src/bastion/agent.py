@@ -111,7 +111,8 @@ class Context:
     llm: GuardedLLM | None = None
     """The runtime's budget-admitted, breaker-guarded fallback chain; None without an LLM."""
     tools: GuardedTools | None = None
-    """The allowlisted tools of this agent (:class:`GuardedTools`); None when it may call none."""
+    """The allowlisted tools of this agent (:class:`GuardedTools`), lent even when it may call
+    none so that a model's request is refused on record; None outside a runtime."""
 
 
 @runtime_checkable

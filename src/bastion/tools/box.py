@@ -89,9 +89,13 @@ class Toolbox:
     def names(self) -> tuple[str, ...]:
         return tuple(tool.name for tool in self._offered)
 
-    def for_step(self, step: int) -> GuardedTools | None:
-        """What the agent gets as ``ctx.tools`` at ``step``; None when it may call nothing."""
-        return StepTools(self, step) if self._offered else None
+    def for_step(self, step: int) -> GuardedTools:
+        """What the agent gets as ``ctx.tools`` at ``step``.
+
+        Lent even when the offer is empty: a model may still ask for a tool, and the refusal
+        must be recorded as a security event rather than lost because there was nothing to ask.
+        """
+        return StepTools(self, step)
 
     async def aclose(self) -> None:
         for tool in self._tools.values():
