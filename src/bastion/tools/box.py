@@ -133,13 +133,11 @@ class Toolbox:
     def _refuse(self, step: int, name: str, arguments: str | Mapping[str, Any] | None) -> ToolError:
         """Record the attempt as a security event; the error the agent gets for it."""
         shown = sanitize(name, max_chars=_NAME_CHARS).text or "-"
-        reason: RefusalReason
-        if name not in self._tools:
-            reason = "unknown"
-        elif name not in self._declared:
-            reason = "not_declared"
-        else:
+        reason: RefusalReason = "unknown"
+        if name in self._declared and name not in self._allowed:
             reason = "not_allowed"
+        elif name in self._allowed and name not in self._declared:
+            reason = "not_declared"
         raw = arguments if isinstance(arguments, str) else _dumps(arguments or {})
         self._journal.emit(
             EventKind.TOOL_REFUSED,
