@@ -216,6 +216,7 @@ async def test_a_refused_name_is_sanitised_before_it_is_recorded(
         await _tools(box).call("<b>place\u200b_order</b>\u202e", "{}")
     (event,) = recorder.of(EventKind.TOOL_REFUSED)
     assert event.payload["tool"] == "place_order"
+    assert event.payload["asked"] == "<b>place\\u200b_order</b>\\u202e"
 
 
 @pytest.mark.parametrize(

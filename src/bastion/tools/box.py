@@ -131,7 +131,11 @@ class Toolbox:
         return result
 
     def _refuse(self, step: int, name: str, arguments: str | Mapping[str, Any] | None) -> ToolError:
-        """Record the attempt as a security event; the error the agent gets for it."""
+        """Record the attempt as a security event; the error the agent gets for it.
+
+        ``tool`` is the name sanitised (what a person reads); ``asked`` is the name exactly as
+        the model wrote it, escaped to ASCII, so a hidden character shows (``ticker\\u200b``).
+        """
         shown = sanitize(name, max_chars=_NAME_CHARS).text or "-"
         reason: RefusalReason = "unknown"
         if name in self._declared and name not in self._allowed:
@@ -145,6 +149,7 @@ class Toolbox:
                 "step": step,
                 "agent": self.agent,
                 "tool": shown,
+                "asked": ascii(name)[1:-1][:_ARGUMENTS_SHOWN],
                 "reason": reason,
                 "offered": list(self.names),
                 "arguments": sanitize(raw, max_chars=_ARGUMENTS_SHOWN).text,
