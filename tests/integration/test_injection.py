@@ -262,6 +262,10 @@ def _assert_allowlist_holds(
     assert event["tool"] == sanitize(asked, max_chars=64).text
     assert event["offered"] == list(OFFER)
     assert [e.payload["tool"] for e in stored] == [event["tool"]]
+    refusals = runner.metrics.registry.get_sample_value(
+        "bastion_tool_refusals_total", {"reason": event["reason"]}
+    )
+    assert refusals == 1.0
     answers = [t for role, t in server.requests[-1].contents if role == "tool"]
     assert answers[-1].startswith("error: forbidden: tool ")
 
