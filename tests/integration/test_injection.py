@@ -198,7 +198,7 @@ def _assert_sanitised(
     assert len(server.requests) >= 2  # the question, then the answer to the news call
     assert {(role, bad) for role, t in read for bad in _clean(t)} == set()
     for line in lines:  # the toolbox's own answer is clean too, before the agent cleans again
-        if line["kind"] == "tool_call":
+        if line["kind"] == "tool_call" and "content" in line:
             leaves = _strings(orjson.loads(line["content"]))
             assert {bad for leaf in leaves for bad in _clean(leaf)} == set()
     lowered = " ".join(" ".join(t.lower().split()) for _, t in read)
@@ -248,7 +248,7 @@ def _assert_allowlist_holds(
 ) -> None:
     """Offered ticker and news only; any other name refused, on record, never run."""
     assert {r.tools for r in server.requests} == {OFFER}
-    ran = [line["tool"] for line in lines if line["kind"] == "tool_call"]
+    ran = [line["tool"] for line in lines if line["kind"] == "tool_call" and "error" not in line]
     assert set(ran) <= set(OFFER)
     assert len(news.requests) == ran.count("news") == 1
     asked = case["model"].get("tool", {}).get("name")

@@ -232,11 +232,14 @@ async def test_a_refused_name_is_sanitised_before_it_is_recorded(
 async def test_bad_arguments_are_refused_before_anything_is_asked(
     box_factory: BoxFactory, recorder: Recorder, metrics: Metrics, arguments: str
 ) -> None:
-    """BAD_REQUEST naming the tool; the exchange is never called (no tool-layer attempt)."""
+    """BAD_REQUEST naming the tool, on the trace; the exchange is never called."""
     with pytest.raises(ToolError) as bad:
         await _tools(box_factory()).call("ticker", arguments)
     assert bad.value.code is ErrorCode.BAD_REQUEST
     assert bad.value.message.startswith("tool ticker: BAD_REQUEST")
+    (line,) = recorder.of(EventKind.TOOL_CALL)  # the answer the agent got, for the trace
+    assert line.payload["error"]["kind"] == "bad_request"
+    assert "content" not in line.payload
     assert (
         metrics.registry.get_sample_value(
             "bastion_external_calls_total",
@@ -244,7 +247,6 @@ async def test_bad_arguments_are_refused_before_anything_is_asked(
         )
         is None
     )
-    assert recorder.of(EventKind.TOOL_CALL) == []
 
 
 @pytest.mark.parametrize(

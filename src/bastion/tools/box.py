@@ -16,7 +16,7 @@ check is made again on every call, in code:
   a ``ToolError`` with one :class:`~bastion.errors.ErrorCode`;
 * what the tool answered is sanitised (:func:`~bastion.llm.sanitize.sanitize`, every string it
   holds) and cut before the agent, and so a model, sees it; a ``tool_call`` event records the
-  arguments and the text given back, so a replay can answer from the trace.
+  arguments and the text given back (or the error), so a replay can answer from the trace.
 """
 
 from __future__ import annotations
@@ -108,14 +108,28 @@ class Toolbox:
         if name not in self._offered_names:
             raise self._refuse(step, name, arguments)
         tool = self._tools[name]
-        parsed = parse_arguments(name, arguments, tool.arguments)
-        data = await self._resilience.call(
-            f"tool {name}",
-            lambda: tool.run(parsed),
-            layer="tool",
-            timeout=self._timeout,
-            deadline=self._deadline,
-        )
+        try:
+            parsed = parse_arguments(name, arguments, tool.arguments)
+            data = await self._resilience.call(
+                f"tool {name}",
+                lambda: tool.run(parsed),
+                layer="tool",
+                timeout=self._timeout,
+                deadline=self._deadline,
+            )
+        except ToolError as exc:
+            # The agent gets an answer either way; the trace keeps every answer, failures too.
+            raw = arguments if isinstance(arguments, str) else _dumps(arguments or {})
+            self._journal.emit(
+                EventKind.TOOL_CALL,
+                {
+                    "step": step,
+                    "tool": name,
+                    "arguments": sanitize(raw, max_chars=_ARGUMENTS_SHOWN).text,
+                    "error": exc.to_dict(),
+                },
+            )
+            raise
         result = self._result(name, data)
         self._journal.emit(
             EventKind.TOOL_CALL,
