@@ -15,10 +15,25 @@ from typing import TYPE_CHECKING
 from bastion.lazy_names import lazy_names
 
 if TYPE_CHECKING:
-    from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
+    from bastion.agent import (
+        Agent,
+        Context,
+        Decision,
+        GuardedTools,
+        Observation,
+        OrderIntent,
+        ToolResult,
+    )
     from bastion.clock import Clock, SimClock, WallClock
     from bastion.config import Settings, load_settings
-    from bastion.errors import BastionError, ConfigError, ErrorCode, HaltedError, UsageError
+    from bastion.errors import (
+        BastionError,
+        ConfigError,
+        ErrorCode,
+        HaltedError,
+        ToolError,
+        UsageError,
+    )
     from bastion.runner import Runner
 
 __all__ = [
@@ -29,12 +44,15 @@ __all__ = [
     "Context",
     "Decision",
     "ErrorCode",
+    "GuardedTools",
     "HaltedError",
     "Observation",
     "OrderIntent",
     "Runner",
     "Settings",
     "SimClock",
+    "ToolError",
+    "ToolResult",
     "UsageError",
     "WallClock",
     "load_settings",
@@ -43,12 +61,15 @@ __version__ = "0.1.0"
 
 _LAZY = {
     **dict.fromkeys(
-        ("Agent", "Context", "Decision", "Observation", "OrderIntent"), "bastion.agent"
+        ("Agent", "Context", "Decision", "GuardedTools", "Observation", "OrderIntent"),
+        "bastion.agent",
     ),
+    "ToolResult": "bastion.agent",
     **dict.fromkeys(("Clock", "SimClock", "WallClock"), "bastion.clock"),
     **dict.fromkeys(("Settings", "load_settings"), "bastion.config"),
     **dict.fromkeys(
-        ("BastionError", "ConfigError", "ErrorCode", "HaltedError", "UsageError"), "bastion.errors"
+        ("BastionError", "ConfigError", "ErrorCode", "HaltedError", "ToolError", "UsageError"),
+        "bastion.errors",
     ),
     "Runner": "bastion.runner",
 }

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bastion.clock import Clock
 from bastion.market import AccountSummary, Direction, Instrument, Order, OrderType, Position, Ticker
-from bastion.messages import GuardedLLM
+from bastion.messages import GuardedLLM, Tool
 
-__all__ = ["Agent", "Context", "Decision", "Observation", "OrderIntent"]
+__all__ = [
+    "Agent",
+    "Context",
+    "Decision",
+    "GuardedTools",
+    "Observation",
+    "OrderIntent",
+    "ToolResult",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,40 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What one tool call answered, as text fit for a prompt.
+
+    ``content`` is the tool's answer (JSON) already sanitised and cut, because a tool's output is
+    written by someone else (an exchange, a news feed) and goes straight into a model's prompt;
+    ``removed`` and ``truncated`` say what sanitising took out.
+    """
+
+    name: str
+    content: str
+    removed: tuple[str, ...] = ()
+    truncated: bool = False
+
+
+@runtime_checkable
+class GuardedTools(Protocol):
+    """What an agent calls as ``ctx.tools``: allowlisted, and guarded like every external call.
+
+    ``offered`` are the definitions of the tools this agent may call, the ones it declares
+    (``Agent.tools``) that the configuration also allows: hand them to the model as they are.
+    :meth:`call` refuses any other name with a :class:`~bastion.errors.ToolError`
+    (``forbidden``) and records the attempt as a security event; an allowed call runs through
+    the resilience choke point, and its failures are ``ToolError`` s with their code.
+    """
+
+    @property
+    def offered(self) -> tuple[Tool, ...]: ...
+
+    async def call(
+        self, name: str, arguments: str | Mapping[str, Any] | None = None
+    ) -> ToolResult: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     """What the runtime lends an agent for one step."""
 
@@ -68,6 +110,9 @@ class Context:
     dry_run: bool
     llm: GuardedLLM | None = None
     """The runtime's budget-admitted, breaker-guarded fallback chain; None without an LLM."""
+    tools: GuardedTools | None = None
+    """The allowlisted tools of this agent (:class:`GuardedTools`), lent even when it may call
+    none so that a model's request is refused on record; None outside a runtime."""
 
 
 @runtime_checkable

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from bastion.store.emergency import EmergencyStore
     from bastion.store.retention import LedgerRetention
     from bastion.telemetry.metrics import Metrics
+    from bastion.tools import Toolbox
     from bastion.trace.redact import Redactor
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "build_replayer",
     "build_resilience",
     "build_status_service",
+    "build_toolbox",
     "risk_limits",
 ]
 
@@ -443,6 +445,46 @@ def build_loop_config(settings: Settings) -> LoopConfig:
         ticker_concurrency=settings.ticker_concurrency,
         drift_dust_coin=settings.position_drift_dust_coin,
         drift_observations=settings.position_drift_observations,
+    )
+
+
+def build_toolbox(
+    settings: Settings,
+    *,
+    exchange: Exchange,
+    resilience: Resilience,
+    journal: Journal,
+    agent: Agent,
+    news_transport: httpx.AsyncBaseTransport | None = None,
+) -> Toolbox:
+    """The tools ``tools_allowed`` names, offered to ``agent`` as far as it declares them.
+
+    Only the allowed tools are built (the news tool needs its URL, which the settings check),
+    so a tool the configuration leaves out cannot even be reached by mistake.
+    ``news_transport`` replaces the network under the news tool (tests).
+    """
+    from bastion.tools import AgentTool, NewsTool, TickerTool, Toolbox
+
+    tools: list[AgentTool] = []
+    if "ticker" in settings.tools_allowed:
+        tools.append(TickerTool(exchange))
+    if "news" in settings.tools_allowed:
+        tools.append(
+            NewsTool(
+                settings.tools_news_url,
+                timeout=settings.tools_timeout_seconds,
+                transport=news_transport,
+            )
+        )
+    return Toolbox(
+        tools,
+        allowed=settings.tools_allowed,
+        declared=tuple(agent.tools),
+        agent=agent.name,
+        resilience=resilience,
+        journal=journal,
+        timeout=settings.tools_timeout_seconds,
+        deadline=settings.tools_deadline_seconds,
     )
 
 

@@ -38,6 +38,10 @@ _CONFIG_ENV = "BASTION_CONFIG"
 _DEFAULT_TOML = Path("bastion.toml")
 _toml_path: ContextVar[Path | None] = ContextVar("bastion_toml_path", default=None)
 
+ToolName = Literal["ticker", "news"]
+"""The tools Bastion ships (:mod:`bastion.tools`); a name outside this list is a typo."""
+_DEFAULT_TOOLS: list[ToolName] = ["ticker"]
+
 TESTNET_URL = "https://test.deribit.com"
 MAINNET_URL = "https://www.deribit.com"
 
@@ -387,6 +391,29 @@ class Settings(BaseSettings):
         description="Glob patterns of instruments the agent may trade (e.g. BTC-*-P).",
     )
 
+    # -- tools ----------------------------------------------------------------------------
+    tools_allowed: list[ToolName] = Field(
+        default_factory=_DEFAULT_TOOLS.copy,
+        description="Tools an agent may call, as a JSON list: ticker (read-only top of book "
+        "and greeks from the exchange), news (headlines from tools_news_url). An agent gets "
+        "only those it also declares; a call to any other is refused and recorded as a "
+        "tool_refused security event.",
+    )
+    tools_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="Timeout of one tool request, in seconds (0-120]."
+    )
+    tools_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Overall deadline of one tool call, retries and waits included (the step "
+        "timeout still bounds the step that makes it).",
+    )
+    tools_news_url: str = Field(
+        "",
+        description="URL of the news tool's JSON headlines endpoint (GET, ?currency=&limit=); "
+        'it answers {"headlines": [{"title": ..., "source": ...}]}. Needed when news is allowed.',
+    )
+
     # -- reference agent: options seller --------------------------------------------------
     seller_target_delta: float = Field(
         0.15, gt=0, lt=1, description="Absolute delta of the options the seller writes."
@@ -456,12 +483,28 @@ class Settings(BaseSettings):
                 "BASTION_EXCHANGE_URL pointing at `bastion exchange serve`)"
             )
         self._check_llm()
+        self._check_tools()
         if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(
                 f"mode={self.mode} needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID "
                 "and BASTION_EXCHANGE_CLIENT_SECRET"
             )
         return self
+
+    def _check_tools(self) -> None:
+        if "news" in self.tools_allowed and not self.tools_news_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "tools_allowed lists news but tools_news_url is not an http(s) URL: set "
+                "BASTION_TOOLS_NEWS_URL, or take news out of BASTION_TOOLS_ALLOWED"
+            )
+        if self.tools_deadline_seconds < self.tools_timeout_seconds:
+            raise ValueError(
+                f"tools_deadline_seconds ({self.tools_deadline_seconds:g}) is below "
+                f"tools_timeout_seconds ({self.tools_timeout_seconds:g}): the deadline would cut "
+                "the first request short; raise BASTION_TOOLS_DEADLINE_SECONDS"
+            )
 
     def _check_llm(self) -> None:
         if self.agent == "llm_options_seller" and self.llm_provider == "none":

@@ -53,6 +53,9 @@ class EventKind(StrEnum):
     LLM_FALLBACK = "llm_fallback"
     LLM_ESCALATED = "llm_escalated"
     APPROVAL_REQUESTED = "approval_requested"
+    TOOL_CALL = "tool_call"
+    TOOL_REFUSED = "tool_refused"
+    """A security event: an agent (or the model behind it) asked for a tool it may not call."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,15 +38,6 @@ Tier = Literal["primary", "fallback", "cache"]
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
-    """One chat message. ``tool_call_id`` links a ``tool`` message to the call it answers."""
-
-    role: Role
-    content: str
-    tool_call_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Tool:
     """A function the model may ask to call; ``parameters`` is its JSON schema."""
 
@@ -62,6 +53,20 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message. ``tool_call_id`` links a ``tool`` message to the call it answers.
+
+    An ``assistant`` message that asked for tools carries its ``tool_calls``: providers refuse
+    a ``tool`` answer that does not follow the turn which asked for it.
+    """
+
+    role: Role
+    content: str
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from bastion.build import (
     build_redactor,
     build_resilience,
     build_status_service,
+    build_toolbox,
     risk_limits,
 )
 from bastion.clock import Clock, WallClock
@@ -252,6 +253,13 @@ class Runner:
                 journal=self.journal,
                 run_id=self.run_id,
             )
+        self.tools = build_toolbox(
+            settings,
+            exchange=self.exchange,
+            resilience=self.resilience,
+            journal=self.journal,
+            agent=self.agent,
+        )
         self.loop = Loop(
             run_id=self.run_id,
             agent=self.agent,
@@ -266,6 +274,7 @@ class Runner:
             health=self.guard,
             llm=self.llm,
             observer=self.observer,
+            tools=self.tools,
         )
         self.status = build_status_service(
             settings,
@@ -485,6 +494,7 @@ class Runner:
             await self.exchange.close()
             if self.llm is not None:
                 await self.llm.aclose()
+            await self.tools.aclose()
             budget = getattr(self, "budget", None)
             if budget is not None:  # its unused lease goes back now, not at the TTL
                 with contextlib.suppress(Exception):

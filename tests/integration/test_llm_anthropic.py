@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from bastion.errors import ErrorCode, LLMError
 from bastion.llm.anthropic import AnthropicChat
-from bastion.messages import JsonSchema, Message, Tool
+from bastion.messages import JsonSchema, Message, Tool, ToolCall
 from loopback_server import serve_on_loopback
 
 MODEL = "claude-haiku-4-5-20251001"
@@ -122,6 +122,35 @@ async def test_tool_use_blocks_become_tool_calls_and_tool_results_go_back(
         "role": "user",
         "content": [{"type": "tool_result", "tool_use_id": "tu_0", "content": "100000"}],
     }
+
+
+async def test_an_assistant_turn_that_asked_for_tools_goes_back_as_tool_use_blocks(
+    endpoint: Endpoint,
+) -> None:
+    """The turn that asked is sent before its result, as the Messages API requires."""
+    endpoint.answers.append(_message([{"type": "text", "text": "hold"}]))
+    call = ToolCall("tu_1", "ticker", '{"instrument": "BTC-PERPETUAL"}')
+    await _complete(
+        endpoint,
+        [
+            Message("user", "Price?"),
+            Message("assistant", "", tool_calls=(call,)),
+            Message("tool", '{"mark_price": 1}', tool_call_id="tu_1"),
+        ],
+    )
+    sent = endpoint.received[0]["messages"]
+    assert sent[1] == {
+        "role": "assistant",
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "tu_1",
+                "name": "ticker",
+                "input": {"instrument": "BTC-PERPETUAL"},
+            }
+        ],
+    }
+    assert sent[2]["content"][0]["tool_use_id"] == "tu_1"
 
 
 @pytest.mark.parametrize(

@@ -251,3 +251,16 @@ def test_an_empty_ledger_retention_variable_keeps_the_ledger_forever(
     assert load_settings().budget_ledger_retention_days is None
     monkeypatch.setenv("BASTION_BUDGET_LEDGER_RETENTION_DAYS", "90")
     assert load_settings().budget_ledger_retention_days == 90
+
+
+def test_the_tool_allowlist_is_checked_at_start_up() -> None:
+    """A tool Bastion does not ship is a typo; news needs its feed; the deadline fits a call."""
+    assert load_settings().tools_allowed == ["ticker"]
+    with pytest.raises(ConfigError, match=r"tools_allowed \(BASTION_TOOLS_ALLOWED\)"):
+        load_settings(tools_allowed=["ticker", "place_order"])
+    with pytest.raises(ConfigError, match="set BASTION_TOOLS_NEWS_URL"):
+        load_settings(tools_allowed=["news"])
+    with pytest.raises(ConfigError, match="raise BASTION_TOOLS_DEADLINE_SECONDS"):
+        load_settings(tools_timeout_seconds=20, tools_deadline_seconds=10)
+    allowed = load_settings(tools_allowed=["news"], tools_news_url="https://feed.example/h")
+    assert allowed.tools_allowed == ["news"]

@@ -91,7 +91,8 @@ def _system(messages: Sequence[Message], response_format: JsonSchema | None) -> 
 
 
 def _turns(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """User and assistant turns; a ``tool`` message becomes a ``tool_result`` block."""
+    """User and assistant turns; a ``tool`` message becomes a ``tool_result`` block and an
+    assistant turn that asked for tools carries its ``tool_use`` blocks."""
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "system":
@@ -103,9 +104,27 @@ def _turns(messages: Sequence[Message]) -> list[dict[str, Any]]:
                 "content": message.content,
             }
             turns.append({"role": "user", "content": [block]})
+        elif message.tool_calls:
+            blocks: list[dict[str, Any]] = []
+            if message.content:
+                blocks.append({"type": "text", "text": message.content})
+            blocks.extend(
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
+                for c in message.tool_calls
+            )
+            turns.append({"role": "assistant", "content": blocks})
         else:
             turns.append({"role": message.role, "content": message.content})
     return turns
+
+
+def _input(arguments: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as the object Anthropic wants back; ``{}`` if not one."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _completion(response: Any, dependency: str, latency: float) -> Completion:

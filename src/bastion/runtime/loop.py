@@ -59,6 +59,7 @@ from bastion.runtime.status_sink import StatusSink
 from bastion.status import RuntimeStatus, TradingState
 from bastion.telemetry.metrics import Metrics
 from bastion.telemetry.sink import MetricsSink
+from bastion.tools import Toolbox
 
 __all__ = ["Loop", "LoopConfig", "StepOutcome"]
 
@@ -125,13 +126,16 @@ class Loop:
         llm: GuardedLLM | None = None,
         observer: Observer | None = None,
         halt_limits: Limits | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         """``limits`` are the risk caps of every intent; ``halt_limits`` the halt triggers
         (:meth:`Limits.default` unless given). ``llm`` is lent to the agent every step as
-        ``ctx.llm``. ``observer`` defaults to one watching the agent's watchlist."""
+        ``ctx.llm``, ``tools`` as ``ctx.tools`` (its allowlisted offer, bound to the step).
+        ``observer`` defaults to one watching the agent's watchlist."""
         self.run_id = run_id
         self.health = health
         self.llm = llm
+        self.tools = tools
         self.agent = agent
         self.exchange = exchange
         self.halt = halt
@@ -494,6 +498,7 @@ class Loop:
             clock=self.clock,
             dry_run=self.config.dry_run,
             llm=self.llm,
+            tools=self.tools.for_step(n) if self.tools is not None else None,
         )
 
     def _record_decision(self, n: int, decision: Decision) -> None:

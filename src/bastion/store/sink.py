@@ -23,6 +23,8 @@ STORED_KINDS = frozenset(EventKind) - {
     EventKind.RISK_VERDICT,
     EventKind.STEP_COMPLETED,
     EventKind.LLM_CALL,  # the ledger keeps every call's figures; the trace keeps its text
+    EventKind.TOOL_CALL,  # per step, like LLM calls; a failure is a call_failed row, a refusal
+    # a tool_refused row
 }
 """The kinds that get a row."""
 

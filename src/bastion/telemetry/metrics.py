@@ -86,6 +86,13 @@ class Metrics:
             buckets=_LLM_BUCKETS,
             registry=r,
         )
+        self.tool_refusals = Counter(
+            "bastion_tool_refusals",
+            "Tool calls the allowlist refused (each a tool_refused security event), by reason: "
+            "unknown, not_declared or not_allowed.",
+            ["reason"],
+            registry=r,
+        )
         self.llm_answers = Counter(
             "bastion_llm_answers",
             "LLM questions by the fallback tier that answered: primary, fallback, cache or "

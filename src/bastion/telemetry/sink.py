@@ -49,12 +49,17 @@ class MetricsSink:
             EventKind.ORDER_REJECTED: lambda p: self._at_send(p, "rejected"),
             EventKind.ORDER_FAILED: lambda p: self._at_send(p, "failed"),
             EventKind.ORDER_SKIPPED: self._skipped,
+            EventKind.TOOL_REFUSED: self._refused,
         }
 
     def __call__(self, event: Event) -> None:
         handler = self._handlers.get(event.kind)
         if handler is not None:
             handler(event.payload)
+
+    def _refused(self, p: Payload) -> None:
+        # By reason only: the tool name is model-written text, unbounded as a label.
+        self.metrics.tool_refusals.labels(reason=p["reason"]).inc()
 
     def _step(self, p: Payload) -> None:
         self.metrics.steps.labels(outcome=p["status"]).inc()

@@ -152,7 +152,7 @@ def test_is_an_agent_and_the_fake_is_a_guarded_llm() -> None:
     assert isinstance(LLMOptionsSeller(), Agent)
     assert isinstance(ScriptedChain(), GuardedLLM)
     assert LLMOptionsSeller.name == "llm_options_seller"
-    assert LLMOptionsSeller.version == "1.0.0"
+    assert LLMOptionsSeller.version == "1.1.0"
 
 
 def test_watches_what_the_options_seller_watches() -> None:

@@ -27,7 +27,7 @@ def completion(
     chat: ChatRequest, reply: ScriptedReply, *, number: int, created: int
 ) -> dict[str, Any]:
     """The ``chat.completion`` object for ``reply``, cut to the request's token limit."""
-    content = reply.content
+    content = chat.messages[-1].text if reply.echo else reply.content
     tool_calls = [
         {
             "id": call.id or f"call_fake_{number}_{index}",

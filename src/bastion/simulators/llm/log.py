@@ -26,6 +26,11 @@ class ReceivedRequest:
     max_tokens: int | None
     time: float
     fault: LLMFaultKind | None
+    contents: tuple[tuple[str, str], ...] = ()
+    """Each message's role and text, as the model would read them (what a test checks was
+    sanitised)."""
+    tools: tuple[str, ...] = ()
+    """The names of the functions the request offered the model."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

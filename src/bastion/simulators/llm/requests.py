@@ -50,6 +50,16 @@ class ChatRequest(BaseModel):
     response_format: dict[str, Any] | None = None
 
     @property
+    def tool_names(self) -> tuple[str, ...]:
+        """The names of the functions offered (``tools[].function.name``), in order."""
+        names: list[str] = []
+        for tool in self.tools or ():
+            function = tool.get("function")
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                names.append(function["name"])
+        return tuple(names)
+
+    @property
     def token_limit(self) -> int | None:
         """``max_completion_tokens``, which supersedes the deprecated ``max_tokens``."""
         return self.max_completion_tokens or self.max_tokens

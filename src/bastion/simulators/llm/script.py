@@ -40,7 +40,10 @@ class ScriptedReply(BaseModel):
     """One answer: ``content`` and/or ``tool_calls``, reported as ``model`` when given.
 
     ``model`` stands in for a provider that silently answers with another model than the one
-    requested, which Bastion must notice in its trace and ledger.
+    requested, which Bastion must notice in its trace and ledger. ``echo`` answers with the
+    text of the request's last message instead of ``content``: a model parroting what it was
+    fed (a tool's answer, a headline), which is how a prompt injection test makes the model
+    repeat the attack back.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,11 +51,12 @@ class ScriptedReply(BaseModel):
     content: str | None = None
     tool_calls: tuple[ScriptedToolCall, ...] = ()
     model: str | None = Field(None, min_length=1, max_length=200)
+    echo: bool = False
 
     @model_validator(mode="after")
     def _says_something(self) -> Self:
-        if self.content is None and not self.tool_calls:
-            raise ValueError("a scripted reply needs content or tool_calls")
+        if self.content is None and not self.tool_calls and not self.echo:
+            raise ValueError("a scripted reply needs content, tool_calls or echo")
         return self
 
 

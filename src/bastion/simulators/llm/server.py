@@ -151,6 +151,8 @@ class FakeLLMServer:
                 max_tokens=chat.token_limit,
                 time=self._clock.time(),
                 fault=fault.spec.kind if fault is not None else None,
+                contents=tuple((m.role, m.text) for m in chat.messages),
+                tools=chat.tool_names,
             )
         )
         if fault is not None and (early := await self._fault_answer(fault, chat.model)):
