@@ -76,6 +76,7 @@ PAPER_BASE_URL = "http://paper.local"
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
+    """The risk caps the ``risk_*`` settings describe; an unlisted instrument is refused."""
     from bastion.guard.risk import RiskLimits
 
     return RiskLimits(
@@ -83,6 +84,16 @@ def risk_limits(settings: Settings) -> RiskLimits:
         max_order_notional_usd=settings.risk_max_order_notional_usd,
         max_position=settings.risk_max_position,
         allowed_instruments=tuple(settings.risk_allowed_instruments),
+        max_total_notional_usd=settings.risk_max_total_notional_usd,
+        max_orders_per_minute=settings.risk_max_orders_per_minute,
+        price_collar_pct=settings.risk_price_collar_pct,
+        price_collar_min_ticks=settings.risk_price_collar_min_ticks,
+        allowed_currencies=tuple(settings.risk_allowed_currencies),
+        allowed_kinds=tuple(settings.risk_allowed_kinds),
+        listed_only=True,
+        approval_notional_usd=settings.risk_approval_notional_usd,
+        approve_new_underlying=settings.risk_approve_new_underlying,
+        approve_new_kind=settings.risk_approve_new_kind,
     )
 
 

@@ -38,6 +38,9 @@ _CONFIG_ENV = "BASTION_CONFIG"
 _DEFAULT_TOML = Path("bastion.toml")
 _toml_path: ContextVar[Path | None] = ContextVar("bastion_toml_path", default=None)
 
+InstrumentKindName = Literal["option", "future", "perpetual"]
+"""The kinds the risk caps tell apart: a perpetual is a future without an expiry."""
+
 TESTNET_URL = "https://test.deribit.com"
 MAINNET_URL = "https://www.deribit.com"
 
@@ -354,6 +357,63 @@ class Settings(BaseSettings):
     risk_allowed_instruments: list[str] = Field(
         default_factory=lambda: ["BTC-*"],
         description="Glob patterns of instruments the agent may trade (e.g. BTC-*-P).",
+    )
+
+    # -- risk caps v2 ---------------------------------------------------------------------
+    risk_max_total_notional_usd: float | None = Field(
+        500_000.0,
+        gt=0,
+        description="Largest gross USD notional over every instrument after an order (resting "
+        "orders included); an order that lowers it always passes; empty: no total cap.",
+    )
+    risk_max_orders_per_minute: int | None = Field(
+        60,
+        ge=1,
+        description="Most orders sent in any 60 s (like NautilusTrader's "
+        "max_order_submit_rate); empty: no throttle.",
+    )
+    risk_price_collar_pct: float | None = Field(
+        20.0,
+        gt=0,
+        description="A limit price must lie within this many percent of the instrument's mark "
+        "(a limit order with no mark is refused); empty: no collar.",
+    )
+    risk_price_collar_min_ticks: int = Field(
+        3,
+        ge=0,
+        description="The price collar is never narrower than this many ticks (cheap options "
+        "quote a tick or two from the mark).",
+    )
+    risk_allowed_currencies: list[str] = Field(
+        default_factory=lambda: ["BTC", "ETH"],
+        description="Settlement coins the agent may trade, as a JSON list; empty: any.",
+    )
+    risk_allowed_kinds: list[InstrumentKindName] = Field(
+        default_factory=lambda: list(get_args(InstrumentKindName)),
+        description="Instrument kinds the agent may trade (option, future, perpetual), as a "
+        "JSON list; empty: any.",
+    )
+    risk_approval_notional_usd: float | None = Field(
+        None,
+        gt=0,
+        description="An order above this USD notional waits for a person (bastion approvals, "
+        "the console's Approvals tab); empty: none waits for its size.",
+    )
+    risk_approve_new_underlying: bool = Field(
+        False,
+        description="The first order in a coin the account holds no position in waits for a "
+        "person.",
+    )
+    risk_approve_new_kind: bool = Field(
+        False,
+        description="The first order of a kind (option, future, perpetual) the account holds no "
+        "position in waits for a person.",
+    )
+    risk_approval_ttl_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="An order approval left undecided this long expires and the order is never "
+        "sent; an approved order is reviewed again against the caps before it is sent.",
     )
 
     # -- reference agent: options seller --------------------------------------------------
