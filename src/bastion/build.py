@@ -387,6 +387,7 @@ def build_loop_config(settings: Settings) -> LoopConfig:
         ticker_concurrency=settings.ticker_concurrency,
         drift_dust_coin=settings.position_drift_dust_coin,
         drift_observations=settings.position_drift_observations,
+        approval_ttl_seconds=settings.risk_approval_ttl_seconds,
     )
 
 
@@ -428,11 +429,16 @@ def build_approvals(
     agent: str | None = None,
     on_request: Callable[[ApprovalRecord], Any] | None = None,
 ) -> Approvals:
-    """The approvals queue on the shared store; entries it queues are labelled ``agent``."""
+    """The approvals queue on the shared store; entries it queues are labelled ``agent`` and
+    redacted of every secret the settings hold."""
     from bastion.guard.approvals import Approvals
 
     return Approvals(
-        store, clock=clock, agent=agent or build_agent(settings).name, on_request=on_request
+        store,
+        clock=clock,
+        agent=agent or build_agent(settings).name,
+        on_request=on_request,
+        redact=build_redactor(settings).redact,
     )
 
 

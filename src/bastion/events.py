@@ -53,6 +53,7 @@ class EventKind(StrEnum):
     LLM_FALLBACK = "llm_fallback"
     LLM_ESCALATED = "llm_escalated"
     APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_RESOLVED = "approval_resolved"
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,6 +262,7 @@ class Runner:
             health=self.guard,
             llm=self.llm,
             observer=self.observer,
+            approvals=self.approvals,
         )
         self.status = build_status_service(
             settings,

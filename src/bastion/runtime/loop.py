@@ -8,7 +8,10 @@ One step::
                            the OrderTracker reconciles our orders against it
     limits.check()      -> every halt trigger (health, cost cap, drift) -> halt.trip(reason)
     agent.decide()      -> under the step timeout: a hung step is abandoned, the loop goes on
-    risk.review()       -> pure; rejections carry the cap and the observed value
+    approvals           -> the orders a person approved since are taken from the queue
+    risk.review()       -> pure; rejections carry the cap and the observed value; approved
+                           orders are reviewed again as things stand now
+    needs_approval      -> queued for a person (bastion approvals, the console), never sent
     send approved       -> halt re-checked right before each order; idempotency label per intent
     step_completed      -> with elapsed time and the halt flag as the step ended
 
@@ -27,6 +30,17 @@ leave us not knowing whether the exchange accepted it. Each send is bounded by t
 request timeout instead, and carries a label (``<run>-<step>-<n>``) so an order whose answer was
 lost is recognisable on the book.
 
+An order the review marks ``needs_approval`` becomes an entry in the approvals queue
+(:class:`~bastion.guard.approvals.Approvals`), asked once however often the agent repeats it.
+The loop remembers what it asked: once a person approves, the next trading step reviews the
+intent again against the caps and the account as they stand then (a price that left the collar,
+a position that grew, a throttle that filled are all refused) and sends it only if it passes; a
+rejected or expired entry is dropped. Only the run that asked acts on an answer: an entry
+approved after its run ended sends nothing. Without a queue such an intent is not sent.
+
+The order-rate throttle reads the loop's own record of its recent sends (monotonic clock
+times), kept here because the review itself is pure.
+
 Between steps the loop waits in short slices and looks at the kill-switch flag each time, so a
 ``bastion kill`` from another process cancels resting orders within a fraction of a second.
 """
@@ -35,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,11 +59,12 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, HaltedError
 from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange
+from bastion.guard.approvals import Approvals, ApprovalStatus
 from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.limits import Breach, Ledger, Limits
-from bastion.guard.risk import RiskLimits, Verdict, review
+from bastion.guard.risk import ORDER_RATE_WINDOW_SECONDS, RiskLimits, Verdict, review
 from bastion.market import OrderRequest
 from bastion.messages import GuardedLLM
 from bastion.runtime.observe import Observer
@@ -59,7 +75,7 @@ from bastion.status import RuntimeStatus
 from bastion.telemetry.metrics import Metrics
 from bastion.telemetry.sink import MetricsSink
 
-__all__ = ["Loop", "LoopConfig", "StepOutcome"]
+__all__ = ["MAX_WAITING_APPROVALS", "Loop", "LoopConfig", "StepOutcome"]
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +88,10 @@ _REFUSALS = {
 }
 # Failures after which we cannot tell whether the exchange accepted an order.
 _UNKNOWN_OUTCOME = {ErrorCode.TIMEOUT, ErrorCode.NETWORK, ErrorCode.SERVER, ErrorCode.UNKNOWN}
+
+MAX_WAITING_APPROVALS = 20
+"""Most order approvals one loop keeps waiting at once: an agent that asks for a different
+order every step must not flood the people who answer. Past it, a new one is not sent."""
 
 StepStatus = Literal["ok", "halted", "timeout", "failed"]
 
@@ -89,6 +109,7 @@ class LoopConfig:
     ticker_concurrency: int = 8
     drift_dust_coin: float = 1e-4
     drift_observations: int = 2
+    approval_ttl_seconds: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +141,13 @@ class Loop:
         llm: GuardedLLM | None = None,
         observer: Observer | None = None,
         halt_limits: Limits | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         """``limits`` are the risk caps of every intent; ``halt_limits`` the halt triggers
         (:meth:`Limits.default` unless given). ``llm`` is lent to the agent every step as
-        ``ctx.llm``. ``observer`` defaults to one watching the agent's watchlist."""
+        ``ctx.llm``. ``observer`` defaults to one watching the agent's watchlist.
+        ``approvals`` is the queue ``needs_approval`` orders wait in; without it they are
+        not sent."""
         self.run_id = run_id
         self.health = health
         self.llm = llm
@@ -159,6 +183,9 @@ class Loop:
         journal.subscribe(self._status)
         if metrics is not None:
             journal.subscribe(MetricsSink(metrics))
+        self.approvals = approvals
+        self._asked: dict[str, OrderIntent] = {}  # approval id -> the intent waiting for it
+        self._submits: deque[float] = deque()  # monotonic times of recent sends (the throttle)
         self._steps = 0
         self._halted = False  # seen halted since the last trading step
 
@@ -287,10 +314,116 @@ class Loop:
         breach = await self._check_limits(None)
         if breach is not None:
             return StepOutcome(n, "halted", detail=f"halted by {breach.who}: {breach.reason}")
-        verdicts = review(decision, obs, self.limits)
-        for verdict in verdicts:
-            self.journal.emit(EventKind.RISK_VERDICT, {"step": n, **verdict.to_dict()})
+        answered = await self._answered(n)
+        now = self.clock.monotonic()
+        while self._submits and self._submits[0] <= now - ORDER_RATE_WINDOW_SECONDS:
+            self._submits.popleft()
+        verdicts = review(
+            decision,
+            obs,
+            self.limits,
+            now=now,
+            recent_submits=self._submits,
+            # The trading state REDUCING (guard/halt.py, in progress) is wired here.
+            reducing=False,
+            approved=[intent for _, intent in answered],
+        )
+        for k, verdict in enumerate(verdicts):
+            payload: dict[str, Any] = {"step": n, **verdict.to_dict()}
+            if k < len(answered):
+                payload["approval_id"] = answered[k][0]
+            self.journal.emit(EventKind.RISK_VERDICT, payload)
+        await self._ask(n, [v for v in verdicts[len(answered) :] if v.needs_approval])
         return await self._send_approved(n, verdicts)
+
+    async def _answered(self, n: int) -> list[tuple[str, OrderIntent]]:
+        """The intents a person approved since the last step, as (approval id, intent).
+
+        A rejected or expired entry is forgotten; a store that cannot be read leaves every
+        entry waiting for the next step (recorded), so nothing is sent on a guess.
+        """
+        if self.approvals is None or not self._asked:
+            return []
+        answered: list[tuple[str, OrderIntent]] = []
+        try:
+            await self.approvals.expire()
+            for approval_id in list(self._asked):
+                record = await self.approvals.get(approval_id)
+                if record is None or record.pending:
+                    continue
+                intent = self._asked.pop(approval_id)
+                self.journal.emit(
+                    EventKind.APPROVAL_RESOLVED,
+                    {
+                        "step": n,
+                        "approval_id": approval_id,
+                        "status": record.status.value,
+                        "decided_by": record.decided_by,
+                        **intent_payload(intent),
+                    },
+                )
+                if record.status is ApprovalStatus.APPROVED:
+                    answered.append((approval_id, intent))
+        except Exception as exc:  # the store is I/O: its failure must not end the step
+            self._approvals_failed(n, "read", exc)
+        return answered
+
+    async def _ask(self, n: int, verdicts: Sequence[Verdict]) -> None:
+        """Queue each intent that needs a person, once: a repeat of one already waiting is
+        not asked again."""
+        for verdict in verdicts:
+            intent = verdict.intent
+            if self.approvals is None:
+                self.journal.emit(
+                    EventKind.ORDER_SKIPPED,
+                    {
+                        "step": n,
+                        "stage": "review",
+                        "reason": "no_approvals_queue",
+                        **intent_payload(intent),
+                    },
+                )
+                continue
+            if intent in self._asked.values():
+                continue
+            if len(self._asked) >= MAX_WAITING_APPROVALS:
+                self.journal.emit(
+                    EventKind.ORDER_SKIPPED,
+                    {
+                        "step": n,
+                        "stage": "review",
+                        "reason": "approvals_full",
+                        "waiting": len(self._asked),
+                        **intent_payload(intent),
+                    },
+                )
+                continue
+            subject = {
+                **intent_payload(intent),
+                "cap": verdict.cap,
+                "limit": verdict.limit,
+                "observed": verdict.observed,
+                "step": n,
+            }
+            try:
+                record = await self.approvals.request(
+                    "order",
+                    subject,
+                    verdict.reason,
+                    run_id=self.run_id,
+                    ttl_seconds=self.config.approval_ttl_seconds,
+                )
+            except Exception as exc:  # not queued: the intent is simply not sent
+                self._approvals_failed(n, "request", exc)
+                continue
+            self._asked[record.id] = intent
+
+    def _approvals_failed(self, n: int, stage: str, exc: Exception) -> None:
+        error = exc.to_dict() if isinstance(exc, BastionError) else {"repr": repr(exc)[:500]}
+        self.journal.emit(
+            EventKind.STEP_FAILED,
+            {"step": n, "stage": f"approvals_{stage}", "error": {"kind": "approvals", **error}},
+        )
 
     def _failure(self, n: int, exc: Exception) -> StepOutcome:
         """Record why the step's observe or decide did not finish, as an outcome."""
@@ -358,6 +491,7 @@ class Loop:
                 },
             )
             return False
+        self._submits.append(self.clock.monotonic())
         request = OrderRequest(
             instrument_name=intent.instrument_name,
             direction=intent.direction,

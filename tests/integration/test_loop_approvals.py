@@ -1,0 +1,120 @@
+"""Order approvals end to end: the real loop, the real paper exchange, the real store queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from bastion.agent import Context, Decision, Observation, OrderIntent
+from bastion.agents.scripted import ScriptedAgent
+from bastion.clock import SimClock
+from bastion.events import Event, EventKind
+from bastion.guard.approvals import ApprovalStatus
+from bastion.runner import Runner
+
+RunnerFactory = Callable[..., Runner]
+PERP = "BTC-PERPETUAL"
+
+
+def _buy_perp(amount: float = 10.0) -> Callable[[Observation, Context], Decision]:
+    """A limit buy of the perpetual a little under its mark, every step."""
+
+    def decide(obs: Observation, ctx: Context) -> Decision:
+        mark = obs.tickers[PERP].mark_price
+        return Decision((OrderIntent(PERP, "buy", amount, price=round(mark * 0.99 * 2) / 2),))
+
+    return decide
+
+
+def _events(runner: Runner) -> list[Event]:
+    seen: list[Event] = []
+    runner.journal.subscribe(seen.append)
+    return seen
+
+
+def _of(events: list[Event], kind: EventKind) -> list[dict[str, object]]:
+    return [dict(e.payload) for e in events if e.kind is kind]
+
+
+async def _asked(runner: Runner) -> str:
+    [record] = await runner.approvals.pending()
+    assert record.kind == "order"
+    assert record.run_id == runner.run_id
+    return record.id
+
+
+async def test_a_large_order_waits_for_a_person_then_is_sent_once(
+    runner_factory: RunnerFactory,
+) -> None:
+    """needs_approval: queued once however often it repeats, sent once after approval."""
+    runner = runner_factory(ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0)
+    events = _events(runner)
+    for _ in range(3):
+        assert (await runner.loop.step()).orders_sent == 0
+    assert await runner.exchange.get_open_orders("BTC") == []
+    approval_id = await _asked(runner)  # one entry for three identical intents
+    record = await runner.approvals.get(approval_id)
+    assert record is not None
+    assert record.subject["instrument"] == PERP
+    assert (record.subject["cap"], record.subject["limit"]) == ("approval_notional_usd", 5.0)
+
+    await runner.approvals.decide(approval_id, True, "ops")
+    outcome = await runner.loop.step()
+    assert outcome.orders_sent == 1
+    [resolved] = _of(events, EventKind.APPROVAL_RESOLVED)
+    assert (resolved["status"], resolved["decided_by"]) == ("approved", "ops")
+    reviewed = [v for v in _of(events, EventKind.RISK_VERDICT) if v.get("approval_id")]
+    assert [(v["approval_id"], v["status"]) for v in reviewed] == [(approval_id, "approved")]
+    assert len(await runner.exchange.get_open_orders("BTC")) == 1
+    await runner.loop.step()  # the agent's new ask is queued; the approved one is not resent
+    assert len(await runner.exchange.get_open_orders("BTC")) == 1
+
+
+async def test_a_rejected_order_is_never_sent(runner_factory: RunnerFactory) -> None:
+    """A person says no: the entry is dropped and nothing reaches the exchange."""
+    runner = runner_factory(ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0)
+    events = _events(runner)
+    await runner.loop.step()
+    await runner.approvals.decide(await _asked(runner), False, "ops")
+    await runner.loop.step()
+    assert [r["status"] for r in _of(events, EventKind.APPROVAL_RESOLVED)] == ["rejected"]
+    assert _of(events, EventKind.ORDER_SENT) == []
+    assert await runner.exchange.get_open_orders("BTC") == []
+
+
+async def test_an_expired_request_is_never_sent(runner_factory: RunnerFactory) -> None:
+    """Nobody answered within the TTL: expired, dropped, never approved by default."""
+    runner = runner_factory(
+        ScriptedAgent(_buy_perp()),
+        risk_approval_notional_usd=5.0,
+        risk_approval_ttl_seconds=60.0,
+    )
+    events = _events(runner)
+    await runner.loop.step()
+    approval_id = await _asked(runner)
+    clock = runner.clock
+    assert isinstance(clock, SimClock)
+    clock.advance(61.0)
+    await runner.loop.step()
+    record = await runner.approvals.get(approval_id)
+    assert record is not None
+    assert record.status is ApprovalStatus.EXPIRED
+    assert "expired" in [r["status"] for r in _of(events, EventKind.APPROVAL_RESOLVED)]
+    assert _of(events, EventKind.ORDER_SENT) == []
+
+
+async def test_an_approved_order_is_reviewed_again_against_the_caps_of_now(
+    runner_factory: RunnerFactory,
+) -> None:
+    """Approved, but the caps tightened meanwhile: refused at the re-review, not sent."""
+    runner = runner_factory(ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0)
+    events = _events(runner)
+    await runner.loop.step()
+    approval_id = await _asked(runner)
+    await runner.approvals.decide(approval_id, True, "ops")
+    runner.loop.limits = replace(runner.loop.limits, max_order_notional_usd=1.0)
+    outcome = await runner.loop.step()
+    assert outcome.orders_sent == 0
+    [again] = [v for v in _of(events, EventKind.RISK_VERDICT) if v.get("approval_id")]
+    assert (again["status"], again["cap"]) == ("rejected", "max_order_notional_usd")
+    assert await runner.exchange.get_open_orders("BTC") == []
