@@ -41,6 +41,8 @@ _toml_path: ContextVar[Path | None] = ContextVar("bastion_toml_path", default=No
 InstrumentKindName = Literal["option", "future", "perpetual"]
 """The kinds the risk caps tell apart: a perpetual is a future without an expiry."""
 
+_MIN_NAMED_TOKEN = 16
+
 TESTNET_URL = "https://test.deribit.com"
 MAINNET_URL = "https://www.deribit.com"
 
@@ -446,6 +448,12 @@ class Settings(BaseSettings):
         description="Token every /api route requires; empty means generated on first run "
         "into <data_dir>/console_token.",
     )
+    console_named_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Named console tokens, name -> token (at least 16 characters each), as a "
+        "JSON object: a request with one acts as that name, and an approval decided with it "
+        "is recorded under it. Never logged, traced or served.",
+    )
     console_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the console page refreshes its status."
     )
@@ -485,12 +493,37 @@ class Settings(BaseSettings):
                 "BASTION_EXCHANGE_URL pointing at `bastion exchange serve`)"
             )
         self._check_llm()
+        self._check_named_tokens()
         if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(
                 f"mode={self.mode} needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID "
                 "and BASTION_EXCHANGE_CLIENT_SECRET"
             )
         return self
+
+    def _check_named_tokens(self) -> None:
+        seen: set[str] = set()
+        if self.console_token is not None:
+            seen.add(self.console_token.get_secret_value())
+        for name, secret in self.console_named_tokens.items():
+            token = secret.get_secret_value()
+            if not name.strip() or len(name) > 100 or not name.isprintable():
+                raise ValueError(
+                    f"console_named_tokens: the name {name[:100]!r} must be 1-100 printable "
+                    "characters: it is recorded as who decided"
+                )
+            if len(token) < _MIN_NAMED_TOKEN:
+                raise ValueError(
+                    f"console_named_tokens: the token of {name!r} is shorter than "
+                    f"{_MIN_NAMED_TOKEN} characters; generate one with `python -c 'import "
+                    "secrets; print(secrets.token_urlsafe(32))'`"
+                )
+            if token in seen:
+                raise ValueError(
+                    f"console_named_tokens: the token of {name!r} is also another token: each "
+                    "person needs their own, or the record cannot say who decided"
+                )
+            seen.add(token)
 
     def _check_llm(self) -> None:
         if self.agent == "llm_options_seller" and self.llm_provider == "none":
@@ -586,6 +619,7 @@ class Settings(BaseSettings):
         if self.llm_api_key is not None:
             values.append(self.llm_api_key.get_secret_value())
         values.extend(s.get_secret_value() for s in self.paper_allowed_credentials.values())
+        values.extend(s.get_secret_value() for s in self.console_named_tokens.values())
         # Passwords and secret query values of every URL-valued setting (store, exchange, LLM,
         # and any added later), so they are caught even where a message quotes them bare.
         values.extend(

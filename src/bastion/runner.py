@@ -339,6 +339,7 @@ class Runner:
             budget=self.budget.usage_today,
             approvals=self.approvals,
             allowed_hosts=[s.console_host, *s.console_allowed_hosts],
+            named_tokens={n: t.get_secret_value() for n, t in s.console_named_tokens.items()},
         )
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()
