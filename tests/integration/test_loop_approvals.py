@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 from collections.abc import Callable
 from dataclasses import replace
 
+import httpx
+from typer.testing import CliRunner
+
 from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.scripted import ScriptedAgent
+from bastion.api.app import create_app
+from bastion.cli import app
 from bastion.clock import SimClock
 from bastion.events import Event, EventKind
 from bastion.guard.approvals import ApprovalStatus
@@ -118,3 +125,59 @@ async def test_an_approved_order_is_reviewed_again_against_the_caps_of_now(
     [again] = [v for v in _of(events, EventKind.RISK_VERDICT) if v.get("approval_id")]
     assert (again["status"], again["cap"]) == ("rejected", "max_order_notional_usd")
     assert await runner.exchange.get_open_orders("BTC") == []
+
+
+async def test_an_order_approved_with_bastion_approvals_is_sent_by_the_run(
+    runner_factory: RunnerFactory,
+) -> None:
+    """The CLI lists the order, approves it as the OS user, and the run sends it next step."""
+    runner = runner_factory(ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0)
+    await runner.loop.step()
+    approval_id = await _asked(runner)
+    env = {"BASTION_DATA_DIR": str(runner.settings.data_dir)}
+    cli = CliRunner()
+    listed = await asyncio.to_thread(cli.invoke, app, ["approvals"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert f"{approval_id}  order  pending" in listed.output
+    assert f"buy 10.0 {PERP} limit @" in listed.output
+    decided = await asyncio.to_thread(
+        cli.invoke, app, ["approvals", "approve", approval_id, "--note", "ok"], env=env
+    )
+    assert decided.exit_code == 0, decided.output
+    assert f"approved by {getpass.getuser()}" in decided.output
+    assert "reviews the order again" in decided.output
+    assert (await runner.loop.step()).orders_sent == 1
+    record = await runner.approvals.get(approval_id)
+    assert record is not None
+    assert record.decided_by == getpass.getuser()
+
+
+async def test_an_order_approved_on_the_console_is_recorded_as_the_named_token(
+    runner_factory: RunnerFactory,
+) -> None:
+    """The API decides as the authenticated named token's person; the run then sends it."""
+    runner = runner_factory(ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0)
+    await runner.loop.step()
+    approval_id = await _asked(runner)
+    console = create_app(
+        status=lambda: {},
+        halt=runner.halt,
+        metrics=runner.metrics,
+        token="shared-console-token",
+        approvals=runner.approvals,
+        named_tokens={"alice": "alice-token-0123456789"},
+    )
+    transport = httpx.ASGITransport(app=console)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        listed = await client.get(
+            "/api/approvals", headers={"Authorization": "Bearer alice-token-0123456789"}
+        )
+        assert [a["id"] for a in listed.json()["approvals"]] == [approval_id]
+        response = await client.post(
+            f"/api/approvals/{approval_id}",
+            json={"decision": "approve"},
+            headers={"Authorization": "Bearer alice-token-0123456789"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["decided_by"] == "alice"
+    assert (await runner.loop.step()).orders_sent == 1
