@@ -416,6 +416,8 @@ class Runner:
             status = "interrupted"
             raise
         finally:
+            with contextlib.suppress(Exception):  # recorded by the loop; expiry is the backstop
+                await self.loop.withdraw_approvals(f"run {self.run_id} ended ({status})")
             if self.ledger_pruning is not None:
                 await self.ledger_pruning.stop()
             tally = self.tally

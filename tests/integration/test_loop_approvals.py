@@ -18,6 +18,7 @@ from bastion.clock import SimClock
 from bastion.events import Event, EventKind
 from bastion.guard.approvals import ApprovalStatus
 from bastion.runner import Runner
+from bastion.runtime.loop import MAX_WAITING_APPROVALS
 
 RunnerFactory = Callable[..., Runner]
 PERP = "BTC-PERPETUAL"
@@ -181,3 +182,54 @@ async def test_an_order_approved_on_the_console_is_recorded_as_the_named_token(
     assert response.status_code == 200, response.text
     assert response.json()["decided_by"] == "alice"
     assert (await runner.loop.step()).orders_sent == 1
+
+
+async def test_a_halt_withdraws_what_waits_so_an_old_approval_never_fires_after_it(
+    runner_factory: RunnerFactory,
+) -> None:
+    """Approved during a halt, then resumed: withdrawn, not sent; the store says why."""
+    runner = runner_factory(ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0)
+    events = _events(runner)
+    await runner.loop.step()
+    approval_id = await _asked(runner)
+    await runner.halt.trip("drill", who="ops")
+    assert (await runner.loop.step()).status == "halted"
+    await runner.approvals.decide(approval_id, True, "ops")  # approved while halted
+    runner.halt.resume(who="ops", why="drill over")
+    outcome = await runner.loop.step()
+    assert outcome.orders_sent == 0
+    [withdrawn] = _of(events, EventKind.APPROVAL_RESOLVED)
+    assert (withdrawn["approval_id"], withdrawn["status"]) == (approval_id, "withdrawn")
+    assert _of(events, EventKind.ORDER_SENT) == []
+
+
+async def test_the_end_of_a_run_rejects_what_still_waits(runner_factory: RunnerFactory) -> None:
+    """Nobody is left to send it: a pending order approval is rejected as bastion, with why."""
+    runner = runner_factory(ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0)
+    await runner.run(max_steps=2)
+    [record] = await runner.approvals.recent()
+    assert record.kind == "order"
+    assert (record.status, record.decided_by) == (ApprovalStatus.REJECTED, "bastion")
+    assert record.note is not None
+    assert f"run {runner.run_id} ended" in record.note
+    assert await runner.approvals.pending() == []
+
+
+async def test_an_agent_cannot_flood_the_people_who_answer(runner_factory: RunnerFactory) -> None:
+    """Twenty-five different large orders at once: twenty wait, the rest are skipped, none sent."""
+
+    def many(obs: Observation, ctx: Context) -> Decision:
+        price = round(obs.tickers[PERP].mark_price * 0.99 * 2) / 2
+        return Decision(
+            tuple(OrderIntent(PERP, "buy", 10.0 * (k + 1), price=price) for k in range(25))
+        )
+
+    runner = runner_factory(
+        ScriptedAgent(many), risk_approval_notional_usd=5.0, risk_max_orders_per_minute=100
+    )
+    events = _events(runner)
+    await runner.loop.step()
+    assert len(await runner.approvals.pending(limit=100)) == MAX_WAITING_APPROVALS
+    skipped = [s for s in _of(events, EventKind.ORDER_SKIPPED) if s["reason"] == "approvals_full"]
+    assert len(skipped) == 25 - MAX_WAITING_APPROVALS
+    assert _of(events, EventKind.ORDER_SENT) == []

@@ -31,12 +31,16 @@ request timeout instead, and carries a label (``<run>-<step>-<n>``) so an order 
 lost is recognisable on the book.
 
 An order the review marks ``needs_approval`` becomes an entry in the approvals queue
-(:class:`~bastion.guard.approvals.Approvals`), asked once however often the agent repeats it.
+(:class:`~bastion.guard.approvals.Approvals`), asked once however often the agent repeats it
+(at whatever price).
 The loop remembers what it asked: once a person approves, the next trading step reviews the
 intent again against the caps and the account as they stand then (a price that left the collar,
 a position that grew, a throttle that filled are all refused) and sends it only if it passes; a
-rejected or expired entry is dropped. Only the run that asked acts on an answer: an entry
-approved after its run ended sends nothing. Without a queue such an intent is not sent.
+rejected or expired entry is dropped. Only the run that asked acts on an answer, and a halt
+ends the wait: on resuming, and when the run ends (:meth:`Loop.withdraw_approvals`), every
+entry still waiting is rejected as ``bastion`` with the reason, so no one approves an order
+that will never be sent and no approval given before a halt fires after it. Without a queue
+such an intent is not sent.
 
 The order-rate throttle reads the loop's own record of its recent sends (monotonic clock
 times), kept here because the review itself is pure.
@@ -59,7 +63,7 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, HaltedError
 from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange
-from bastion.guard.approvals import Approvals, ApprovalStatus
+from bastion.guard.approvals import ApprovalAlreadyDecided, Approvals, ApprovalStatus
 from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
@@ -120,6 +124,17 @@ class StepOutcome:
     status: StepStatus
     orders_sent: int = 0
     detail: str = ""
+
+
+def _same_ask(a: OrderIntent, b: OrderIntent) -> bool:
+    """The same question for a person: all but the limit price and the agent's wording."""
+    return (a.instrument_name, a.direction, a.amount, a.order_type, a.reduce_only) == (
+        b.instrument_name,
+        b.direction,
+        b.amount,
+        b.order_type,
+        b.reduce_only,
+    )
 
 
 class Loop:
@@ -291,6 +306,7 @@ class Loop:
             self._halted = False
             self.journal.emit(EventKind.TRADING_RESUMED, {"step": n})
             self.ledger.reset()  # resuming accepts the positions, spend and health as they stand
+            await self.withdraw_approvals("the run halted before the order was sent", step=n)
         if self.health is not None:
             await self.health.maybe_recheck(self.ledger)
         deadline = asyncio.get_running_loop().time() + self.config.step_timeout_seconds
@@ -368,33 +384,63 @@ class Loop:
             self._approvals_failed(n, "read", exc)
         return answered
 
+    async def withdraw_approvals(self, why: str, *, step: int | None = None) -> int:
+        """Stop waiting for every order approval this loop asked for; returns how many.
+
+        Each entry still pending is rejected as ``bastion`` with ``why`` (one a person answered
+        meanwhile keeps that answer) and recorded as resolved ``withdrawn``; nothing is sent.
+        """
+        if self.approvals is None or not self._asked:
+            return 0
+        withdrawn = 0
+        for approval_id, intent in list(self._asked.items()):
+            try:
+                await self.approvals.decide(approval_id, False, "bastion", why)
+            except ApprovalAlreadyDecided:
+                pass
+            except Exception as exc:  # the entry expires at its TTL instead
+                self._approvals_failed(step or self._steps, "withdraw", exc)
+            del self._asked[approval_id]
+            withdrawn += 1
+            self.journal.emit(
+                EventKind.APPROVAL_RESOLVED,
+                {
+                    "step": step,
+                    "approval_id": approval_id,
+                    **intent_payload(intent),
+                    "status": "withdrawn",
+                    "why": why,
+                },
+            )
+        return withdrawn
+
     async def _ask(self, n: int, verdicts: Sequence[Verdict]) -> None:
-        """Queue each intent that needs a person, once: a repeat of one already waiting is
-        not asked again."""
+        """Queue each intent that needs a person, once: a repeat of one already waiting (the
+        same order at another price, as a mark moves) is not asked again."""
         for verdict in verdicts:
             intent = verdict.intent
             if self.approvals is None:
                 self.journal.emit(
                     EventKind.ORDER_SKIPPED,
                     {
+                        **intent_payload(intent),
                         "step": n,
                         "stage": "review",
                         "reason": "no_approvals_queue",
-                        **intent_payload(intent),
                     },
                 )
                 continue
-            if intent in self._asked.values():
+            if any(_same_ask(intent, asked) for asked in self._asked.values()):
                 continue
             if len(self._asked) >= MAX_WAITING_APPROVALS:
                 self.journal.emit(
                     EventKind.ORDER_SKIPPED,
                     {
+                        **intent_payload(intent),
                         "step": n,
                         "stage": "review",
                         "reason": "approvals_full",
                         "waiting": len(self._asked),
-                        **intent_payload(intent),
                     },
                 )
                 continue
@@ -483,11 +529,11 @@ class Loop:
             self.journal.emit(
                 EventKind.ORDER_SKIPPED,
                 {
+                    **intent_payload(intent),  # first: its "reason" is the agent's, not the skip's
                     "step": n,
                     "stage": "send",
                     "reason": "dry_run",
                     "label": label,
-                    **intent_payload(intent),
                 },
             )
             return False
