@@ -233,3 +233,15 @@ async def test_an_agent_cannot_flood_the_people_who_answer(runner_factory: Runne
     skipped = [s for s in _of(events, EventKind.ORDER_SKIPPED) if s["reason"] == "approvals_full"]
     assert len(skipped) == 25 - MAX_WAITING_APPROVALS
     assert _of(events, EventKind.ORDER_SENT) == []
+
+
+async def test_a_dry_run_asks_nobody(runner_factory: RunnerFactory) -> None:
+    """bastion smoke's dry run beside a live run must not put questions in the shared queue."""
+    runner = runner_factory(
+        ScriptedAgent(_buy_perp()), risk_approval_notional_usd=5.0, dry_run=True
+    )
+    events = _events(runner)
+    await runner.loop.step()
+    assert await runner.approvals.recent() == []
+    [skipped] = _of(events, EventKind.ORDER_SKIPPED)
+    assert (skipped["stage"], skipped["reason"]) == ("review", "dry_run")

@@ -419,14 +419,15 @@ class Loop:
         same order at another price, as a mark moves) is not asked again."""
         for verdict in verdicts:
             intent = verdict.intent
-            if self.approvals is None:
+            if self.approvals is None or self.config.dry_run:
+                # A dry run (``bastion smoke`` beside a live run) must not ask people questions.
                 self.journal.emit(
                     EventKind.ORDER_SKIPPED,
                     {
                         **intent_payload(intent),
                         "step": n,
                         "stage": "review",
-                        "reason": "no_approvals_queue",
+                        "reason": "dry_run" if self.config.dry_run else "no_approvals_queue",
                     },
                 )
                 continue
