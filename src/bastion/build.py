@@ -84,6 +84,7 @@ PAPER_BASE_URL = "http://paper.local"
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
+    """The risk caps the ``risk_*`` settings describe; an unlisted instrument is refused."""
     from bastion.guard.risk import RiskLimits
 
     return RiskLimits(
@@ -91,6 +92,16 @@ def risk_limits(settings: Settings) -> RiskLimits:
         max_order_notional_usd=settings.risk_max_order_notional_usd,
         max_position=settings.risk_max_position,
         allowed_instruments=tuple(settings.risk_allowed_instruments),
+        max_total_notional_usd=settings.risk_max_total_notional_usd,
+        max_orders_per_minute=settings.risk_max_orders_per_minute,
+        price_collar_pct=settings.risk_price_collar_pct,
+        price_collar_min_ticks=settings.risk_price_collar_min_ticks,
+        allowed_currencies=tuple(settings.risk_allowed_currencies),
+        allowed_kinds=tuple(settings.risk_allowed_kinds),
+        listed_only=True,
+        approval_notional_usd=settings.risk_approval_notional_usd,
+        approve_new_underlying=settings.risk_approve_new_underlying,
+        approve_new_kind=settings.risk_approve_new_kind,
     )
 
 
@@ -445,6 +456,7 @@ def build_loop_config(settings: Settings) -> LoopConfig:
         ticker_concurrency=settings.ticker_concurrency,
         drift_dust_coin=settings.position_drift_dust_coin,
         drift_observations=settings.position_drift_observations,
+        approval_ttl_seconds=settings.risk_approval_ttl_seconds,
     )
 
 
@@ -526,11 +538,16 @@ def build_approvals(
     agent: str | None = None,
     on_request: Callable[[ApprovalRecord], Any] | None = None,
 ) -> Approvals:
-    """The approvals queue on the shared store; entries it queues are labelled ``agent``."""
+    """The approvals queue on the shared store; entries it queues are labelled ``agent`` and
+    redacted of every secret the settings hold."""
     from bastion.guard.approvals import Approvals
 
     return Approvals(
-        store, clock=clock, agent=agent or build_agent(settings).name, on_request=on_request
+        store,
+        clock=clock,
+        agent=agent or build_agent(settings).name,
+        on_request=on_request,
+        redact=build_redactor(settings).redact,
     )
 
 

@@ -42,6 +42,11 @@ ToolName = Literal["ticker", "news"]
 """The tools Bastion ships (:mod:`bastion.tools`); a name outside this list is a typo."""
 _DEFAULT_TOOLS: list[ToolName] = ["ticker"]
 
+InstrumentKindName = Literal["option", "future", "perpetual"]
+"""The kinds the risk caps tell apart: a perpetual is a future without an expiry."""
+
+_MIN_NAMED_TOKEN = 16
+
 TESTNET_URL = "https://test.deribit.com"
 MAINNET_URL = "https://www.deribit.com"
 
@@ -414,6 +419,63 @@ class Settings(BaseSettings):
         'it answers {"headlines": [{"title": ..., "source": ...}]}. Needed when news is allowed.',
     )
 
+    # -- risk caps v2 ---------------------------------------------------------------------
+    risk_max_total_notional_usd: float | None = Field(
+        500_000.0,
+        gt=0,
+        description="Largest gross USD notional over every instrument after an order (resting "
+        "orders included); an order that lowers it always passes; empty: no total cap.",
+    )
+    risk_max_orders_per_minute: int | None = Field(
+        60,
+        ge=1,
+        description="Most orders sent in any 60 s (like NautilusTrader's "
+        "max_order_submit_rate); empty: no throttle.",
+    )
+    risk_price_collar_pct: float | None = Field(
+        20.0,
+        gt=0,
+        description="A limit price must lie within this many percent of the instrument's mark "
+        "(a limit order with no mark is refused); empty: no collar.",
+    )
+    risk_price_collar_min_ticks: int = Field(
+        3,
+        ge=0,
+        description="The price collar is never narrower than this many ticks (cheap options "
+        "quote a tick or two from the mark).",
+    )
+    risk_allowed_currencies: list[str] = Field(
+        default_factory=lambda: ["BTC", "ETH"],
+        description="Settlement coins the agent may trade, as a JSON list; empty: any.",
+    )
+    risk_allowed_kinds: list[InstrumentKindName] = Field(
+        default_factory=lambda: list(get_args(InstrumentKindName)),
+        description="Instrument kinds the agent may trade (option, future, perpetual), as a "
+        "JSON list; empty: any.",
+    )
+    risk_approval_notional_usd: float | None = Field(
+        None,
+        gt=0,
+        description="An order above this USD notional waits for a person (bastion approvals, "
+        "the console's Approvals tab); empty: none waits for its size.",
+    )
+    risk_approve_new_underlying: bool = Field(
+        False,
+        description="The first order in a coin the account holds no position in waits for a "
+        "person.",
+    )
+    risk_approve_new_kind: bool = Field(
+        False,
+        description="The first order of a kind (option, future, perpetual) the account holds no "
+        "position in waits for a person.",
+    )
+    risk_approval_ttl_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="An order approval left undecided this long expires and the order is never "
+        "sent; an approved order is reviewed again against the caps before it is sent.",
+    )
+
     # -- reference agent: options seller --------------------------------------------------
     seller_target_delta: float = Field(
         0.15, gt=0, lt=1, description="Absolute delta of the options the seller writes."
@@ -443,6 +505,12 @@ class Settings(BaseSettings):
         None,
         description="Token every /api route requires; empty means generated on first run "
         "into <data_dir>/console_token.",
+    )
+    console_named_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Named console tokens, name -> token (at least 16 characters each), as a "
+        "JSON object: a request with one acts as that name, and an approval decided with it "
+        "is recorded under it. Never logged, traced or served.",
     )
     console_refresh_seconds: float = Field(
         2.0, gt=0, description="How often the console page refreshes its status."
@@ -484,6 +552,7 @@ class Settings(BaseSettings):
             )
         self._check_llm()
         self._check_tools()
+        self._check_named_tokens()
         if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(
                 f"mode={self.mode} needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID "
@@ -505,6 +574,30 @@ class Settings(BaseSettings):
                 f"tools_timeout_seconds ({self.tools_timeout_seconds:g}): the deadline would cut "
                 "the first request short; raise BASTION_TOOLS_DEADLINE_SECONDS"
             )
+
+    def _check_named_tokens(self) -> None:
+        seen: set[str] = set()
+        if self.console_token is not None:
+            seen.add(self.console_token.get_secret_value())
+        for name, secret in self.console_named_tokens.items():
+            token = secret.get_secret_value()
+            if not name.strip() or len(name) > 100 or not name.isprintable():
+                raise ValueError(
+                    f"console_named_tokens: the name {name[:100]!r} must be 1-100 printable "
+                    "characters: it is recorded as who decided"
+                )
+            if len(token) < _MIN_NAMED_TOKEN:
+                raise ValueError(
+                    f"console_named_tokens: the token of {name!r} is shorter than "
+                    f"{_MIN_NAMED_TOKEN} characters; generate one with `python -c 'import "
+                    "secrets; print(secrets.token_urlsafe(32))'`"
+                )
+            if token in seen:
+                raise ValueError(
+                    f"console_named_tokens: the token of {name!r} is also another token: each "
+                    "person needs their own, or the record cannot say who decided"
+                )
+            seen.add(token)
 
     def _check_llm(self) -> None:
         if self.agent == "llm_options_seller" and self.llm_provider == "none":
@@ -600,6 +693,7 @@ class Settings(BaseSettings):
         if self.llm_api_key is not None:
             values.append(self.llm_api_key.get_secret_value())
         values.extend(s.get_secret_value() for s in self.paper_allowed_credentials.values())
+        values.extend(s.get_secret_value() for s in self.console_named_tokens.values())
         # Passwords and secret query values of every URL-valued setting (store, exchange, LLM,
         # and any added later), so they are caught even where a message quotes them bare.
         values.extend(

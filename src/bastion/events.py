@@ -56,6 +56,7 @@ class EventKind(StrEnum):
     TOOL_CALL = "tool_call"
     TOOL_REFUSED = "tool_refused"
     """A security event: an agent (or the model behind it) asked for a tool it may not call."""
+    APPROVAL_RESOLVED = "approval_resolved"
 
 
 @dataclass(frozen=True, slots=True)

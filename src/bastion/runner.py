@@ -275,6 +275,7 @@ class Runner:
             llm=self.llm,
             observer=self.observer,
             tools=self.tools,
+            approvals=self.approvals,
         )
         self.status = build_status_service(
             settings,
@@ -351,6 +352,7 @@ class Runner:
             budget=self.budget.usage_today,
             approvals=self.approvals,
             allowed_hosts=[s.console_host, *s.console_allowed_hosts],
+            named_tokens={n: t.get_secret_value() for n, t in s.console_named_tokens.items()},
         )
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()
@@ -427,6 +429,8 @@ class Runner:
             status = "interrupted"
             raise
         finally:
+            with contextlib.suppress(Exception):  # recorded by the loop; expiry is the backstop
+                await self.loop.withdraw_approvals(f"run {self.run_id} ended ({status})")
             if self.ledger_pruning is not None:
                 await self.ledger_pruning.stop()
             tally = self.tally

@@ -457,3 +457,13 @@ async def test_the_runs_metrics_come_from_its_events(runner_factory: RunnerFacto
     assert r.get_sample_value("bastion_orders_total", {"outcome": "filled"}) == 2
     assert r.get_sample_value("bastion_account_equity", {"currency": "BTC"}) > 0  # type: ignore[operator]
     assert runner.loop.status.orders_filled == 2
+
+
+async def test_a_dry_run_skip_is_counted_as_dry_run(runner_factory: RunnerFactory) -> None:
+    """The skip's reason survives the intent's own (empty) reason in the event and the metric."""
+    runner = runner_factory(ScriptedAgent(perp_buy(10.0)), dry_run=True)
+    events = _collect(runner)
+    await runner.loop.step()
+    [skipped] = [e.payload for e in events if e.kind is EventKind.ORDER_SKIPPED]
+    assert skipped["reason"] == "dry_run"
+    assert 'bastion_orders_total{outcome="dry_run"} 1.0' in runner.metrics.render().decode()

@@ -95,8 +95,12 @@ def create_app(
     budget: BudgetProvider | None = None,
     approvals: Approvals | None = None,
     allowed_hosts: Iterable[str] = (),
+    named_tokens: Mapping[str, str] | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime.
+
+    ``named_tokens`` (name -> token) open the API like ``token`` and make a request act as
+    that name: an approval decided with one is recorded as its name (:mod:`bastion.api.token`).
 
     ``allowed_hosts`` are the names, beyond loopback and the bound address, that the console
     answers to (``console_allowed_hosts``, a proxy's name); any other ``Host`` gets 400, so a
@@ -108,7 +112,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(HostGuard, allowed=allowed_hosts)
     app.add_middleware(SecurityHeaders)
-    guard = TokenGuard(token)
+    guard = TokenGuard(token, named_tokens)
     page = _console_page(refresh_seconds)
     icon = resources.files("bastion.api").joinpath("static/favicon.svg").read_bytes()
 

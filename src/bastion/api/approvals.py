@@ -2,22 +2,24 @@
 
 The queue and its atomic decision belong to :class:`~bastion.guard.approvals.Approvals`; this
 module translates. ``GET /api/approvals`` lists (pending by default, newest first) with the
-pending count; ``POST /api/approvals/{id}`` decides and answers the decided entry: 404 for an
-unknown id, 409 when someone decided it first or it expired (the detail says who and when), 503
-when the runtime has no queue or its database cannot be reached. Every answer, error details
-included, is redacted on the way out like every console answer.
+pending count; ``POST /api/approvals/{id}`` decides and answers the decided entry, recorded as
+the person the console token names (:func:`~bastion.api.token.console_user`; a body naming
+anyone is refused): 404 for an unknown id, 409 when someone decided it first or it expired
+(the detail says who and when), 503 when the runtime has no queue or its database cannot be
+reached. Every answer, error details included, is redacted on the way out like every console
+answer.
 """
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Awaitable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
+from bastion.api.token import console_user
 from bastion.guard.approvals import Approvals
 from bastion.store.approvals import ApprovalAlreadyDecided, ApprovalNotFound
 from bastion.trace.redact import Redactor
@@ -31,24 +33,16 @@ _T = TypeVar("_T")
 
 
 class DecisionRequest(BaseModel):
-    """A person's answer to one entry.
+    """A person's answer to one entry; a blank ``note`` is no note.
 
-    ``who`` defaults to the console's operating-system user, as the kill switch records it;
-    a blank ``note`` is no note.
+    It has no ``who``: who decided is whoever the console token names, and a body that tries
+    to say otherwise is refused (422, extra fields are forbidden).
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     decision: Literal["approve", "reject"]
-    who: str | None = Field(None, min_length=1, max_length=100)
     note: str | None = Field(None, max_length=2000)
-
-
-def _console_user() -> str:
-    try:
-        return f"{getpass.getuser()} (console)"
-    except (OSError, KeyError):  # no login name in the environment nor the password database
-        return "console"
 
 
 def approvals_router(approvals: Approvals | None, redactor: Redactor | None = None) -> APIRouter:
@@ -93,10 +87,10 @@ def approvals_router(approvals: Approvals | None, redactor: Redactor | None = No
         return {"approvals": scrub.redact([r.to_dict() for r in records]), "pending": pending}
 
     @router.post("/{approval_id}")
-    async def decide(approval_id: str, body: DecisionRequest) -> dict[str, Any]:
+    async def decide(approval_id: str, body: DecisionRequest, request: Request) -> dict[str, Any]:
+        who = console_user(request)
         service = queue()
         approve = body.decision == "approve"
-        who = body.who or _console_user()
         note = body.note or None
         try:
             record = await stored(service.decide(approval_id, approve, who, note))

@@ -1,7 +1,10 @@
 """``bastion approvals``: questions waiting for a person; list, approve or reject them.
 
 Every command goes through the :class:`~bastion.guard.approvals.Approvals` service, the one the
-console's API uses, so expiry, the conditional decide and its refusals are the same here.
+console's API uses, so expiry, the conditional decide and its refusals are the same here. A
+decision is recorded as the operating-system user running the command (``getpass``); there is
+no option to name someone else. An approved order is not sent by this command: the run that
+asked reviews it again against the caps at its next step and sends it only if it still passes.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ __all__ = ["approvals_app"]
 T = TypeVar("T")
 
 approvals_app = typer.Typer(
-    help="Questions waiting for a person (LLM escalations); list, approve or reject them.",
+    help="Questions waiting for a person (LLM escalations, orders needing approval); list, "
+    "approve or reject them.",
     invoke_without_command=True,
 )
 
@@ -76,6 +80,21 @@ def approvals_list(
             highlight=False,
         )
         out.print(f"    {safe(r.reason, limit=2000)}", highlight=False, soft_wrap=True)
+        if r.kind == "order":
+            out.print(f"    {safe(_order_line(r.subject), limit=500)}", highlight=False)
+        if r.pending and r.expires_at is not None:
+            out.print(f"    expires {r.expires_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+
+
+def _order_line(subject: dict[str, Any]) -> str:
+    """``sell 0.5 BTC-27DEC26-120000-C limit @ 0.0125 (reduce-only)``: what would be sent."""
+    price = subject.get("price")
+    at = f" @ {price}" if price is not None else ""
+    reduce = " (reduce-only)" if subject.get("reduce_only") else ""
+    return (
+        f"{subject.get('direction')} {subject.get('amount')} {subject.get('instrument')} "
+        f"{subject.get('order_type')}{at}{reduce}"
+    )
 
 
 def _decide(config: Path | None, approval_id: str, *, approve: bool, note: str | None) -> None:
@@ -86,6 +105,12 @@ def _decide(config: Path | None, approval_id: str, *, approve: bool, note: str |
         f"Approval {record.id} {record.status.value} by {safe(record.decided_by or '?')}.",
         highlight=False,
     )
+    if record.kind == "order" and approve:
+        out.print(
+            "The run that asked reviews the order again against its caps at its next step and "
+            "sends it only if it still passes.",
+            highlight=False,
+        )
 
 
 @approvals_app.command("approve")

@@ -12,7 +12,8 @@ deciding at once, on any number of machines, exactly one wins and the other gets
 :class:`ApprovalAlreadyDecided` naming the winner. An entry nobody answered before its
 ``ttl_seconds`` ran out is expired, never approved by default.
 
-``subject`` is shown to whoever may decide, so callers redact it before asking.
+``subject`` and ``reason`` are shown to whoever may decide; the service redacts both with
+``redact`` (the runtime's secret redactor) before they are stored, whoever asks.
 """
 
 from __future__ import annotations
@@ -60,12 +61,15 @@ class Approvals:
         clock: Clock,
         agent: str,
         on_request: OnRequest | None = None,
+        redact: Callable[[Any], Any] | None = None,
     ) -> None:
-        """``agent`` is recorded on every entry this service queues."""
+        """``agent`` is recorded on every entry this service queues; ``redact`` scrubs each
+        entry's subject and reason before it is stored."""
         self._store = store
         self._clock = clock
         self.agent = agent
         self._on_request = on_request
+        self._redact = redact
 
     async def request(
         self,
@@ -83,6 +87,9 @@ class Approvals:
         """
         if ttl_seconds is not None and ttl_seconds <= 0:
             raise UsageError(f"ttl_seconds must be > 0 or None, got {ttl_seconds}")
+        if self._redact is not None:
+            subject = self._redact(dict(subject))
+            reason = str(self._redact(reason))
         now = self._clock.now()
         expires_at = None if ttl_seconds is None else now + timedelta(seconds=ttl_seconds)
         record = await asyncio.to_thread(

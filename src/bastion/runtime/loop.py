@@ -8,7 +8,10 @@ One step::
                            the OrderTracker reconciles our orders against it
     limits.check()      -> every halt trigger (health, cost cap, drift) -> halt.trip(reason)
     agent.decide()      -> under the step timeout: a hung step is abandoned, the loop goes on
-    risk.review()       -> pure; rejections carry the cap and the observed value
+    approvals           -> the orders a person approved since are taken from the queue
+    risk.review()       -> pure; rejections carry the cap and the observed value; approved
+                           orders are reviewed again as things stand now
+    needs_approval      -> queued for a person (bastion approvals, the console), never sent
     send approved       -> halt re-checked right before each order; idempotency label per intent
     step_completed      -> with elapsed time and the halt flag as the step ended
 
@@ -27,6 +30,21 @@ leave us not knowing whether the exchange accepted it. Each send is bounded by t
 request timeout instead, and carries a label (``<run>-<step>-<n>``) so an order whose answer was
 lost is recognisable on the book.
 
+An order the review marks ``needs_approval`` becomes an entry in the approvals queue
+(:class:`~bastion.guard.approvals.Approvals`), asked once however often the agent repeats it
+(at whatever price).
+The loop remembers what it asked: once a person approves, the next trading step reviews the
+intent again against the caps and the account as they stand then (a price that left the collar,
+a position that grew, a throttle that filled are all refused) and sends it only if it passes; a
+rejected or expired entry is dropped. Only the run that asked acts on an answer, and a halt
+ends the wait: on resuming, and when the run ends (:meth:`Loop.withdraw_approvals`), every
+entry still waiting is rejected as ``bastion`` with the reason, so no one approves an order
+that will never be sent and no approval given before a halt fires after it. Without a queue
+such an intent is not sent.
+
+The order-rate throttle reads the loop's own record of its recent sends (monotonic clock
+times), kept here because the review itself is pure.
+
 Between steps the loop waits in short slices and looks at the kill-switch flag each time, so a
 ``bastion kill`` from another process cancels resting orders within a fraction of a second.
 """
@@ -35,8 +53,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
@@ -44,11 +63,12 @@ from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, HaltedError
 from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange
+from bastion.guard.approvals import ApprovalAlreadyDecided, Approvals, ApprovalStatus
 from bastion.guard.drift import PositionBook
 from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.limits import Breach, Ledger, Limits
-from bastion.guard.risk import RiskLimits, Verdict, review
+from bastion.guard.risk import ORDER_RATE_WINDOW_SECONDS, RiskLimits, Verdict, review
 from bastion.market import Order, OrderRequest
 from bastion.messages import GuardedLLM
 from bastion.runtime.flag_watch import FlagWatcher
@@ -61,7 +81,7 @@ from bastion.telemetry.metrics import Metrics
 from bastion.telemetry.sink import MetricsSink
 from bastion.tools import Toolbox
 
-__all__ = ["Loop", "LoopConfig", "StepOutcome"]
+__all__ = ["MAX_WAITING_APPROVALS", "Loop", "LoopConfig", "StepOutcome"]
 
 _log = logging.getLogger(__name__)
 
@@ -74,6 +94,10 @@ _REFUSALS = {
 }
 # Failures after which we cannot tell whether the exchange accepted an order.
 _UNKNOWN_OUTCOME = {ErrorCode.TIMEOUT, ErrorCode.NETWORK, ErrorCode.SERVER, ErrorCode.UNKNOWN}
+
+MAX_WAITING_APPROVALS = 20
+"""Most order approvals one loop keeps waiting at once: an agent that asks for a different
+order every step must not flood the people who answer. Past it, a new one is not sent."""
 
 StepStatus = Literal["ok", "halted", "timeout", "failed"]
 
@@ -95,6 +119,7 @@ class LoopConfig:
     ticker_concurrency: int = 8
     drift_dust_coin: float = 1e-4
     drift_observations: int = 2
+    approval_ttl_seconds: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +130,17 @@ class StepOutcome:
     status: StepStatus
     orders_sent: int = 0
     detail: str = ""
+
+
+def _same_ask(a: OrderIntent, b: OrderIntent) -> bool:
+    """The same question for a person: all but the limit price and the agent's wording."""
+    return (a.instrument_name, a.direction, a.amount, a.order_type, a.reduce_only) == (
+        b.instrument_name,
+        b.direction,
+        b.amount,
+        b.order_type,
+        b.reduce_only,
+    )
 
 
 class Loop:
@@ -127,11 +163,13 @@ class Loop:
         observer: Observer | None = None,
         halt_limits: Limits | None = None,
         tools: Toolbox | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         """``limits`` are the risk caps of every intent; ``halt_limits`` the halt triggers
         (:meth:`Limits.default` unless given). ``llm`` is lent to the agent every step as
         ``ctx.llm``, ``tools`` as ``ctx.tools`` (its allowlisted offer, bound to the step).
-        ``observer`` defaults to one watching the agent's watchlist."""
+        ``observer`` defaults to one watching the agent's watchlist. ``approvals`` is the
+        queue ``needs_approval`` orders wait in; without it they are not sent."""
         self.run_id = run_id
         self.health = health
         self.llm = llm
@@ -168,6 +206,9 @@ class Loop:
         journal.subscribe(self._status)
         if metrics is not None:
             journal.subscribe(MetricsSink(metrics))
+        self.approvals = approvals
+        self._asked: dict[str, OrderIntent] = {}  # approval id -> the intent waiting for it
+        self._submits: deque[float] = deque()  # monotonic times of recent sends (the throttle)
         self._steps = 0
         self._halted = False  # seen halted since the last trading step
         self._observation_payload = ObservationPayloads()  # each instrument traced once
@@ -292,6 +333,7 @@ class Loop:
             self._halted = False
             self.journal.emit(EventKind.TRADING_RESUMED, {"step": n})
             self.ledger.reset()  # resuming accepts the positions, spend and health as they stand
+            await self.withdraw_approvals("the run halted before the order was sent", step=n)
         if self.health is not None:
             await self.health.maybe_recheck(self.ledger)
         deadline = asyncio.get_running_loop().time() + self.config.step_timeout_seconds
@@ -315,28 +357,146 @@ class Loop:
         breach = await self._check_limits(None)
         if breach is not None:
             return StepOutcome(n, "halted", detail=f"halted by {breach.who}: {breach.reason}")
-        verdicts = self._within_trading_state(review(decision, obs, self.limits))
-        for verdict in verdicts:
-            self.journal.emit(EventKind.RISK_VERDICT, {"step": n, **verdict.to_dict()})
+        answered = await self._answered(n)
+        now = self.clock.monotonic()
+        while self._submits and self._submits[0] <= now - ORDER_RATE_WINDOW_SECONDS:
+            self._submits.popleft()
+        verdicts = review(
+            decision,
+            obs,
+            self.limits,
+            now=now,
+            recent_submits=self._submits,
+            reducing=self.halt.trading_state() is TradingState.REDUCING,
+            approved=[intent for _, intent in answered],
+        )
+        for k, verdict in enumerate(verdicts):
+            payload: dict[str, Any] = {"step": n, **verdict.to_dict()}
+            if k < len(answered):
+                payload["approval_id"] = answered[k][0]
+            self.journal.emit(EventKind.RISK_VERDICT, payload)
+        await self._ask(n, [v for v in verdicts[len(answered) :] if v.needs_approval])
         return await self._send_approved(n, verdicts)
 
-    def _within_trading_state(self, verdicts: list[Verdict]) -> list[Verdict]:
-        """Under a REDUCING halt, an approved intent that is not reduce-only is rejected."""
-        if self.halt.trading_state() is not TradingState.REDUCING:
-            return verdicts
-        return [
-            replace(
-                v,
-                status="rejected",
-                cap="trading_state",
-                limit="reduce_only",
-                observed="not reduce_only",
-                reason="trading is REDUCING: only orders that shrink a position go out",
+    async def _answered(self, n: int) -> list[tuple[str, OrderIntent]]:
+        """The intents a person approved since the last step, as (approval id, intent).
+
+        A rejected or expired entry is forgotten; a store that cannot be read leaves every
+        entry waiting for the next step (recorded), so nothing is sent on a guess.
+        """
+        if self.approvals is None or not self._asked:
+            return []
+        answered: list[tuple[str, OrderIntent]] = []
+        try:
+            await self.approvals.expire()
+            for approval_id in list(self._asked):
+                record = await self.approvals.get(approval_id)
+                if record is None or record.pending:
+                    continue
+                intent = self._asked.pop(approval_id)
+                self.journal.emit(
+                    EventKind.APPROVAL_RESOLVED,
+                    {
+                        "step": n,
+                        "approval_id": approval_id,
+                        "status": record.status.value,
+                        "decided_by": record.decided_by,
+                        **intent_payload(intent),
+                    },
+                )
+                if record.status is ApprovalStatus.APPROVED:
+                    answered.append((approval_id, intent))
+        except Exception as exc:  # the store is I/O: its failure must not end the step
+            self._approvals_failed(n, "read", exc)
+        return answered
+
+    async def withdraw_approvals(self, why: str, *, step: int | None = None) -> int:
+        """Stop waiting for every order approval this loop asked for; returns how many.
+
+        Each entry still pending is rejected as ``bastion`` with ``why`` (one a person answered
+        meanwhile keeps that answer) and recorded as resolved ``withdrawn``; nothing is sent.
+        """
+        if self.approvals is None or not self._asked:
+            return 0
+        withdrawn = 0
+        for approval_id, intent in list(self._asked.items()):
+            try:
+                await self.approvals.decide(approval_id, False, "bastion", why)
+            except ApprovalAlreadyDecided:
+                pass
+            except Exception as exc:  # the entry expires at its TTL instead
+                self._approvals_failed(step or self._steps, "withdraw", exc)
+            del self._asked[approval_id]
+            withdrawn += 1
+            self.journal.emit(
+                EventKind.APPROVAL_RESOLVED,
+                {
+                    "step": step,
+                    "approval_id": approval_id,
+                    **intent_payload(intent),
+                    "status": "withdrawn",
+                    "why": why,
+                },
             )
-            if v.approved and not v.intent.reduce_only
-            else v
-            for v in verdicts
-        ]
+        return withdrawn
+
+    async def _ask(self, n: int, verdicts: Sequence[Verdict]) -> None:
+        """Queue each intent that needs a person, once: a repeat of one already waiting (the
+        same order at another price, as a mark moves) is not asked again."""
+        for verdict in verdicts:
+            intent = verdict.intent
+            if self.approvals is None or self.config.dry_run:
+                # A dry run (``bastion smoke`` beside a live run) must not ask people questions.
+                self.journal.emit(
+                    EventKind.ORDER_SKIPPED,
+                    {
+                        **intent_payload(intent),
+                        "step": n,
+                        "stage": "review",
+                        "reason": "dry_run" if self.config.dry_run else "no_approvals_queue",
+                    },
+                )
+                continue
+            if any(_same_ask(intent, asked) for asked in self._asked.values()):
+                continue
+            if len(self._asked) >= MAX_WAITING_APPROVALS:
+                self.journal.emit(
+                    EventKind.ORDER_SKIPPED,
+                    {
+                        **intent_payload(intent),
+                        "step": n,
+                        "stage": "review",
+                        "reason": "approvals_full",
+                        "waiting": len(self._asked),
+                    },
+                )
+                continue
+            subject = {
+                **intent_payload(intent),
+                "cap": verdict.cap,
+                "limit": verdict.limit,
+                "observed": verdict.observed,
+                "step": n,
+            }
+            try:
+                record = await self.approvals.request(
+                    "order",
+                    subject,
+                    verdict.reason,
+                    run_id=self.run_id,
+                    ttl_seconds=self.config.approval_ttl_seconds,
+                )
+            except Exception as exc:  # not queued: the intent is simply not sent
+                self._approvals_failed(n, "request", exc)
+                continue
+            self._asked[record.id] = intent
+
+    def _approvals_failed(self, n: int, stage: str, exc: Exception) -> None:
+        error = exc.to_dict() if isinstance(exc, BastionError) else {"repr": repr(exc)[:500]}
+        self.journal.emit(
+            EventKind.STEP_FAILED,
+            {"step": n, "stage": f"approvals_{stage}", "error": {"kind": "approvals", **error}},
+        )
 
     def _failure(self, n: int, exc: Exception) -> StepOutcome:
         """Record why the step's observe or decide did not finish, as an outcome."""
@@ -406,14 +566,15 @@ class Loop:
             self.journal.emit(
                 EventKind.ORDER_SKIPPED,
                 {
+                    **intent_payload(intent),  # first: its "reason" is the agent's, not the skip's
                     "step": n,
                     "stage": "send",
                     "reason": "dry_run",
                     "label": label,
-                    **intent_payload(intent),
                 },
             )
             return False
+        self._submits.append(self.clock.monotonic())
         request = OrderRequest(
             instrument_name=intent.instrument_name,
             direction=intent.direction,

@@ -9,7 +9,8 @@ event                instrument
 step_completed       ``bastion_steps_total{outcome=status}``, ``bastion_step_duration_seconds``
                      (``elapsed_s``); a halted step's ``book`` sets the equity gauge
 observation          ``bastion_account_equity{currency}``
-risk_verdict         ``bastion_orders_total{outcome="risk_rejected"}`` unless approved
+risk_verdict         ``bastion_orders_total{outcome="risk_rejected"}`` unless approved;
+                     ``outcome="awaiting_approval"`` for needs_approval
 order_sent           ``outcome="sent"`` (not a late confirmation: that send counted as failed)
 order_filled         ``outcome="filled"``
 order_rejected       ``outcome="rejected"`` when the send was refused (``stage`` send)
@@ -71,7 +72,9 @@ class MetricsSink:
         self.metrics.equity.labels(currency=p["currency"]).set(p["equity"])
 
     def _verdict(self, p: Payload) -> None:
-        if p["status"] != "approved":
+        if p["status"] == "needs_approval":
+            self._order("awaiting_approval")
+        elif p["status"] != "approved":
             self._order("risk_rejected")
 
     def _sent(self, p: Payload) -> None:

@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 
 from bastion.api.app import create_app
 from bastion.api.approvals import approvals_router
+from bastion.api.token import console_user
 from bastion.clock import SimClock
 from bastion.guard.approvals import ApprovalRecord, Approvals, ApprovalStatus
 from bastion.guard.halt import Halt
@@ -26,6 +27,7 @@ from bastion.trace.redact import REDACTED, Redactor
 
 TOKEN = "test-console-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NAMED = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789ab"}
 SECRET = "openai-key-sk-live-123"
 ROUTES = [("GET", "/api/approvals"), ("POST", "/api/approvals/{approval_id}")]
 
@@ -57,6 +59,7 @@ def _app(tmp_path: Path, approvals: Approvals | None) -> FastAPI:
         token=TOKEN,
         redactor=Redactor((SECRET, TOKEN)),
         approvals=approvals,
+        named_tokens=NAMED,
     )
 
 
@@ -89,8 +92,12 @@ async def _ask(
     return records
 
 
-async def _decide(client: httpx.AsyncClient, approval_id: str, body: Any) -> httpx.Response:
-    return await client.post(f"/api/approvals/{approval_id}", json=body, headers=AUTH)
+async def _decide(
+    client: httpx.AsyncClient, approval_id: str, body: Any, who: str | None = None
+) -> httpx.Response:
+    """POST a decision with the shared token, or with ``who``'s named token."""
+    headers = AUTH if who is None else {"Authorization": f"Bearer {NAMED[who]}"}
+    return await client.post(f"/api/approvals/{approval_id}", json=body, headers=headers)
 
 
 def test_the_router_has_exactly_the_routes_under_test() -> None:
@@ -215,10 +222,10 @@ async def test_a_decision_answers_the_decided_record(
     decision: str,
     status: str,
 ) -> None:
-    """POST decides as who, with the note, at the clock's time, and answers the entry."""
+    """POST decides as the named token's person, with the note, at the clock's time."""
     [record] = await _ask(approvals, clock, 1)
     response = await _decide(
-        client, record.id, {"decision": decision, "who": "alice", "note": "checked the book"}
+        client, record.id, {"decision": decision, "note": "checked the book"}, who="alice"
     )
     assert response.status_code == 200
     body = response.json()
@@ -235,10 +242,10 @@ async def test_a_decision_answers_the_decided_record(
     assert (await client.get("/api/approvals", headers=AUTH)).json()["pending"] == 0
 
 
-async def test_who_defaults_to_the_console_user_and_a_blank_note_is_none(
+async def test_the_shared_token_decides_as_the_console_user_and_a_blank_note_is_none(
     client: httpx.AsyncClient, approvals: Approvals, clock: SimClock
 ) -> None:
-    """Without who the decision is recorded as the console's user, as the kill switch does."""
+    """With the shared token the decision is the console's OS user, as the kill switch says."""
     [record] = await _ask(approvals, clock, 1)
     response = await _decide(client, record.id, {"decision": "approve", "note": "   "})
     assert response.status_code == 200
@@ -252,8 +259,8 @@ async def test_a_second_decision_is_a_409_naming_who_decided(
 ) -> None:
     """Once decided, another answer is refused with who decided and when; the first stands."""
     [record] = await _ask(approvals, clock, 1)
-    assert (await _decide(client, record.id, {"decision": "approve", "who": "alice"})).is_success
-    again = await _decide(client, record.id, {"decision": "reject", "who": "bob"})
+    assert (await _decide(client, record.id, {"decision": "approve"}, who="alice")).is_success
+    again = await _decide(client, record.id, {"decision": "reject"}, who="bob")
     assert again.status_code == 409
     detail = again.json()["detail"]
     assert "already approved by alice at 2026-01-01T00:01:00+00:00" in detail
@@ -268,8 +275,8 @@ async def test_concurrent_decisions_have_exactly_one_winner(
     """Two people answering at once: one 200, one 409 naming the winner."""
     [record] = await _ask(approvals, clock, 1)
     responses = await asyncio.gather(
-        _decide(client, record.id, {"decision": "approve", "who": "alice"}),
-        _decide(client, record.id, {"decision": "reject", "who": "bob"}),
+        _decide(client, record.id, {"decision": "approve"}, who="alice"),
+        _decide(client, record.id, {"decision": "reject"}, who="bob"),
     )
     assert sorted(r.status_code for r in responses) == [200, 409]
     winner = next(r for r in responses if r.status_code == 200).json()
@@ -286,7 +293,7 @@ async def test_an_expired_entry_is_a_409_and_never_approved(
         "approvals": [],
         "pending": 0,
     }
-    late = await _decide(client, record.id, {"decision": "approve", "who": "alice"})
+    late = await _decide(client, record.id, {"decision": "approve"}, who="alice")
     assert late.status_code == 409
     assert "expired at 2026-01-01T00:00:30+00:00" in late.json()["detail"]
     stored = await approvals.get(record.id)
@@ -296,7 +303,7 @@ async def test_an_expired_entry_is_a_409_and_never_approved(
 
 async def test_an_unknown_id_is_a_404(client: httpx.AsyncClient) -> None:
     """Deciding an id that was never queued says so, and queues nothing."""
-    response = await _decide(client, "0" * 32, {"decision": "approve", "who": "alice"})
+    response = await _decide(client, "0" * 32, {"decision": "approve"}, who="alice")
     assert response.status_code == 404
     assert "no approval with id '00000000" in response.json()["detail"]
 
@@ -308,9 +315,9 @@ async def test_an_unknown_id_is_a_404(client: httpx.AsyncClient) -> None:
         ({"decision": "APPROVE"}, "decision"),
         ({}, "decision"),
         ({"decision": "approve", "status": "approved"}, "status"),
+        ({"decision": "approve", "who": "alice"}, "who"),
         ({"decision": "approve", "who": ""}, "who"),
-        ({"decision": "approve", "who": "   "}, "who"),
-        ({"decision": "approve", "who": "x" * 101}, "who"),
+        ({"decision": "approve", "decided_by": "mallory"}, "decided_by"),
         ({"decision": "approve", "note": "n" * 2001}, "note"),
         ({"decision": "approve", "note": 5}, "note"),
         (["approve"], "body"),
@@ -361,7 +368,7 @@ async def test_a_store_failure_is_a_503_with_a_reason(
     with store.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE approvals"))
     listing = await client.get("/api/approvals", headers=AUTH)
-    decision = await _decide(client, record.id, {"decision": "approve", "who": "alice"})
+    decision = await _decide(client, record.id, {"decision": "approve"}, who="alice")
     for response in (listing, decision):
         assert response.status_code == 503
         assert "no such table: approvals" in response.json()["detail"]
@@ -382,7 +389,7 @@ async def test_the_subject_and_reason_are_redacted(
     answers = [
         await client.get("/api/approvals", headers=AUTH),
         await client.get("/api/approvals?status=all", headers=AUTH),
-        await _decide(client, record.id, {"decision": "reject", "who": "alice"}),
+        await _decide(client, record.id, {"decision": "reject"}, who="alice"),
     ]
     for response in answers:
         assert response.status_code == 200
@@ -392,3 +399,37 @@ async def test_the_subject_and_reason_are_redacted(
     decided = answers[2].json()
     assert decided["subject"]["api_key"] == REDACTED
     assert decided["subject"]["errors"][0]["message"] == f"HTTP 401 for key {REDACTED}"
+
+
+async def test_the_decider_is_the_authenticated_token_never_the_body(
+    client: httpx.AsyncClient, approvals: Approvals, clock: SimClock
+) -> None:
+    """bob's token deciding while the body claims alice: refused; without the claim, bob."""
+    [record] = await _ask(approvals, clock, 1)
+    claimed = await _decide(client, record.id, {"decision": "approve", "who": "alice"}, who="bob")
+    assert claimed.status_code == 422
+    assert await approvals.pending() == [record]
+    decided = await _decide(client, record.id, {"decision": "approve"}, who="bob")
+    assert decided.json()["decided_by"] == "bob"
+
+
+async def test_an_unknown_token_decides_nothing(
+    client: httpx.AsyncClient, approvals: Approvals, clock: SimClock
+) -> None:
+    """A token that is neither the shared one nor a named one is a 401, and nothing changes."""
+    [record] = await _ask(approvals, clock, 1)
+    response = await client.post(
+        f"/api/approvals/{record.id}",
+        json={"decision": "approve"},
+        headers={"Authorization": "Bearer alice-token-012345678"},  # one character short
+    )
+    assert response.status_code == 401
+    assert await approvals.pending() == [record]
+
+
+def test_a_route_without_the_guard_cannot_name_a_decider() -> None:
+    """console_user refuses a request the token guard did not pass: no made-up names."""
+    request = Request({"type": "http", "headers": [], "state": {}})
+    with pytest.raises(HTTPException) as raised:
+        console_user(request)
+    assert raised.value.status_code == 401

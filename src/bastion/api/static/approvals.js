@@ -24,7 +24,16 @@
     return String(value);
   }
 
-  function compactSubject(subject) {
+  // An order approval reads as the order it would send: "buy 10 BTC-PERPETUAL limit @ 80000".
+  function orderLine(subject) {
+    const s = subject || {};
+    const at = s.price === null || s.price === undefined ? "" : ` @ ${s.price}`;
+    const reduce = s.reduce_only ? " (reduce-only)" : "";
+    return `${s.direction} ${s.amount} ${s.instrument} ${s.order_type}${at}${reduce}`;
+  }
+
+  function compactSubject(subject, kind) {
+    if (kind === "order") return orderLine(subject);
     const text = Object.entries(subject || {})
       .map(([key, value]) => `${key}: ${compactValue(value)}`)
       .join(" · ");
@@ -46,9 +55,9 @@
     tbody.replaceChildren(tr);
   }
 
-  function subjectCell(tr, subject) {
+  function subjectCell(tr, subject, kind) {
     const td = cell(tr, "", "subject");
-    const summary = compactSubject(subject);
+    const summary = compactSubject(subject, kind);
     if (!summary) {
       td.textContent = "–";
       return;
@@ -119,7 +128,7 @@
         cell(tr, a.kind, "kind");
         cell(tr, a.agent);
         cell(tr, a.reason, "reason");
-        subjectCell(tr, a.subject);
+        subjectCell(tr, a.subject, a.kind);
         const actions = cell(tr, "", "actions");
         const what = `${a.kind} asked ${utc(a.created_at)}`;
         actions.append(
