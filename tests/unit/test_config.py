@@ -93,6 +93,18 @@ def test_secrets_never_appear_in_public_dict_or_repr() -> None:
         assert secret in s.secret_values()
 
 
+def test_a_secret_quoted_in_another_setting_never_appears_in_public_dict() -> None:
+    """A secret's value inside a setting that is not secret (a fault's message) is masked too."""
+    fault = {"kind": "error", "code": 10028, "message": "rejected s3cr3t-value and sk-llm-key"}
+    s = load_settings(
+        exchange_client_secret="s3cr3t-value",
+        paper_allowed_credentials={"desk": "sk-llm-key"},
+        paper_faults=[fault],
+    )
+    shown = s.public_dict()["paper_faults"]
+    assert shown == [{**fault, "message": "rejected [REDACTED] and [REDACTED]"}]
+
+
 def test_config_hash_changes_with_a_setting_and_not_with_a_secret() -> None:
     """The run fingerprint follows behaviour, and never encodes a secret."""
     base = load_settings()
