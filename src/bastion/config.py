@@ -419,6 +419,13 @@ class Settings(BaseSettings):
                 "exchange_cancel_on_disconnect needs exchange_websocket=true: cancel-on-"
                 "disconnect exists only on a WebSocket session"
             )
+        schemes = ("http://", "https://") + (("ws://", "wss://") if self.exchange_websocket else ())
+        if self.exchange_url and not self.exchange_url.startswith(schemes):
+            raise ValueError(
+                f"exchange_url {mask_url(self.exchange_url)!r} is not an http(s) URL: set "
+                "BASTION_EXCHANGE_URL like https://test.deribit.com (or the URL `bastion "
+                "exchange serve` prints)"
+            )
         if self.exchange_websocket and not self.resolved_exchange_url:
             raise ValueError(
                 "exchange_websocket needs an exchange URL (testnet, live, or "

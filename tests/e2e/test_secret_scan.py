@@ -386,6 +386,7 @@ def _failures(env: dict[str, str]) -> list[list[Job]]:
     wrong_ws = {**wrong, "BASTION_EXCHANGE_WEBSOCKET": "true"}
     dead = _dead_store(env, closed)
     bad_url = {**env, "BASTION_LLM_BASE_URL": f"ftp://scan:{LLM_URL_PASSWORD}@127.0.0.1/v1"}
+    other_scheme = {**wrong_ws, "BASTION_EXCHANGE_URL": "ftp" + wrong["BASTION_EXCHANGE_URL"][4:]}
     bad_secret = {**env, "BASTION_PAPER_ALLOWED_CREDENTIALS": f"{{{PAPER_SECRET}"}
 
     def job(why: str, env: dict[str, str], *args: str) -> Job:
@@ -409,6 +410,7 @@ def _failures(env: dict[str, str]) -> list[list[Job]]:
             job("store unreachable", dead, "status"),
             job("store unreachable", dead, "budget"),
             job("an invalid LLM URL", bad_url, "config"),
+            job("an exchange URL of another scheme", other_scheme, "smoke", "--for", "3s"),
             job("malformed credentials", bad_secret, "config"),
             # Last, so the kill-switch flag is there for the final look at the data directory.
             job("store unreachable", dead, "kill", "--reason", "no store"),

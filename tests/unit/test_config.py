@@ -138,6 +138,17 @@ def test_the_websocket_needs_an_exchange_url() -> None:
     assert load_settings(exchange_websocket=True, exchange_url="http://127.0.0.1:8788")
 
 
+def test_an_exchange_url_of_another_scheme_is_refused_masked() -> None:
+    """A URL the clients cannot speak fails at start, its password and keys not shown."""
+    url = "ftp://bot:url-pass-123@exchange.example/?api_key=url-key-456"
+    for websocket in (False, True):
+        with pytest.raises(ConfigError, match="is not an http") as caught:
+            load_settings(exchange_url=url, exchange_websocket=websocket)
+        assert "url-pass-123" not in str(caught.value)
+        assert "url-key-456" not in str(caught.value)
+    assert load_settings(exchange_url="wss://test.deribit.com", exchange_websocket=True)
+
+
 _LLM = {"llm_provider": "openai", "llm_model": "m", "llm_base_url": "http://127.0.0.1:8765/v1"}
 
 
