@@ -14,8 +14,10 @@ console's page and every ``/api`` route (with the token; and 401, 404, 409 and 4
 ``status``, ``kill``, ``resume``, ``budget`` (and ``prune``), ``approvals`` (list, and deciding
 an entry the console decided first), ``health``, ``config`` and ``smoke``; then failures: a
 wrong exchange URL carrying a password and a secret query value (HTTP and WebSocket), an
-unreachable PostgreSQL store whose URL carries a password, and invalid settings. A route that
-raises with secrets in its message is served in-process, for the 500 answer and its log.
+unreachable PostgreSQL store whose URL carries a password, an unreachable LLM whose URL carries
+one, the secrets read from a bastion.toml instead of the environment, and invalid settings. A
+route that raises with secrets in its message is served in-process, for the 500 answer and its
+log.
 
 What is searched: every file under the data directory, while the run runs and at the end (the
 traces, the SQLite store's raw bytes with its WAL, the kill-switch flag, run.json, whatever
@@ -363,20 +365,40 @@ def _while_running(env: dict[str, str], decided: str) -> list[list[Job]]:
         return " ".join(args), args, env
 
     return [
-        [job("status"), job("kill", "--reason", "scan"), job("status"), job("resume")],
+        [
+            job("smoke", "--steps", "2"),  # first: a halt would stop its dry run
+            job("status"),
+            job("kill", "--reason", "scan"),
+            job("status"),
+            job("resume"),
+        ],
         [
             job("status", "--json"),
             job("budget"),
             job("budget", "--json"),
             job("approvals", "--all"),
         ],
-        [job("health"), job("health", "--json"), job("config"), job("smoke", "--steps", "2")],
+        [job("health"), job("health", "--json"), job("config")],
         [
             job("budget", "prune", "--dry-run", "--days", "1"),
             job("approvals", "--all", "--json"),
             job("approvals", "approve", decided, "--note", "too late"),
         ],
     ]
+
+
+def _from_a_file(env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A bastion.toml beside the data directory holding the secrets, and an environment that
+    leaves them to it."""
+    texts = ("exchange_client_secret", "llm_api_key", "console_token", "store_url", "llm_base_url")
+    lines = [f"{name} = {json.dumps(env[f'BASTION_{name.upper()}'])}" for name in texts]
+    credentials = json.loads(env["BASTION_PAPER_ALLOWED_CREDENTIALS"])
+    pairs = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in credentials.items())
+    lines.append(f"paper_allowed_credentials = {{ {pairs} }}")
+    path = Path(env["BASTION_DATA_DIR"]).parent / "bastion.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    moved = {f"BASTION_{name.upper()}" for name in (*texts, "paper_allowed_credentials")}
+    return str(path), {k: v for k, v in env.items() if k not in moved}
 
 
 def _failures(env: dict[str, str]) -> list[list[Job]]:
@@ -388,12 +410,21 @@ def _failures(env: dict[str, str]) -> list[list[Job]]:
     bad_url = {**env, "BASTION_LLM_BASE_URL": f"ftp://scan:{LLM_URL_PASSWORD}@127.0.0.1/v1"}
     other_scheme = {**wrong_ws, "BASTION_EXCHANGE_URL": "ftp" + wrong["BASTION_EXCHANGE_URL"][4:]}
     bad_secret = {**env, "BASTION_PAPER_ALLOWED_CREDENTIALS": f"{{{PAPER_SECRET}"}
+    llm_down = {
+        **env,
+        "BASTION_LLM_BASE_URL": f"http://scan:{LLM_URL_PASSWORD}@127.0.0.1:{closed}/v1",
+        "BASTION_LLM_TIMEOUT_SECONDS": "2",
+        "BASTION_LLM_DEADLINE_SECONDS": "3",
+        "BASTION_RETRY_CAP_SECONDS": "0.05",
+    }
+    toml, from_file = _from_a_file(env)
 
     def job(why: str, env: dict[str, str], *args: str) -> Job:
         return f"{' '.join(args)} ({why})", args, env
 
     return [
         [
+            job("LLM unreachable", llm_down, "smoke", "--steps", "1", "--for", "8s"),
             job("wrong exchange URL", wrong, "health"),
             job("wrong exchange URL", wrong, "smoke", "--for", "3s"),
         ],
@@ -406,15 +437,27 @@ def _failures(env: dict[str, str]) -> list[list[Job]]:
             job("wrong exchange URL, WebSocket", wrong_ws, "health", "--json"),
         ],
         [
-            job("wrong exchange URL", wrong, "kill", "--reason", "wrong exchange"),
             job("store unreachable", dead, "status"),
             job("store unreachable", dead, "budget"),
             job("an invalid LLM URL", bad_url, "config"),
+            job("secrets in bastion.toml", from_file, "config", "--config", toml),
+            job("secrets in bastion.toml", from_file, "status", "--config", toml),
             job("an exchange URL of another scheme", other_scheme, "smoke", "--for", "3s"),
             job("malformed credentials", bad_secret, "config"),
-            # Last, so the kill-switch flag is there for the final look at the data directory.
-            job("store unreachable", dead, "kill", "--reason", "no store"),
         ],
+    ]
+
+
+def _kills(env: dict[str, str]) -> list[list[Job]]:
+    """The kill switch where the exchange or the store cannot be reached: after the other
+    failures, which a halt would stop early; the last leaves the flag for the final look."""
+    closed = _free_port()
+    return [
+        [
+            ("kill (wrong exchange URL)", ("kill", "--reason", "a"), _wrong_exchange(env, closed)),
+            ("resume", ("resume",), env),
+            ("kill (store unreachable)", ("kill", "--reason", "b"), _dead_store(env, closed)),
+        ]
     ]
 
 
@@ -477,6 +520,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
         found.add("`bastion run` stdout", "".join(printed) + rest)
         found.add("`bastion run` stderr", errors)
         _in_lanes(found, _failures(env))
+        _in_lanes(found, _kills(env))
     finally:
         for process in (run, fake):
             if process is not None and process.poll() is None:
@@ -528,12 +572,14 @@ def test_no_canary_is_written_printed_or_served(evidence: Evidence) -> None:
     names = {where.split(" (")[0] for where in found.blobs if where.startswith("file ")}
     # What the scan must have seen for it to prove anything: the store with its WAL mid-run,
     # the kill-switch flag, the run's holder record, the traces, and the paths that quote
-    # secrets: the LLM calls, the LLM's 401, the exchange's echoing error (redacted on the way).
+    # secrets: the LLM calls, the LLM's 401, an unreachable LLM, the exchange's echoing error
+    # (redacted on the way).
     expected = {"bastion.db", "bastion.db-wal", "kill_switch.flag", "run.json"}
     assert {f"file data/{name}" for name in expected} <= names
     traces = b"".join(b for w, b in found.blobs.items() if w.startswith("file data/traces/"))
     assert b'"kind":"llm_call"' in traces
     assert b'"http_status":401' in traces
+    assert b"NETWORK (APIConnectionError)" in traces  # the smoke with the LLM unreachable
     assert b"RATE_LIMIT (10028 too many requests for client_secret=*** ([REDACTED]))" in traces
     assert len(found.blobs) > 100
 
