@@ -12,12 +12,13 @@ whose first answers fail echoing the API key and a URL with a password (provider
 exchange, whose first answers also echo the credentials, with its console; while it runs, the
 console's page and every ``/api`` route (with the token; and 401, 404, 409 and 422 answers),
 ``status``, ``kill``, ``resume``, ``budget`` (and ``prune``), ``approvals`` (list, and deciding
-an entry the console decided first), ``health``, ``config`` and ``smoke``; then failures: a
-wrong exchange URL carrying a password and a secret query value (HTTP and WebSocket), an
-unreachable PostgreSQL store whose URL carries a password, an unreachable LLM whose URL carries
-one, the secrets read from a bastion.toml instead of the environment, and invalid settings. A
-route that raises with secrets in its message is served in-process, for the 500 answer and its
-log.
+an entry the console decided first), ``health``, ``config`` and ``smoke``. Then ``bastion
+exchange serve`` (echoing the credentials too) with a run over HTTP and a smoke over its
+WebSocket at a URL with a password; and failures: a wrong exchange URL carrying a password and
+a secret query value (HTTP and WebSocket, and of a scheme no client speaks), an unreachable
+PostgreSQL store whose URL carries a password, an unreachable LLM whose URL carries one, the
+secrets read from a bastion.toml instead of the environment, and invalid settings. A route that
+raises with secrets in its message is served in-process, for the 500 answer and its log.
 
 What is searched: every file under the data directory, while the run runs and at the end (the
 traces, the SQLite store's raw bytes with its WAL, the kill-switch flag, run.json, whatever
@@ -33,6 +34,7 @@ of the three alignments it can take inside a longer encoded text (HTTP basic aut
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -42,7 +44,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,10 +377,9 @@ def _while_running(env: dict[str, str], decided: str) -> list[list[Job]]:
         [
             job("status", "--json"),
             job("budget"),
-            job("budget", "--json"),
             job("approvals", "--all"),
         ],
-        [job("health"), job("health", "--json"), job("config")],
+        [job("health"), job("config")],
         [
             job("budget", "prune", "--dry-run", "--days", "1"),
             job("approvals", "--all", "--json"),
@@ -426,11 +427,9 @@ def _failures(env: dict[str, str]) -> list[list[Job]]:
         [
             job("LLM unreachable", llm_down, "smoke", "--steps", "1", "--for", "8s"),
             job("wrong exchange URL", wrong, "health"),
-            job("wrong exchange URL", wrong, "smoke", "--for", "3s"),
         ],
         [
-            job("wrong exchange URL", wrong, "smoke", "--for", "3s", "--json"),
-            job("wrong exchange URL", wrong, "run", "--steps", "1"),
+            job("wrong exchange URL", wrong, "smoke", "--for", "3s"),
         ],
         [
             job("wrong exchange URL, WebSocket", wrong_ws, "smoke", "--for", "3s"),
@@ -461,44 +460,66 @@ def _kills(env: dict[str, str]) -> list[list[Job]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
-    """Run everything once: what it wrote, printed and served."""
-    root = tmp_path_factory.mktemp("secret-scan")
-    data = root / "data"
-    found = Evidence()
-    llm_port = _free_port()
-    faults = [arg for f in LLM_FAULTS for arg in ("--fault", json.dumps(f))]
-    fake = subprocess.Popen(
+def _served(env: dict[str, str], port: int) -> list[list[Job]]:
+    """A run over real HTTP against `bastion exchange serve`, and a smoke over its WebSocket
+    (whose URL may carry a password: HTTP would send it as basic auth over the client's own);
+    then a run at a wrong exchange URL (after the other, as both take the run lock)."""
+    served = {**env, "BASTION_EXCHANGE_URL": f"http://127.0.0.1:{port}"}
+    wrong = _wrong_exchange(env, _free_port())
+    with_password = f"http://scan:{EXCHANGE_URL_PASSWORD}@127.0.0.1:{port}"
+    socket_env = {
+        **served,
+        "BASTION_EXCHANGE_URL": with_password,
+        "BASTION_EXCHANGE_WEBSOCKET": "true",
+    }
+    return [
         [
-            sys.executable,
-            "-m",
-            "bastion",
-            "llm",
-            "fake-server",
-            "--port",
-            str(llm_port),
-            "--default-reply",
-            HOLD,
-            *faults,
+            ("run --steps 2 (served exchange)", ("run", "--steps", "2"), served),
+            ("run --steps 1 (wrong exchange URL)", ("run", "--steps", "1"), wrong),
         ],
+        [("smoke (served exchange, WebSocket)", ("smoke", "--steps", "1"), socket_env)],
+    ]
+
+
+@contextlib.contextmanager
+def _serving(
+    found: Evidence, args: tuple[str, ...], env: dict[str, str], ready: str
+) -> Iterator[None]:
+    """``bastion ARGS`` serving until the block ends; its output goes to the evidence."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bastion", *args],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    env = _env(data, llm_port)
-    run: subprocess.Popen[str] | None = None
     try:
-        _wait_for(f"http://127.0.0.1:{llm_port}/v1/models", fake)
-        run = subprocess.Popen(
-            [sys.executable, "-m", "bastion", "run"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        _wait_for(ready, process)
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            out, err = process.communicate(timeout=PATIENCE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        found.add(f"`bastion {' '.join(args[:2])}` stdout", out)
+        found.add(f"`bastion {' '.join(args[:2])}` stderr", err)
+
+
+def _live_run(found: Evidence, env: dict[str, str]) -> None:
+    """`bastion run` with its console, driven by everything an operator does beside it."""
+    data = Path(env["BASTION_DATA_DIR"])
+    run = subprocess.Popen(
+        [sys.executable, "-m", "bastion", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    printed: list[str] = []
+    try:
         assert run.stdout is not None
-        printed: list[str] = []
         base = ""
         for line in run.stdout:
             printed.append(line)
@@ -515,21 +536,32 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
         decided = _exercise_console(console)
         found.files(data, when="while running")  # the WAL and its index hold recent pages
         _in_lanes(found, _while_running(env, decided))
+    finally:
         run.send_signal(signal.SIGINT)
-        rest, errors = run.communicate(timeout=PATIENCE_S)
+        try:
+            rest, errors = run.communicate(timeout=PATIENCE_S)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            rest, errors = run.communicate()
         found.add("`bastion run` stdout", "".join(printed) + rest)
         found.add("`bastion run` stderr", errors)
-        _in_lanes(found, _failures(env))
+
+
+@pytest.fixture(scope="module")
+def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
+    """Run everything once: what it wrote, printed and served."""
+    data = tmp_path_factory.mktemp("secret-scan") / "data"
+    found = Evidence()
+    llm, exchange = _free_port(), _free_port()
+    env = _env(data, llm)
+    faults = [arg for fault in LLM_FAULTS for arg in ("--fault", json.dumps(fault))]
+    fake_llm = ("llm", "fake-server", "--port", str(llm), "--default-reply", HOLD, *faults)
+    serve = ("exchange", "serve", "--port", str(exchange))
+    with _serving(found, fake_llm, env, f"http://127.0.0.1:{llm}/v1/models"):
+        _live_run(found, env)
+        with _serving(found, serve, env, f"http://127.0.0.1:{exchange}/api/v2/public/get_time"):
+            _in_lanes(found, [*_served(env, exchange), *_failures(env)])
         _in_lanes(found, _kills(env))
-    finally:
-        for process in (run, fake):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        if run is not None:
-            run.communicate(timeout=PATIENCE_S)
-        out, err = fake.communicate(timeout=PATIENCE_S)
-        found.add("`bastion llm fake-server` stdout", out)
-        found.add("`bastion llm fake-server` stderr", err)
     found.files(data)
     return found
 
@@ -580,6 +612,8 @@ def test_no_canary_is_written_printed_or_served(evidence: Evidence) -> None:
     assert b'"kind":"llm_call"' in traces
     assert b'"http_status":401' in traces
     assert b"NETWORK (APIConnectionError)" in traces  # the smoke with the LLM unreachable
+    assert b'"exchange_url":"http://127.0.0.1:' in traces  # the run on `bastion exchange serve`
+    assert b'"exchange_url":"http://scan:***@127.0.0.1:' in traces  # and its WebSocket smoke
     assert b"RATE_LIMIT (10028 too many requests for client_secret=*** ([REDACTED]))" in traces
     assert len(found.blobs) > 100
 
