@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from bastion.errors import ConfigError
-from bastion.sensitive import mask_url, url_secrets
+from bastion.sensitive import MIN_SECRET_LENGTH, mask_url, url_secrets
 
 __all__ = ["ENV_PREFIX", "Settings", "ensure_data_dir", "load_settings", "markdown_table"]
 
@@ -545,6 +545,13 @@ class Settings(BaseSettings):
                 "exchange_cancel_on_disconnect needs exchange_websocket=true: cancel-on-"
                 "disconnect exists only on a WebSocket session"
             )
+        schemes = ("http://", "https://") + (("ws://", "wss://") if self.exchange_websocket else ())
+        if self.exchange_url and not self.exchange_url.startswith(schemes):
+            raise ValueError(
+                f"exchange_url {mask_url(self.exchange_url)!r} is not an http(s) URL: set "
+                "BASTION_EXCHANGE_URL like https://test.deribit.com (or the URL `bastion "
+                "exchange serve` prints)"
+            )
         if self.exchange_websocket and not self.resolved_exchange_url:
             raise ValueError(
                 "exchange_websocket needs an exchange URL (testnet, live, or "
@@ -702,7 +709,11 @@ class Settings(BaseSettings):
         return [v for v in values if v]
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings with secrets masked: safe to log, trace and serve."""
+        """Settings with secrets masked: safe to log, trace and serve.
+
+        A secret setting reads ``[REDACTED]``, every URL is masked by shape, and a secret's
+        value quoted inside any other setting (a fault's message, a header) is replaced too.
+        """
         data = self.model_dump(mode="json")
         for name in data:
             value = getattr(self, name)
@@ -710,8 +721,11 @@ class Settings(BaseSettings):
                 isinstance(value, dict) and any(isinstance(v, SecretStr) for v in value.values())
             ):
                 data[name] = "[REDACTED]"
-        # Every URL-valued setting, by shape: userinfo passwords and secret query values.
-        return {name: _mask_urls(value) for name, value in data.items()}
+        # Every URL-valued setting, by shape: userinfo passwords and secret query values; then
+        # every secret's value wherever else it is quoted, longest first.
+        usable = {s for s in self.secret_values() if len(s) >= MIN_SECRET_LENGTH}
+        secrets = sorted(usable, key=len, reverse=True)
+        return {name: _mask_urls(value, secrets) for name, value in data.items()}
 
     def config_hash(self) -> str:
         """A short, stable fingerprint of the effective settings, recorded with every run."""
@@ -746,14 +760,18 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _mask_urls(value: Any) -> Any:
-    """``value`` (dumped to JSON types) with :func:`mask_url` applied to every string in it."""
+def _mask_urls(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` (dumped to JSON types) with :func:`mask_url` applied to every string in it and
+    each of ``secrets`` replaced by ``[REDACTED]``."""
     if isinstance(value, str):
-        return mask_url(value)
+        text = mask_url(value)
+        for secret in secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
     if isinstance(value, dict):
-        return {key: _mask_urls(item) for key, item in value.items()}
+        return {key: _mask_urls(item, secrets) for key, item in value.items()}
     if isinstance(value, list):
-        return [_mask_urls(item) for item in value]
+        return [_mask_urls(item, secrets) for item in value]
     return value
 
 

@@ -511,9 +511,15 @@ class Runner:
 
     def describe(self) -> dict[str, Any]:
         """Where things are, for the start-up banner."""
+        # A generated token is printed in the URL, the way Jupyter does, so the person who
+        # started the run can open the console; a token from the settings is the operator's
+        # secret, which the terminal (a journal, a CI log) must not carry: it is masked.
+        shown = self.console_url
+        if shown is not None and self.settings.console_token is not None:
+            shown = mask_url(shown)
         return {
             "run_id": self.run_id,
-            "console_url": self.console_url,
+            "console_url": shown,
             "trace_path": str(self.trace.path),
             "store": mask_url(self.settings.resolved_store_url),
             "kill_switch": str(self.settings.kill_switch_path),

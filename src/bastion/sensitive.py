@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import unquote, unquote_plus
 
-__all__ = ["URL_MASK", "is_secret_name", "mask_url", "url_secrets"]
+__all__ = ["MIN_SECRET_LENGTH", "URL_MASK", "is_secret_name", "mask_url", "url_secrets"]
 
 URL_MASK = "***"
 """What a masked password or secret parameter reads as inside a URL.
@@ -26,6 +26,11 @@ SQLAlchemy's own marker, so a masked store URL reads the same in every message; 
 ``[REDACTED]`` it leaves the URL a URL (brackets are not allowed in userinfo and would read as
 an IPv6 host).
 """
+
+MIN_SECRET_LENGTH = 4
+"""Shorter secret values are not searched for by value: a one to three character "secret" (a
+test's ``"x"``) would match inside ordinary words and numbers and shred the record, while
+protecting nothing, since a value that short is guessable anyway."""
 
 _SECRET_NAME = re.compile(
     # "token" only at the end of a name: access_token, X-Auth-Token; not token_ttl_seconds or

@@ -43,7 +43,7 @@ async def test_reducing_rejects_what_adds_and_sends_what_reduces(
     assert outcome.orders_sent == 1
     verdicts = [e.payload for e in events if e.kind is EventKind.RISK_VERDICT][-2:]
     assert [(v["direction"], v["status"], v.get("cap")) for v in verdicts] == [
-        ("buy", "rejected", "trading_state"),
+        ("buy", "rejected", "reduce_only"),
         ("sell", "approved", None),
     ]
     [position] = await runner.exchange.get_positions("BTC")

@@ -93,6 +93,18 @@ def test_secrets_never_appear_in_public_dict_or_repr() -> None:
         assert secret in s.secret_values()
 
 
+def test_a_secret_quoted_in_another_setting_never_appears_in_public_dict() -> None:
+    """A secret's value inside a setting that is not secret (a fault's message) is masked too."""
+    fault = {"kind": "error", "code": 10028, "message": "rejected s3cr3t-value and sk-llm-key"}
+    s = load_settings(
+        exchange_client_secret="s3cr3t-value",
+        paper_allowed_credentials={"desk": "sk-llm-key"},
+        paper_faults=[fault],
+    )
+    shown = s.public_dict()["paper_faults"]
+    assert shown == [{**fault, "message": "rejected [REDACTED] and [REDACTED]"}]
+
+
 def test_config_hash_changes_with_a_setting_and_not_with_a_secret() -> None:
     """The run fingerprint follows behaviour, and never encodes a secret."""
     base = load_settings()
@@ -124,6 +136,17 @@ def test_the_websocket_needs_an_exchange_url() -> None:
     with pytest.raises(ConfigError, match="needs an exchange URL"):
         load_settings(exchange_websocket=True)
     assert load_settings(exchange_websocket=True, exchange_url="http://127.0.0.1:8788")
+
+
+def test_an_exchange_url_of_another_scheme_is_refused_masked() -> None:
+    """A URL the clients cannot speak fails at start, its password and keys not shown."""
+    url = "ftp://bot:url-pass-123@exchange.example/?api_key=url-key-456"
+    for websocket in (False, True):
+        with pytest.raises(ConfigError, match="is not an http") as caught:
+            load_settings(exchange_url=url, exchange_websocket=websocket)
+        assert "url-pass-123" not in str(caught.value)
+        assert "url-key-456" not in str(caught.value)
+    assert load_settings(exchange_url="wss://test.deribit.com", exchange_websocket=True)
 
 
 _LLM = {"llm_provider": "openai", "llm_model": "m", "llm_base_url": "http://127.0.0.1:8765/v1"}

@@ -56,7 +56,12 @@ class ConsoleServer:
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
         self._sock = _bind(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        # log_config=None: uvicorn's loggers propagate to the process's handler, which redacts
+        # secrets (telemetry/logs.py), instead of its own stderr handler, which would print the
+        # traceback of a failing route (and any secret its message quotes) as it is.
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", access_log=False, log_config=None
+        )
         self._server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None
 

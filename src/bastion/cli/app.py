@@ -16,6 +16,9 @@ import.
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 import typer
 
 from bastion.cli.approvals import approvals_app
@@ -29,6 +32,7 @@ from bastion.cli.run import run
 from bastion.cli.settings import show_config
 from bastion.cli.smoke import smoke
 from bastion.cli.status import status
+from bastion.sensitive import mask_url
 
 __all__ = ["app", "main"]
 
@@ -56,5 +60,25 @@ app.add_typer(llm_app, name="llm")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Our errors end as a one-line message (:func:`bastion.cli.context.exit_on_error`); anything
+    else is a bug whose traceback is printed, but redacted first: its messages may quote a URL
+    or an answer carrying a secret.
+    """
+    try:
+        app()
+    except Exception:
+        sys.stderr.write(_redacted(traceback.format_exc()))
+        raise SystemExit(1) from None
+
+
+def _redacted(text: str) -> str:
+    """``text`` with URL secrets masked and, when the settings load, every secret they hold."""
+    try:
+        from bastion.config import load_settings  # noqa: PLC0415  lazy: only on a crash
+        from bastion.trace.redact import Redactor  # noqa: PLC0415
+
+        return Redactor(load_settings().secret_values()).redact_text(text)
+    except Exception:  # the settings are what failed: URL shapes are what is left to go on
+        return mask_url(text)

@@ -130,7 +130,10 @@ def _banner(runner: Runner) -> None:
     info = runner.describe()
     out.print(f"[bold]Bastion[/] run [cyan]{info['run_id']}[/] — agent {safe(runner.agent.name)}")
     if info["console_url"]:
-        out.print(f"  Console:     [link={info['console_url']}]{info['console_url']}[/link]")
+        url = info["console_url"]
+        out.print(f"  Console:     [link={url}]{url}[/link]")
+        if runner.settings.console_token is not None:
+            out.print("               (token=***: the console token is BASTION_CONSOLE_TOKEN)")
     for label, key in (
         ("Exchange:   ", "exchange"),
         ("Trace:      ", "trace_path"),

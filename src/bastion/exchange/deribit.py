@@ -69,6 +69,7 @@ from bastion.market import (
     Ticker,
 )
 from bastion.resilience import Resilience
+from bastion.sensitive import mask_url
 from bastion.telemetry.metrics import Metrics
 
 __all__ = ["DERIBIT_CODES", "DeribitClient", "HaltCheck", "code_for_deribit", "rpc_error"]
@@ -152,7 +153,7 @@ class DeribitClient:
 
     def __repr__(self) -> str:
         return (
-            f"DeribitClient(name={self.name!r}, base_url={self._base_url!r}, "
+            f"DeribitClient(name={self.name!r}, base_url={mask_url(self._base_url)!r}, "
             f"client_id={self._client_id!r})"
         )
 

@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from bastion.errors import ErrorCode, ExchangeError, UsageError
 from bastion.exchange.deribit_errors import rpc_error
 from bastion.resilience import error_message
+from bastion.sensitive import mask_url
 
 __all__ = ["DeribitWsSession", "websocket_url"]
 
@@ -60,7 +61,9 @@ def websocket_url(base_url: str) -> str:
             return ws + base.removeprefix(http) + "/ws/api/v2"
     if base.startswith(("ws://", "wss://")):
         return base if base.endswith("/ws/api/v2") else base + "/ws/api/v2"
-    raise UsageError(f"base_url {base_url!r} must start with http://, https://, ws:// or wss://")
+    raise UsageError(
+        f"base_url {mask_url(base_url)!r} must start with http://, https://, ws:// or wss://"
+    )
 
 
 class DeribitWsSession:
@@ -95,7 +98,7 @@ class DeribitWsSession:
 
     def __repr__(self) -> str:
         return (
-            f"DeribitWsSession(name={self.name!r}, url={self.url!r}, "
+            f"DeribitWsSession(name={self.name!r}, url={mask_url(self.url)!r}, "
             f"client_id={self._client_id!r}, connected={self.connected})"
         )
 

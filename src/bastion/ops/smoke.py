@@ -23,6 +23,7 @@ from bastion.config import Settings
 from bastion.errors import BastionError, ErrorCode
 from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange
+from bastion.sensitive import mask_url
 
 __all__ = ["EXIT_CODES", "OFFLINE_CODES", "SmokeOutcome", "SmokeReport", "run_smoke"]
 
@@ -165,8 +166,8 @@ async def run_smoke(
     deadline = min(settings.call_deadline_seconds, duration_seconds / 2)
     dry = settings.model_copy(update={"dry_run": True, "call_deadline_seconds": deadline})
     runner = dry_run(dry)
-    report = SmokeReport(
-        SmokeOutcome.FAIL, settings.resolved_exchange_url or "in-process paper exchange"
+    report = SmokeReport(  # the URL is printed and served: its password and keys masked
+        SmokeOutcome.FAIL, mask_url(settings.resolved_exchange_url) or "in-process paper exchange"
     )
     started = time.perf_counter()
     try:

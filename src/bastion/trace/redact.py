@@ -38,7 +38,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from bastion.sensitive import URL_MASK, is_secret_name, mask_url, url_secrets
+from bastion.sensitive import MIN_SECRET_LENGTH, URL_MASK, is_secret_name, mask_url, url_secrets
 
 __all__ = [
     "MIN_SECRET_LENGTH",
@@ -52,9 +52,6 @@ __all__ = [
 
 REDACTED = "[REDACTED]"
 """What a redacted secret reads as."""
-
-MIN_SECRET_LENGTH = 4
-"""Shorter secret values are not searched for (see the module docstring)."""
 
 _PASSTHROUGH = (bool, int, float, datetime, date, time, UUID)
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
