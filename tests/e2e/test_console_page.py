@@ -189,7 +189,9 @@ def test_kill_and_resume_are_offered_only_when_they_apply(
     expect(resume).to_be_disabled()
 
     kill.click()
-    expect(page.locator("#state-badge")).to_have_text("halted", timeout=PATIENCE_MS)
+    # No exchange behind this console cancels anything, so it cannot confirm: halting.
+    expect(page.locator("#state-badge")).to_have_text("halting", timeout=PATIENCE_MS)
+    expect(page.locator("#halt-title")).to_have_text("HALTING (cancelling resting orders)")
     expect(kill).to_be_disabled()
     expect(resume).to_be_enabled()
     state = console.halt.state()

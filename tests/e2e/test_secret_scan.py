@@ -28,7 +28,8 @@ answer (status line, headers and body). Each canary is looked for raw, percent-e
 of the three alignments it can take inside a longer encoded text (HTTP basic auth encodes
 ``id:secret``).
 
-``bastion replay`` (issue 11, item 9) does not exist yet; it belongs in the list when it does.
+``bastion replay`` runs over the finished live run (recorded answers), printing JSON and writing
+its report into the data directory, so the report is scanned with the rest.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote, quote_plus
@@ -74,6 +76,7 @@ EXCHANGE_SECRET = "Cnry+ExchSecret/4f1a9"
 PAPER_SECRET = "Cnry+PaperCred/8c2e7"
 LLM_KEY = "sk-Cnry+LlmKey/93b75"
 CONSOLE_TOKEN = "Cnry-ConsoleTok_61d0c"
+NAMED_TOKEN = "Cnry-NamedTok_alice_4e2a9"
 # URL passwords and secret query values: percent-encoding them is the operator's job, so they
 # stay URL-safe here (the decoded and encoded forms are searched all the same).
 STORE_PASSWORD = "CnryStorePw27e5b"
@@ -81,18 +84,21 @@ STORE_URL_PASSWORD = "CnryPgPassword8a1d"
 EXCHANGE_URL_PASSWORD = "CnryExchUrlPw3c9e"
 EXCHANGE_URL_KEY = "CnryExchUrlKey7b2f"
 LLM_URL_PASSWORD = "CnryLlmUrlPw5a3c0"
+NEWS_URL_PASSWORD = "CnryNewsUrlPw3c6e"
 
 SECRET_SETTINGS: dict[str, tuple[str, ...]] = {
     "exchange_client_secret": (EXCHANGE_SECRET,),
     "paper_allowed_credentials": (EXCHANGE_SECRET, PAPER_SECRET),
     "llm_api_key": (LLM_KEY,),
     "console_token": (CONSOLE_TOKEN,),
+    "console_named_tokens": (NAMED_TOKEN,),
 }
 """Every ``SecretStr`` setting and the canaries it carries."""
 URL_SETTINGS: dict[str, tuple[str, ...]] = {
     "store_url": (STORE_PASSWORD, STORE_URL_PASSWORD),
     "exchange_url": (EXCHANGE_URL_PASSWORD, EXCHANGE_URL_KEY),
     "llm_base_url": (LLM_URL_PASSWORD,),
+    "tools_news_url": (NEWS_URL_PASSWORD,),
 }
 """Every URL-valued setting and the canaries its password or secret query values carry."""
 CANARIES = sorted(
@@ -254,8 +260,10 @@ def _env(data_dir: Path, llm_port: int) -> dict[str, str]:
         ),
         BASTION_LLM_API_KEY=LLM_KEY,
         BASTION_CONSOLE_TOKEN=CONSOLE_TOKEN,
+        BASTION_CONSOLE_NAMED_TOKENS=json.dumps({"alice": NAMED_TOKEN}),
         BASTION_STORE_URL=f"sqlite:///{data_dir / 'bastion.db'}?password={STORE_PASSWORD}",
         BASTION_LLM_BASE_URL=f"http://scan:{LLM_URL_PASSWORD}@127.0.0.1:{llm_port}/v1",
+        BASTION_TOOLS_NEWS_URL=f"http://scan:{NEWS_URL_PASSWORD}@127.0.0.1:9/news",
         BASTION_AGENT="llm_options_seller",
         BASTION_LLM_PROVIDER="openai",
         BASTION_LLM_MODEL=MODEL,
@@ -385,6 +393,18 @@ def _while_running(env: dict[str, str], decided: str) -> list[list[Job]]:
             job("approvals", "--all", "--json"),
             job("approvals", "approve", decided, "--note", "too late"),
         ],
+    ]
+
+
+def _replays(env: dict[str, str]) -> list[list[Job]]:
+    """The replay audit of the live run, once it has ended: JSON out, the report on disk."""
+    report = str(Path(env["BASTION_DATA_DIR"]) / "replay-report.md")
+    today = datetime.now(UTC).date().isoformat()
+    return [
+        [
+            ("replay --json", ("replay", "--date", today, "--json"), env),
+            ("replay --report", ("replay", "--date", today, "--report", report), env),
+        ]
     ]
 
 
@@ -559,6 +579,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
     serve = ("exchange", "serve", "--port", str(exchange))
     with _serving(found, fake_llm, env, f"http://127.0.0.1:{llm}/v1/models"):
         _live_run(found, env)
+        _in_lanes(found, _replays(env))
         with _serving(found, serve, env, f"http://127.0.0.1:{exchange}/api/v2/public/get_time"):
             _in_lanes(found, [*_served(env, exchange), *_failures(env)])
         _in_lanes(found, _kills(env))

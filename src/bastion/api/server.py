@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
 
@@ -62,6 +63,7 @@ class ConsoleServer:
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", access_log=False, log_config=None
         )
+        _through_the_process_handler()
         self._server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -82,3 +84,13 @@ class ConsoleServer:
                 await self._task
             self._task = None
         self._sock.close()
+
+
+def _through_the_process_handler() -> None:
+    """Undo what another uvicorn in this process may have configured (its default log config
+    gives the ``uvicorn`` logger its own handler and stops propagation), so this server's
+    errors reach the redacting handler too."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
