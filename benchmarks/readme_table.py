@@ -200,6 +200,34 @@ def _replay(result: Mapping[str, Any]) -> list[Row]:
     ]
 
 
+def _halt_latency(result: Mapping[str, Any]) -> list[Row]:
+    settings = result["settings"]
+    flag, cli = result["file_flag_ms"], result["cli_ms"]
+    context = (
+        f"{settings['trials']} trials; loop interval {settings['loop_interval_seconds']:g} s on "
+        f"`bastion exchange serve`; goal p99 ≤ 100 ms"
+    )
+    baseline = "the client's own `private/cancel_all`: " + spread(
+        result["baseline_cancel_all_ms"], " ms"
+    )
+    return [
+        (
+            "kill switch: `touch` the flag → resting orders gone at the exchange",
+            spread(flag, " ms") + f", p99 {_number(flag['p99'])} ms",
+            baseline,
+            _number(result["file_flag_ratio"]),
+            context,
+        ),
+        (
+            "kill switch: `bastion kill` → resting orders gone at the exchange",
+            spread(cli, " ms") + f", p99 {_number(cli['p99'])} ms",
+            baseline,
+            _number(result["cli_ratio"]),
+            "includes the interpreter's start; the fleet flag is not built yet",
+        ),
+    ]
+
+
 KNOWN: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "budget": _budget,
     "loop_tick": _loop_tick,
@@ -209,6 +237,7 @@ KNOWN: dict[str, Callable[[Mapping[str, Any]], list[Row]]] = {
     "cli_start": _cli_start,
     "paper_margin": _paper_margin,
     "replay": _replay,
+    "halt_latency": _halt_latency,
 }
 
 

@@ -398,14 +398,11 @@ def _while_running(env: dict[str, str], decided: str) -> list[list[Job]]:
 
 def _replays(env: dict[str, str]) -> list[list[Job]]:
     """The replay audit of the live run, once it has ended: JSON out, the report on disk."""
-    report = str(Path(env["BASTION_DATA_DIR"]) / "replay-report.md")
+    data = Path(env["BASTION_DATA_DIR"])
     today = datetime.now(UTC).date().isoformat()
-    return [
-        [
-            ("replay --json", ("replay", "--date", today, "--json"), env),
-            ("replay --report", ("replay", "--date", today, "--report", report), env),
-        ]
-    ]
+    json_args = ("replay", "--date", today, "--json", "--report", str(data / "replay-json.md"))
+    text_args = ("replay", "--date", today, "--report", str(data / "replay-report.md"))
+    return [[("replay --json", json_args, env), ("replay", text_args, env)]]
 
 
 def _from_a_file(env: dict[str, str]) -> tuple[str, dict[str, str]]:
