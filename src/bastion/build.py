@@ -106,10 +106,27 @@ def risk_limits(settings: Settings) -> RiskLimits:
 
 
 def build_halt_limits(settings: Settings) -> Limits:
-    """Every halt trigger the loop asks: health, cost cap, drift, daily loss and drawdown."""
-    from bastion.guard.limits import DailyLossTrigger, Limits
+    """Every halt trigger the loop asks: health, cost cap, drift, daily loss and drawdown,
+    the tool error rate and a runaway loop of tool calls."""
+    from bastion.guard.limits import (
+        DailyLossTrigger,
+        Limits,
+        RunawayTrigger,
+        ToolErrorRateTrigger,
+        Trigger,
+    )
 
-    triggers = list(Limits.default().triggers)
+    triggers: list[Trigger] = list(Limits.default().triggers)
+    if settings.max_tool_calls_per_step is not None:
+        triggers.append(RunawayTrigger(max_tool_calls=settings.max_tool_calls_per_step))
+    if settings.tool_error_rate_pct is not None:
+        triggers.append(
+            ToolErrorRateTrigger(
+                max_rate_pct=settings.tool_error_rate_pct,
+                window_seconds=settings.tool_error_window_seconds,
+                min_calls=settings.tool_error_min_calls,
+            )
+        )
     if settings.daily_loss_pct is not None or settings.max_drawdown_pct is not None:
         triggers.append(
             DailyLossTrigger(

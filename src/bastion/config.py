@@ -183,6 +183,27 @@ class Settings(BaseSettings):
         description="A daily-loss or drawdown halt is REDUCING (orders that shrink a position "
         "still go out, so positions can be closed) instead of a full halt.",
     )
+    tool_error_rate_pct: float | None = Field(
+        5.0,
+        gt=0,
+        lt=100,
+        description="Halt when more than this many percent of tool calls (refusals included) "
+        "failed over the last tool_error_window_seconds. Empty: no tool error-rate halt.",
+    )
+    tool_error_window_seconds: float = Field(
+        300.0, gt=0, description="The sliding window of the tool error rate, in seconds."
+    )
+    tool_error_min_calls: int = Field(
+        20,
+        ge=1,
+        description="The tool error rate halts only once the window holds this many calls.",
+    )
+    max_tool_calls_per_step: int | None = Field(
+        20,
+        ge=1,
+        description="Halt when an agent makes more tool calls than this in one step (a "
+        "runaway loop); checked after the decision, before any order. Empty: no limit.",
+    )
     halt_auto_resume: bool = Field(
         False,
         description="A halt with an expiry (a daily-loss halt lasts until the next UTC day) "

@@ -86,3 +86,39 @@ async def test_triggers_firing_together_make_one_halt_one_alert_one_record(
     [record] = runner.store.halts.history()
     assert (record.reason, record.state, record.active) == ("drawdown", "halted", True)
     assert runner.halt.trading_state() is TradingState.HALTED
+
+
+class _ToolHungry(ScriptedAgent):
+    """Calls the ticker tool ``calls`` times in its first step, then buys; declares the tool."""
+
+    tools = ("ticker",)
+
+    def __init__(self, calls: int) -> None:
+        super().__init__(self._decide_with_tools)
+        self._calls = calls
+
+    async def _decide_with_tools(self, obs: Observation, ctx: Context) -> Decision:
+        assert ctx.tools is not None
+        for _ in range(self._calls):
+            await ctx.tools.call("ticker", {"instrument": "BTC-PERPETUAL"})
+        return Decision((OrderIntent("BTC-PERPETUAL", "buy", 10.0, order_type="market"),))
+
+
+async def test_a_runaway_of_tool_calls_halts_before_the_step_sends(
+    runner_factory: RunnerFactory,
+) -> None:
+    runner = runner_factory(_ToolHungry(calls=6), max_tool_calls_per_step=5)
+    events: list[Event] = []
+    runner.journal.subscribe(events.append)
+    outcome = await runner.loop.step()
+    assert (outcome.status, outcome.orders_sent) == ("halted", 0)
+    [tripped] = [e for e in events if e.kind is EventKind.HALT_TRIPPED]
+    assert tripped.payload["reason"] == "runaway_loop"
+    assert tripped.payload["detail"]["tool_calls"] == 6
+    assert await runner.exchange.get_positions("BTC") == []
+
+
+async def test_as_many_tool_calls_as_allowed_trade_on(runner_factory: RunnerFactory) -> None:
+    runner = runner_factory(_ToolHungry(calls=5), max_tool_calls_per_step=5)
+    outcome = await runner.loop.step()
+    assert (outcome.status, outcome.orders_sent) == ("ok", 1)

@@ -33,6 +33,7 @@ they stand, so none of them trips again until something new happens.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -76,6 +77,9 @@ class HaltReason(StrEnum):
     DAILY_LOSS = "daily_loss"
     DRAWDOWN = "drawdown"
     ERROR_RATE = "error_rate"
+    """Too many tool calls failing over a sliding window."""
+    RUNAWAY_LOOP = "runaway_loop"
+    """An agent calling tools without end inside one step."""
     FLEET_FLAG = "fleet_flag"
 
 
@@ -131,6 +135,23 @@ class Ledger:
     book: PositionBook
     budget_exhausted: str | None = None
     health: HealthReading | None = None
+    now: float = 0.0
+    """The runtime's monotonic seconds at this check (the loop sets it)."""
+    tool_outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+    """(monotonic seconds, failed) of recent tool calls, refusals counted as failures."""
+    tool_calls_in_step: int = 0
+
+    def record_tool_call(self, at: float, *, failed: bool) -> None:
+        """A tool call answered, failed or refused (the loop feeds it from the journal)."""
+        self.tool_outcomes.append((at, failed))
+        self.tool_calls_in_step += 1
+
+    def start_step(self, now: float) -> None:
+        """A new step: its own tool-call count; the error window keeps the last hour at most."""
+        self.now = now
+        self.tool_calls_in_step = 0
+        while self.tool_outcomes and self.tool_outcomes[0][0] < now - 3600:
+            self.tool_outcomes.popleft()
 
     def record_budget_exhausted(self, reason: str) -> None:
         """The budget's ``on_exhausted`` callback: keep the first reason until it is judged."""
@@ -146,6 +167,8 @@ class Ledger:
         self.book.reset()
         self.budget_exhausted = None
         self.health = None
+        self.tool_outcomes.clear()
+        self.tool_calls_in_step = 0
 
 
 class Trigger(Protocol):
@@ -247,6 +270,46 @@ class DailyLossTrigger:
             detail = {**figures, "limit_pct": self._max_drawdown_pct}
             return Breach(HaltReason.DRAWDOWN, "limits", detail, self._state, until)
         return None
+
+
+class ToolErrorRateTrigger:
+    """More than ``max_rate_pct`` of tool calls failing over the last ``window_seconds``, once
+    at least ``min_calls`` were made (two failures out of three calls prove little)."""
+
+    def __init__(self, *, max_rate_pct: float, window_seconds: float, min_calls: int) -> None:
+        self._max_rate_pct = max_rate_pct
+        self._window = window_seconds
+        self._min_calls = min_calls
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        since = ledger.now - self._window
+        recent = [failed for at, failed in ledger.tool_outcomes if at >= since]
+        if len(recent) < self._min_calls:
+            return None
+        rate = sum(recent) / len(recent) * 100
+        if rate <= self._max_rate_pct:
+            return None
+        detail = {
+            "calls": len(recent),
+            "failed": sum(recent),
+            "error_rate_pct": round(rate, 2),
+            "limit_pct": self._max_rate_pct,
+            "window_seconds": self._window,
+        }
+        return Breach(HaltReason.ERROR_RATE, "limits", detail)
+
+
+class RunawayTrigger:
+    """More than ``max_tool_calls`` tool calls inside one step: an agent stuck calling tools."""
+
+    def __init__(self, *, max_tool_calls: int) -> None:
+        self._max = max_tool_calls
+
+    def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
+        if ledger.tool_calls_in_step <= self._max:
+            return None
+        detail = {"tool_calls": ledger.tool_calls_in_step, "limit": self._max}
+        return Breach(HaltReason.RUNAWAY_LOOP, "limits", detail)
 
 
 def _percent_below(reference: float, value: float) -> float:

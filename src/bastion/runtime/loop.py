@@ -61,7 +61,7 @@ from typing import Any, Literal
 from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
 from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, HaltedError
-from bastion.events import EventKind, Journal
+from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange
 from bastion.guard.approvals import ApprovalAlreadyDecided, Approvals, ApprovalStatus
 from bastion.guard.drift import PositionBook
@@ -204,6 +204,7 @@ class Loop:
             )
         )
         journal.subscribe(self._status)
+        journal.subscribe(self._count_tool_calls)
         if metrics is not None:
             journal.subscribe(MetricsSink(metrics))
         self.approvals = approvals
@@ -288,6 +289,7 @@ class Loop:
         self._steps += 1
         n = self._steps
         t0 = self.clock.monotonic()
+        self.ledger.start_step(t0)
         book: dict[str, Any] | None = None
         if self.halt.trading_state() is TradingState.HALTED:
             outcome, book = await self._halted_step(n)
@@ -326,6 +328,16 @@ class Loop:
         """Cancel what rests, once per halt (cheap to call often); the halt emits what it did."""
         self._halted = True
         await self.halt.enforce()
+
+    def _count_tool_calls(self, event: Event) -> None:
+        """Feed the tool triggers: every call, a failed or refused one counted as failed."""
+        if event.kind is EventKind.TOOL_CALL:
+            failed = "error" in event.payload
+        elif event.kind is EventKind.TOOL_REFUSED:
+            failed = True
+        else:
+            return
+        self.ledger.record_tool_call(self.clock.monotonic(), failed=failed)
 
     async def _trading_step(self, n: int) -> StepOutcome:
         """A step that may send: anything when ACTIVE, reduce-only orders when REDUCING."""
@@ -515,6 +527,7 @@ class Loop:
 
     async def _check_limits(self, obs: Observation | None) -> Breach | None:
         """Ask every halt trigger; the first breach trips the halt (the rest ride along)."""
+        self.ledger.now = self.clock.monotonic()
         breaches = self.halt_limits.check(obs, self.ledger)
         if not breaches:
             return None

@@ -19,6 +19,8 @@ from bastion.guard.limits import (
     HealthTrigger,
     Ledger,
     Limits,
+    RunawayTrigger,
+    ToolErrorRateTrigger,
 )
 from bastion.market import AccountSummary, Instrument, Position
 from bastion.status import TradingState
@@ -223,3 +225,51 @@ def test_drawdown_is_measured_from_the_days_peak_and_flatten_asks_for_reducing()
 def test_daily_loss_needs_an_observation() -> None:
     trigger = DailyLossTrigger(max_loss_pct=3.0, max_drawdown_pct=3.0)
     assert trigger.check(None, _ledger()) is None
+
+
+def _calls(ledger: Ledger, outcomes: list[tuple[float, bool]]) -> Ledger:
+    for at, failed in outcomes:
+        ledger.record_tool_call(at, failed=failed)
+    return ledger
+
+
+def test_tool_error_rate_halts_over_the_window_once_enough_calls_were_made() -> None:
+    trigger = ToolErrorRateTrigger(max_rate_pct=5.0, window_seconds=300, min_calls=20)
+    ledger = _calls(_ledger(), [(float(t), t % 10 == 0) for t in range(1, 20)])  # 1 of 19
+    ledger.now = 20.0
+    assert trigger.check(None, ledger) is None, "19 calls are below the minimum"
+    ledger.record_tool_call(20.0, failed=True)  # 2 of 20: 10 %
+    breach = trigger.check(None, ledger)
+    assert breach is not None
+    assert breach.reason is HaltReason.ERROR_RATE
+    assert (breach.detail["calls"], breach.detail["failed"]) == (20, 2)
+    assert breach.detail["error_rate_pct"] == 10.0
+
+
+def test_tool_failures_older_than_the_window_no_longer_count() -> None:
+    trigger = ToolErrorRateTrigger(max_rate_pct=5.0, window_seconds=300, min_calls=20)
+    ledger = _calls(_ledger(), [(0.0, True)] * 5 + [(400.0, False)] * 20)
+    ledger.now = 400.0
+    assert trigger.check(None, ledger) is None
+    ledger.now = 200.0  # seen from inside the window, the failures count again
+    assert trigger.check(None, ledger) is not None
+
+
+def test_a_resume_forgets_the_tool_failures() -> None:
+    ledger = _calls(_ledger(), [(1.0, True)] * 30)
+    ledger.reset()
+    ledger.now = 2.0
+    trigger = ToolErrorRateTrigger(max_rate_pct=5.0, window_seconds=300, min_calls=20)
+    assert trigger.check(None, ledger) is None
+
+
+def test_a_runaway_counts_the_calls_of_one_step() -> None:
+    trigger = RunawayTrigger(max_tool_calls=3)
+    ledger = _calls(_ledger(), [(1.0, False)] * 3)
+    assert trigger.check(None, ledger) is None
+    ledger.record_tool_call(1.5, failed=True)
+    breach = trigger.check(None, ledger)
+    assert breach is not None
+    assert (breach.reason, breach.detail["tool_calls"]) == (HaltReason.RUNAWAY_LOOP, 4)
+    ledger.start_step(2.0)
+    assert trigger.check(None, ledger) is None
