@@ -122,3 +122,23 @@ async def test_as_many_tool_calls_as_allowed_trade_on(runner_factory: RunnerFact
     runner = runner_factory(_ToolHungry(calls=5), max_tool_calls_per_step=5)
     outcome = await runner.loop.step()
     assert (outcome.status, outcome.orders_sent) == ("ok", 1)
+
+
+async def test_a_reducing_breach_lets_the_next_steps_reduce(runner_factory: RunnerFactory) -> None:
+    """A daily loss that asks for REDUCING and persists does not stop the steps that follow:
+    they trade reduce-only, as the halt says, and no second halt is recorded."""
+    runner = runner_factory(ScriptedAgent(_buy_then_both))
+    events: list[Event] = []
+    runner.journal.subscribe(events.append)
+    assert (await runner.loop.step()).orders_sent == 1  # the position to reduce
+    runner.loop.halt_limits = Limits(
+        [_Always(Breach(HaltReason.DAILY_LOSS, "limits", {}, TradingState.REDUCING))]
+    )
+    first = await runner.loop.step()
+    assert first.status == "halted"  # the breach: flag, cancel, alert, before deciding
+    assert runner.halt.trading_state() is TradingState.REDUCING
+    later = [await runner.loop.step() for _ in range(2)]
+    assert [(o.status, o.orders_sent) for o in later] == [("ok", 1), ("ok", 1)]
+    held = await runner.exchange.get_positions("BTC")
+    assert sum(p.size for p in held) == 0.0, "20 bought, reduced by 10 twice, nothing added"
+    assert [e.kind for e in events].count(EventKind.HALT_TRIPPED) == 1

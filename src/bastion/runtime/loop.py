@@ -538,6 +538,8 @@ class Loop:
         # The strictest stop asked for wins: any breach that wants a full halt makes it one,
         # and the halt lapses only if every breach lapses (then at the latest of them).
         full = any(b.state is TradingState.HALTED for b in breaches)
+        if not full and self.halt.trading_state() is TradingState.REDUCING:
+            return None  # already reducing: the step goes on, reduce-only, as the halt says
         lapses = [b.until for b in breaches]
         await self.halt.trip(
             first.reason,
