@@ -97,7 +97,9 @@ def test_console_approvals(tmp_path: Path, chromium: Browser) -> None:
                 dialog.accept("hedged by hand")
 
             page.on("dialog", answer)
-            page.clock.install(time=PAGE_TIME)
+            # Installed a minute early: the fake clock runs until paused, and pausing at a time
+            # it has already passed is an error ("cannot fast-forward to the past").
+            page.clock.install(time=PAGE_TIME - timedelta(minutes=1))
             page.clock.pause_at(PAGE_TIME)
             page.goto(f"{base}/?token={TOKEN}")
 

@@ -4,7 +4,7 @@ named console token opened the page, not the console's OS user."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,7 +70,9 @@ def test_an_order_approval_reads_as_the_order_and_records_the_named_token(
                 dialog.accept("")
 
             page.on("dialog", answer)
-            page.clock.install(time=PAGE_TIME)
+            # Installed a minute early: the fake clock runs until paused, and pausing at a time
+            # it has already passed is an error ("cannot fast-forward to the past").
+            page.clock.install(time=PAGE_TIME - timedelta(minutes=1))
             page.clock.pause_at(PAGE_TIME)
             page.goto(f"{base}/?token={ALICE}#approvals")
             row = page.locator(f'#approvals-pending tr[data-approval-id="{record.id}"]')
