@@ -11,13 +11,14 @@ empty:
   sees it and cancels);
 * ``cli``: ``bastion kill`` run as a process with the exchange URL (kill cancels itself; the
   run's watcher races it): this includes the interpreter's start;
+* ``fleet_flag``: the store's fleet halt raised from another connection to the store, as
+  ``bastion kill --fleet`` on another host does (the run polls it every ``halt_poll_seconds``);
 * the baseline, interleaved with both: the second client's own ``private/cancel_all``, the
   fastest the book can possibly empty.
 
 Between trials the halt is resumed. The run steps every 30 s and a step takes milliseconds, so
 nearly every trial lands while the loop waits between steps (``steps_during_trials`` says how
-many steps ran meanwhile), where it used to look only every ``halt_poll_seconds``. The
-fleet-wide flag in the store is not built yet (issue #11, item 2): it reports ``null``.
+many steps ran meanwhile), where it used to look only every ``halt_poll_seconds``.
 
 Usage: ``.venv/bin/python benchmarks/halt_latency.py [--trials N]``
 """
@@ -47,6 +48,7 @@ from bastion.exchange.deribit import DeribitClient
 from bastion.guard.halt import Halt
 from bastion.market import OrderRequest
 from bastion.runner import Runner
+from bastion.store import Store
 
 INTERVAL_SECONDS = 30.0
 LOOK_EVERY_SECONDS = 0.001
@@ -112,6 +114,8 @@ async def _measure(tmp: Path, url: str, env: dict[str, str], trials: int) -> dic
     runner = Runner(settings, clock=WallClock(), agent=ScriptedAgent(lambda obs, ctx: Decision(())))
     other = DeribitClient(base_url=url, clock=WallClock(), **_credentials(settings))
     halt = Halt(flag_path=settings.kill_switch_path, clock=WallClock())
+    elsewhere = Store.open(settings.resolved_store_url)  # another host's connection
+    operator = Halt(flag_path=tmp / "elsewhere.flag", clock=WallClock(), halts=elsewhere.halts)
     kill_env = {
         **env,
         "BASTION_DATA_DIR": str(data),
@@ -141,10 +145,21 @@ async def _measure(tmp: Path, url: str, env: dict[str, str], trials: int) -> dic
             await other.cancel_all()
             return _nothing
 
+        async def fleet_flag() -> Callable[[], Awaitable[object]]:
+            await operator.trip_fleet("bench", who="bench")
+
+            async def lowered() -> None:  # the run lifts the halt it followed
+                operator.resume_fleet(who="bench", why="next trial")
+                while runner.halt.state() is not None:  # noqa: ASYNC110  another task's state
+                    await asyncio.sleep(LOOK_EVERY_SECONDS)
+
+            return lowered
+
         triggers: dict[str, Callable[[], Awaitable[Callable[[], Awaitable[object]]]]] = {
             "baseline_cancel_all_ms": baseline,
             "file_flag_ms": file_flag,
             "cli_ms": cli,
+            "fleet_flag_ms": fleet_flag,
         }
         times: dict[str, list[float]] = {name: [] for name in triggers}
         for _ in range(trials):
@@ -162,6 +177,7 @@ async def _measure(tmp: Path, url: str, env: dict[str, str], trials: int) -> dic
         await asyncio.gather(run, return_exceptions=True)
         await other.close()
         await runner.aclose()
+        elsewhere.close()
     result: dict[str, Any] = {
         "settings": {
             "trials": trials,
@@ -172,13 +188,13 @@ async def _measure(tmp: Path, url: str, env: dict[str, str], trials: int) -> dic
             "python": sys.version.split()[0],
         },
         "steps_during_trials": steps,
-        "fleet_flag_ms": None,
     }
     for name, values in times.items():
         result[name] = _percentiles(values)
     base = statistics.median(times["baseline_cancel_all_ms"])
     result["file_flag_ratio"] = round(statistics.median(times["file_flag_ms"]) / base, 2)
     result["cli_ratio"] = round(statistics.median(times["cli_ms"]) / base, 2)
+    result["fleet_flag_ratio"] = round(statistics.median(times["fleet_flag_ms"]) / base, 2)
     result["file_flag_meets_goal"] = result["file_flag_ms"]["p99"] <= 100.0
     return result
 

@@ -223,8 +223,24 @@ def _halt_latency(result: Mapping[str, Any]) -> list[Row]:
             spread(cli, " ms") + f", p99 {_number(cli['p99'])} ms",
             baseline,
             _number(result["cli_ratio"]),
-            "includes the interpreter's start; the fleet flag is not built yet",
+            "includes the interpreter's start",
         ),
+        *_fleet_row(result, baseline, settings),
+    ]
+
+
+def _fleet_row(result: Mapping[str, Any], baseline: str, settings: Mapping[str, Any]) -> list[Row]:
+    fleet = result.get("fleet_flag_ms")
+    if not isinstance(fleet, Mapping):
+        return []
+    return [
+        (
+            "kill switch: the fleet halt in the store → resting orders gone at the exchange",
+            spread(fleet, " ms") + f", p99 {_number(fleet['p99'])} ms",
+            baseline,
+            _number(result["fleet_flag_ratio"]),
+            f"the run polls the store every {settings['halt_poll_seconds']:g} s",
+        )
     ]
 
 

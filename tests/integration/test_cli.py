@@ -166,3 +166,24 @@ def test_a_dry_run_from_the_flag_sends_nothing(cli: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert "order sent" not in result.output
     assert "Left resting: no orders." in result.output
+
+
+def test_kill_and_resume_the_fleet(cli: CliRunner, tmp_path: Path) -> None:
+    """`--fleet` raises and lowers the store's fleet halt, not this data directory's flag."""
+    killed = cli.invoke(app, ["kill", "--fleet", "--reason", "incident"])
+    assert killed.exit_code == 0, killed.output
+    assert "Fleet halt active: incident" in killed.output
+    assert not (tmp_path / "data" / "kill_switch.flag").exists()
+    status = orjson.loads(cli.invoke(app, ["status", "--json"]).stdout)
+    assert status["fleet_halt"]["reason"] == "incident"
+    assert "Fleet halt active: incident" in cli.invoke(app, ["status"]).output
+
+    resumed = cli.invoke(app, ["resume", "--fleet", "--reason", "over"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "Fleet resumed" in resumed.output
+    assert orjson.loads(cli.invoke(app, ["status", "--json"]).stdout)["fleet_halt"] is None
+    with Store.open(f"sqlite:///{tmp_path / 'data' / 'bastion.db'}") as store:
+        [halt] = store.halts.history()
+    assert (halt.scope, halt.reason, halt.resume_reason) == ("fleet", "incident", "over")
+    again = cli.invoke(app, ["resume", "--fleet"])
+    assert "No fleet halt was active" in again.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.scripted import ScriptedAgent
@@ -19,6 +20,7 @@ from bastion.config import Settings
 from bastion.events import Event, EventKind
 from bastion.guard.halt import Halt
 from bastion.runner import Runner
+from bastion.store import Store
 
 PATIENCE = 5.0
 """For what only the watcher can do in time (the polling fallback needs 10 s)."""
@@ -121,3 +123,39 @@ async def test_an_order_acknowledged_after_the_halt_is_cancelled_at_once(
         [sent] = [e for e in events if e.kind is EventKind.ORDER_SENT]
         [skipped] = [e for e in events if e.kind is EventKind.ORDER_SKIPPED]
         assert skipped.payload["order_id"] == sent.payload["order_id"]
+
+
+async def test_every_agent_follows_the_fleet_halt_and_its_resume(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """`bastion kill --fleet` on any host: the run halts with reason fleet_flag and cancels its
+    resting orders within a poll; `resume --fleet` lifts that halt, not one of its own."""
+    settings = settings_factory(loop_interval_seconds=30.0, halt_poll_seconds=0.05)
+    runner = Runner(settings, clock=WallClock(), agent=ScriptedAgent(_resting_buy))
+    async with _running(runner) as events:
+
+        async def one_resting() -> bool:
+            return len(await runner.exchange.get_open_orders("BTC")) == 1
+
+        await _until(one_resting, STARTUP)
+        with Store.open(settings.resolved_store_url) as elsewhere:  # another host's process
+            operator = Halt(
+                flag_path=Path("/nonexistent/flag"), clock=WallClock(), halts=elsewhere.halts
+            )
+            await operator.trip_fleet("incident", who="ops")
+
+            async def none_resting() -> bool:
+                return await runner.exchange.get_open_orders("BTC") == []
+
+            await _until(none_resting)
+            state = runner.halt.state()
+            assert state is not None
+            assert (state.reason, state.who) == ("fleet_flag", "the fleet halt by ops")
+            operator.resume_fleet(who="ops", why="incident over")
+
+            async def lifted() -> bool:
+                return runner.halt.state() is None
+
+            await _until(lifted)
+        resumed = [e.payload for e in events if e.kind is EventKind.HALT_RESUMED]
+        assert [r["why"] for r in resumed] == ["the fleet halt was resumed"]

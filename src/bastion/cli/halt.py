@@ -28,14 +28,28 @@ if TYPE_CHECKING:
 __all__ = ["kill", "resume"]
 
 
+FleetOption = Annotated[
+    bool,
+    typer.Option(
+        "--fleet",
+        help="Every agent on the shared store, not just this data directory's (each follows "
+        "within one poll).",
+    ),
+]
+
+
 def kill(
     config: ConfigOption = None,
     reason: Annotated[str, typer.Option("--reason", help="Why trading must stop.")] = "operator",
+    fleet: FleetOption = False,
 ) -> None:
     """Trip the kill switch: no new orders; resting orders are cancelled."""
     settings = load(config)
     with exit_on_error():
         ensure_data_dir(settings)
+    if fleet:
+        _kill_fleet(settings, reason)
+        return
     with _halt(settings) as (halt, emitted):
         state = run_async(lambda: _kill(settings, halt, reason))
         _say_problems(emitted)
@@ -77,9 +91,13 @@ def resume(
     reason: Annotated[
         str, typer.Option("--reason", help="Why it is safe to trade again.")
     ] = "operator resumed",
+    fleet: FleetOption = False,
 ) -> None:
     """Clear the kill switch and record who resumed and why."""
     settings = load(config)
+    if fleet:
+        _resume_fleet(settings, reason)
+        return
     with _halt(settings) as (halt, emitted):
         cleared = halt.resume(who=getpass.getuser(), why=reason)
         _say_problems(emitted)
@@ -88,6 +106,35 @@ def resume(
         return
     out.print(
         f"[bold green]Resumed[/]: cleared halt '{safe(cleared.reason)}' ({safe(reason)}).",
+        highlight=False,
+    )
+
+
+def _kill_fleet(settings: Settings, reason: str) -> None:
+    with _halt(settings) as (halt, emitted), exit_on_error():
+        record = run_async(lambda: halt.trip_fleet(reason, who=getpass.getuser()))
+        _say_problems(emitted)
+    out.print(
+        f"[bold red]Fleet halt active[/]: {safe(record.reason)} (by {safe(record.who)} at "
+        f"{safe(record.tripped_at.isoformat())})",
+        highlight=False,
+    )
+    out.print(
+        "Every running agent on this store halts and cancels its resting orders within one "
+        "poll. Run `bastion resume --fleet --reason ...` to continue."
+    )
+
+
+def _resume_fleet(settings: Settings, reason: str) -> None:
+    with _halt(settings) as (halt, emitted), exit_on_error():
+        cleared = halt.resume_fleet(who=getpass.getuser(), why=reason)
+        _say_problems(emitted)
+    if cleared is None:
+        out.print("No fleet halt was active; nothing to resume.")
+        return
+    out.print(
+        f"[bold green]Fleet resumed[/]: cleared fleet halt '{safe(cleared.reason)}' "
+        f"({safe(reason)}); each agent lifts the halt it followed within one poll.",
         highlight=False,
     )
 

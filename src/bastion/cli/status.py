@@ -72,13 +72,22 @@ def _live_status(settings: Settings) -> dict[str, Any] | None:
 def _render(data: dict[str, Any]) -> None:
     if data["halted"]:
         h = data["halt"]
-        title = "HALTED" if h.get("enforced") else "HALTING (resting orders not yet cancelled)"
+        title = _halt_title(reducing=h.get("state") == "reducing", enforced=bool(h.get("enforced")))
+        until = f"; until {safe(str(h['until']))}" if h.get("until") else ""
         out.print(
-            f"[bold red]{title}[/]: {safe(h['reason'])} (by {safe(h['who'])} at {safe(h['when'])})",
+            f"[bold red]{title}[/]: {safe(h['reason'])} (by {safe(h['who'])} at "
+            f"{safe(h['when'])}{until})",
             highlight=False,
         )
     else:
         out.print(f"[bold green]Not halted[/]; agent {safe(data['state'])}", highlight=False)
+    fleet = data.get("fleet_halt")
+    if fleet:
+        out.print(
+            f"[bold red]Fleet halt active[/]: {safe(fleet['reason'])} (by {safe(fleet['who'])} "
+            f"at {safe(fleet['when'])}); every agent on this store follows it",
+            highlight=False,
+        )
     if data.get("run_id"):
         out.print(
             f"Run {data['run_id']}: step {data['last_step']} ({data['last_outcome']}) at "

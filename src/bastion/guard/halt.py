@@ -70,11 +70,14 @@ class HaltBook(Protocol):
         *,
         state: str = "halted",
         until: datetime | None = None,
+        scope: str = "host",
     ) -> HaltRecord: ...
 
-    def resume(self, who: str, why: str, at: datetime) -> HaltRecord | None: ...
+    def resume(
+        self, who: str, why: str, at: datetime, *, scope: str = "host"
+    ) -> HaltRecord | None: ...
 
-    def active(self) -> HaltRecord | None: ...
+    def active(self, *, scope: str = "host") -> HaltRecord | None: ...
 
 
 class Halt:
@@ -287,6 +290,74 @@ class Halt:
                 EventKind.HALT_RESUMED,
                 {"reason": state.reason, "who": who, "why": why, **problems},
             )
+
+    # -- the fleet --------------------------------------------------------------------
+    @property
+    def shares_a_store(self) -> bool:
+        """Whether halts are recorded in a store (where the fleet's halt lives)."""
+        return self._halts is not None
+
+    def fleet_halt(self) -> HaltRecord | None:
+        """The fleet-wide halt on the store, if any (None without a store or when it is down)."""
+        if self._halts is None:
+            return None
+        try:
+            return self._halts.active(scope="fleet")
+        except Exception:
+            _log.exception("could not read the fleet halt from the store")
+            return None
+
+    async def trip_fleet(
+        self, reason: str, *, who: str, detail: dict[str, Any] | None = None
+    ) -> HaltRecord:
+        """Halt every agent on this store: the fleet's row, which each running agent follows
+        with a halt of its own within one poll (:meth:`follow_fleet`). Idempotent."""
+        if self._halts is None:
+            raise UsageError(
+                "a fleet halt lives in the store, and the store is unavailable. Fix: check "
+                "BASTION_STORE_URL, or stop each agent with `bastion kill` on its host"
+            )
+        existing = self._halts.active(scope="fleet")
+        record = existing or self._halts.trip(
+            str(reason), who, self._now(), detail or {}, scope="fleet"
+        )
+        if existing is None and self._journal is not None:
+            self._journal.emit(
+                EventKind.HALT_TRIPPED,
+                {
+                    "reason": record.reason,
+                    "who": record.who,
+                    "when": record.tripped_at.isoformat(),
+                    "scope": "fleet",
+                    "detail": detail or {},
+                },
+            )
+        return record
+
+    def resume_fleet(self, *, who: str, why: str) -> HaltRecord | None:
+        """Lower the fleet halt; each agent that followed it lifts its own within one poll."""
+        if self._halts is None:
+            raise UsageError("a fleet halt lives in the store, and the store is unavailable")
+        record = self._halts.resume(who, why, self._now(), scope="fleet")
+        if record is not None and self._journal is not None:
+            self._journal.emit(
+                EventKind.HALT_RESUMED,
+                {"reason": record.reason, "who": who, "why": why, "scope": "fleet"},
+            )
+        return record
+
+    async def follow_fleet(self) -> None:
+        """Halt here while the fleet is halted; lift a halt that only followed it once the fleet
+        halt is resumed. A halt of this host's own is never lifted by the fleet."""
+        fleet = self.fleet_halt()
+        local = self.state()
+        if fleet is not None and (local is None or local.state is TradingState.REDUCING):
+            detail = {"fleet_reason": fleet.reason, "fleet_halt_id": fleet.id}
+            await self.trip(
+                HaltReason.FLEET_FLAG, who=f"the fleet halt by {fleet.who}", detail=detail
+            )
+        elif fleet is None and local is not None and local.reason == HaltReason.FLEET_FLAG:
+            self.resume(who="bastion", why="the fleet halt was resumed")
 
     # -- helpers ------------------------------------------------------------------------
     async def _cancel_resting(self) -> tuple[int, str | None]:

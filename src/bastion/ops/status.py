@@ -92,9 +92,16 @@ class StatusService:
     def _add_store(self, data: dict[str, Any]) -> None:
         if self._store is None:
             data.setdefault("last_run", None)
+            data.setdefault("fleet_halt", None)
             data["store"] = "unavailable"
             return
         last = self._last_run(self._store)
+        fleet = self._store.halts.active(scope="fleet")
+        data["fleet_halt"] = (
+            None
+            if fleet is None
+            else {"reason": fleet.reason, "who": fleet.who, "when": fleet.tripped_at.isoformat()}
+        )
         data["approvals_pending"] = self._store.approvals.count_pending(now=self._clock.now())
         if last is None:
             data["last_run"] = None

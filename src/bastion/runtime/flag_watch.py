@@ -11,6 +11,10 @@ when the watch cannot start, for instance at the inotify watch limit). Both path
 
 watchfiles groups events for ``step`` milliseconds before it reports them; :data:`STEP_MS` keeps
 that wait well inside the 100 ms the halt has from the touch to the cancelled orders.
+
+The fleet's flag is a row in the shared store, which no file event announces: a
+:class:`FleetPoller` reads it every ``poll_seconds`` for the whole run and lets the halt follow
+it (:meth:`bastion.guard.halt.Halt.follow_fleet`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-__all__ = ["STEP_MS", "FlagWatcher"]
+__all__ = ["STEP_MS", "FlagWatcher", "FleetPoller"]
 
 STEP_MS = 5
 """How long watchfiles waits for more events before reporting a change."""
@@ -109,3 +113,34 @@ class FlagWatcher:
             await self._on_flag()
         except Exception:  # the watch must outlive a failed enforcement; the loop retries
             _log.exception("enforcing the halt the flag raised failed")
+
+
+class FleetPoller:
+    """Call ``follow`` every ``poll_seconds`` until :meth:`aclose` (the fleet halt's poll)."""
+
+    def __init__(self, follow: Callable[[], Awaitable[object]], *, poll_seconds: float) -> None:
+        self._follow = follow
+        self._poll_seconds = poll_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="bastion-fleet-poll"
+            )
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except Exception:  # a store outage must not end the poll; the next one retries
+                _log.exception("following the fleet halt failed")
+            await asyncio.sleep(self._poll_seconds)

@@ -71,7 +71,7 @@ from bastion.guard.limits import Breach, Ledger, Limits
 from bastion.guard.risk import ORDER_RATE_WINDOW_SECONDS, RiskLimits, Verdict, review
 from bastion.market import Order, OrderRequest
 from bastion.messages import GuardedLLM
-from bastion.runtime.flag_watch import FlagWatcher
+from bastion.runtime.flag_watch import FlagWatcher, FleetPoller
 from bastion.runtime.observe import Observer
 from bastion.runtime.orders import OrderTracker
 from bastion.runtime.payloads import ObservationPayloads, book_payload, intent_payload
@@ -112,9 +112,10 @@ class LoopConfig:
     dry_run: bool = False
     halt_poll_seconds: float = 0.2
     watch_flag: bool = False
-    """Watch the kill-switch flag for the whole run (:mod:`bastion.runtime.flag_watch`), so a
-    touch cancels resting orders at once, also in the middle of a step. On in real runs; off by
-    default so a test's simulated clock decides alone when the loop looks."""
+    """Watch the kill-switch flag and poll the store's fleet halt for the whole run
+    (:mod:`bastion.runtime.flag_watch`), so a touch cancels resting orders at once, also in the
+    middle of a step. On in real runs; off by default so a test's simulated clock decides alone
+    when the loop looks."""
     instruments_refresh_seconds: float = 300.0
     ticker_concurrency: int = 8
     drift_dust_coin: float = 1e-4
@@ -233,18 +234,18 @@ class Loop:
         budget its LLM call used up) still halts; not after a halt seen since the last trading
         step, whose notices were judged already.
         """
-        watcher = None
+        watchers: list[FlagWatcher | FleetPoller] = []
         if self.config.watch_flag:
-            watcher = FlagWatcher(
-                self.halt.flag_path,
-                self._enforce_halt,
-                poll_seconds=self.config.halt_poll_seconds,
-            )
+            poll = self.config.halt_poll_seconds
+            watchers.append(FlagWatcher(self.halt.flag_path, self._enforce_halt, poll_seconds=poll))
+            if self.halt.shares_a_store:
+                watchers.append(FleetPoller(self.halt.follow_fleet, poll_seconds=poll))
+        for watcher in watchers:
             watcher.start()
         try:
             return await self._run(max_steps, duration_seconds, stop)
         finally:
-            if watcher is not None:
+            for watcher in watchers:
                 await watcher.aclose()
 
     async def _run(

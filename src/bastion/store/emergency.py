@@ -42,19 +42,18 @@ _TRIP_ATTEMPTS = 5  # as bastion.store.halts
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 # Constant text, every value bound: the columns are spelled out in each (no string building).
 _TRIP = (
-    "INSERT INTO halts (tripped_at, reason, who, detail, state, until) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING "
-    "id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until"
+    "INSERT INTO halts (tripped_at, reason, who, detail, state, until, scope) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id, tripped_at, reason, who, "
+    "detail, resumed_at, resumed_by, resume_reason, state, until, scope"
 )
 _ACTIVE = (
-    "SELECT "
-    "id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until "
-    "FROM halts WHERE resumed_at IS NULL"
+    "SELECT id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, "
+    "until, scope FROM halts WHERE resumed_at IS NULL AND scope = ?"
 )
 _RESUME = (
-    "UPDATE halts SET resumed_at = ?, resumed_by = ?, resume_reason = ? WHERE resumed_at IS NULL "
-    "RETURNING "
-    "id, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until"
+    "UPDATE halts SET resumed_at = ?, resumed_by = ?, resume_reason = ? "
+    "WHERE resumed_at IS NULL AND scope = ? RETURNING id, tripped_at, reason, who, detail, "
+    "resumed_at, resumed_by, resume_reason, state, until, scope"
 )
 _APPEND = "INSERT INTO events (run_id, at, kind, payload) VALUES (?, ?, ?, ?) RETURNING id"
 
@@ -110,14 +109,18 @@ class EmergencyStore:
         *,
         state: str = "halted",
         until: datetime | None = None,
+        scope: str = "host",
     ) -> HaltRecord:
-        """Raise the halt; if one is already active, return it and add nothing."""
+        """Raise the halt of ``scope``; if one is already active there, return it, add nothing."""
         document = dumps_json(to_document(detail or {}, "halt detail"))
         lapse = _stamp(until) if until is not None else None
-        values = (_stamp(at), reason, who, document, state, lapse)
+        values = (_stamp(at), reason, who, document, state, lapse, scope)
         for _ in range(_TRIP_ATTEMPTS):
             with self._writing() as conn:
-                row = conn.execute(_TRIP, values).fetchone() or conn.execute(_ACTIVE).fetchone()
+                row = (
+                    conn.execute(_TRIP, values).fetchone()
+                    or conn.execute(_ACTIVE, (scope,)).fetchone()
+                )
             if row is not None:
                 return _record(row)
         raise BastionError(
@@ -126,15 +129,15 @@ class EmergencyStore:
             dependency="store",
         )
 
-    def resume(self, who: str, why: str, at: datetime) -> HaltRecord | None:
-        """Lower the active halt and return it closed; ``None`` if nothing was halted."""
+    def resume(self, who: str, why: str, at: datetime, *, scope: str = "host") -> HaltRecord | None:
+        """Lower the active halt of ``scope``, returned closed; ``None`` if there was none."""
         with self._writing() as conn:
-            row = conn.execute(_RESUME, (_stamp(at), who, why)).fetchone()
+            row = conn.execute(_RESUME, (_stamp(at), who, why, scope)).fetchone()
         return None if row is None else _record(row)
 
-    def active(self) -> HaltRecord | None:
-        """The active halt, if any."""
-        row = self._conn.execute(_ACTIVE).fetchone()
+    def active(self, *, scope: str = "host") -> HaltRecord | None:
+        """The active halt of ``scope``, if any."""
+        row = self._conn.execute(_ACTIVE, (scope,)).fetchone()
         return None if row is None else _record(row)
 
     # -- events (the EventLog protocol of bastion.store.sink) -------------------------------
@@ -177,7 +180,8 @@ def _moment(text: str | None) -> datetime | None:
 
 
 def _record(row: tuple[Any, ...]) -> HaltRecord:
-    id_, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason, state, until = row
+    id_, tripped_at, reason, who, detail, resumed_at, resumed_by, resume_reason = row[:8]
+    state, until, scope = row[8:]
     tripped = _moment(tripped_at)
     assert tripped is not None  # NOT NULL in the schema
     return HaltRecord(
@@ -191,4 +195,5 @@ def _record(row: tuple[Any, ...]) -> HaltRecord:
         resume_reason=resume_reason,
         state=state,
         until=_moment(until),
+        scope=scope,
     )

@@ -29,6 +29,8 @@ class HaltRecord:
     """``halted`` (nothing but cancels) or ``reducing`` (only orders that shrink a position)."""
     until: datetime | None = None
     """When the halt lapses; None: until a person resumes."""
+    scope: str = "host"
+    """``host`` (one data directory's flag) or ``fleet`` (every agent on the store follows)."""
 
     @property
     def active(self) -> bool:

@@ -1,9 +1,13 @@
 """Halts: the store's half of the one halt path, shared by every process on the database.
 
-At most one halt is active at a time, and the database, not the caller, guarantees it: a partial
-unique index admits a single row with ``resumed_at IS NULL``, and :meth:`HaltStore.trip` inserts
-with ``ON CONFLICT DO NOTHING``. Two processes tripping at once therefore produce one row; the
-loser reads and returns the winner's. Resuming closes the active row; the rows stay as history.
+A halt has a scope: ``host`` (what one data directory's flag records) or ``fleet`` (the halt
+every agent on the database follows). At most one halt is active per scope, and the database,
+not the caller, guarantees it: a partial unique index on ``scope`` admits a single row with
+``resumed_at IS NULL`` in each, and :meth:`HaltStore.trip` inserts with ``ON CONFLICT DO
+NOTHING``. Two processes tripping at once therefore produce one row; the loser reads and returns
+the winner's. Resuming closes the active row; the rows stay as history. Host halts of different
+hosts on one database share their scope (one active row between them): the flag file, not the
+row, is what halts each host.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ class HaltStore:
         *,
         state: str = "halted",
         until: datetime | None = None,
+        scope: str = "host",
     ) -> HaltRecord:
-        """Raise the halt; if one is already active, return it and add nothing."""
+        """Raise the halt of ``scope``; if one is already active there, return it, add nothing."""
         values = {
             "tripped_at": aware_utc(at),
             "reason": reason,
@@ -55,11 +60,12 @@ class HaltStore:
             "detail": to_document(detail or {}, "halt detail"),
             "state": state,
             "until": aware_utc(until) if until is not None else None,
+            "scope": scope,
         }
         statement = self._insert(halts).values(values).on_conflict_do_nothing().returning(*halts.c)
         for _ in range(_TRIP_ATTEMPTS):
             with writing(self._engine) as conn:
-                row = conn.execute(statement).first() or conn.execute(_ACTIVE).first()
+                row = conn.execute(statement).first() or conn.execute(_active(scope)).first()
             if row is not None:
                 return _record(row._mapping)
         raise BastionError(
@@ -68,11 +74,11 @@ class HaltStore:
             dependency="store",
         )
 
-    def resume(self, who: str, why: str, at: datetime) -> HaltRecord | None:
-        """Lower the active halt and return it closed; ``None`` if nothing was halted."""
+    def resume(self, who: str, why: str, at: datetime, *, scope: str = "host") -> HaltRecord | None:
+        """Lower the active halt of ``scope``, returned closed; ``None`` if there was none."""
         statement = (
             sa.update(halts)
-            .where(halts.c.resumed_at.is_(None))
+            .where(halts.c.resumed_at.is_(None), halts.c.scope == scope)
             .values(resumed_at=aware_utc(at), resumed_by=who, resume_reason=why)
             .returning(*halts.c)
         )
@@ -80,10 +86,10 @@ class HaltStore:
             row = conn.execute(statement).first()
         return None if row is None else _record(row._mapping)
 
-    def active(self) -> HaltRecord | None:
-        """The active halt, if any."""
+    def active(self, *, scope: str = "host") -> HaltRecord | None:
+        """The active halt of ``scope``, if any."""
         with reading(self._engine) as conn:
-            row = conn.execute(_ACTIVE).first()
+            row = conn.execute(_active(scope)).first()
         return None if row is None else _record(row._mapping)
 
     def history(self, limit: int = 50) -> list[HaltRecord]:
@@ -96,7 +102,8 @@ class HaltStore:
         return [_record(row._mapping) for row in rows]
 
 
-_ACTIVE = sa.select(halts).where(halts.c.resumed_at.is_(None))
+def _active(scope: str) -> sa.Select[Any]:
+    return sa.select(halts).where(halts.c.resumed_at.is_(None), halts.c.scope == scope)
 
 
 def _record(row: RowMapping) -> HaltRecord:
@@ -111,4 +118,5 @@ def _record(row: RowMapping) -> HaltRecord:
         resume_reason=row["resume_reason"],
         state=row["state"],
         until=row["until"],
+        scope=row["scope"],
     )

@@ -58,5 +58,7 @@ halts = sa.Table(
     sa.Column("resume_reason", sa.Text(), nullable=True),
     sa.Column("state", sa.String(16), nullable=False, server_default="halted"),
     sa.Column("until", UtcDateTime(), nullable=True),
+    sa.Column("scope", sa.String(8), nullable=False, server_default="host"),
     sa.CheckConstraint("state IN ('halted', 'reducing')", name="ck_halts_state"),
+    sa.CheckConstraint("scope IN ('host', 'fleet')", name="ck_halts_scope"),
 )

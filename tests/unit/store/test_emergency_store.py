@@ -160,3 +160,14 @@ def test_a_sqlite_file_that_is_not_a_store_is_left_to_the_full_store(tmp_path: P
     path = tmp_path / "other.db"
     sqlite3.connect(path).close()
     assert EmergencyStore.open(f"sqlite:///{path}") is None
+
+
+def test_the_emergency_store_keeps_the_fleet_scope(pair: tuple[EmergencyStore, Store]) -> None:
+    emergency, store = pair
+    fleet = emergency.trip("incident", "ops", T0, scope="fleet")
+    assert store.halts.active(scope="fleet") == fleet
+    assert emergency.active() is None, "a fleet halt is not this host's"
+    assert emergency.resume("ops", "over", T0 + timedelta(minutes=1)) is None
+    closed = emergency.resume("ops", "over", T0 + timedelta(minutes=1), scope="fleet")
+    assert closed is not None
+    assert closed.id == fleet.id

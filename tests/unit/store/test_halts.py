@@ -111,3 +111,27 @@ def test_concurrent_trips_from_two_processes_leave_one_active_halt(store_url: st
         with a.engine.connect() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(halts)).scalar()
     assert count == rounds
+
+
+def test_a_fleet_halt_and_a_host_halt_are_active_side_by_side(store: Store) -> None:
+    """One active halt per scope: the fleet's can rise while a host is halted, and each is
+    resumed on its own."""
+    host = store.halts.trip("operator", "alice", T0)
+    fleet = store.halts.trip("incident", "ops", T0 + timedelta(seconds=1), scope="fleet")
+    assert (host.scope, fleet.scope) == ("host", "fleet")
+    assert store.halts.active() == host
+    assert store.halts.active(scope="fleet") == fleet
+    again = store.halts.trip("again", "bob", T0 + timedelta(seconds=2), scope="fleet")
+    assert again == fleet
+    closed = store.halts.resume("ops", "incident over", T0 + timedelta(minutes=5), scope="fleet")
+    assert closed is not None
+    assert closed.id == fleet.id
+    assert store.halts.active(scope="fleet") is None
+    assert store.halts.active() == host, "resuming the fleet leaves the host's own halt"
+
+
+def test_the_database_itself_refuses_a_second_active_fleet_halt(store: Store) -> None:
+    store.halts.trip("first", "ops", T0, scope="fleet")
+    row = {"tripped_at": T0, "reason": "second", "who": "rogue", "detail": {}, "scope": "fleet"}
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+        conn.execute(sa.insert(halts).values(row))
