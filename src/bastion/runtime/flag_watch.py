@@ -35,8 +35,36 @@ STEP_MS = 5
 _log = logging.getLogger(__name__)
 
 
-class FlagWatcher:
+class _Background:
+    """A task beside the loop for the whole run: :meth:`start` it, :meth:`aclose` it."""
+
+    _name = "bastion-watch"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start in a background task of the running event loop (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def aclose(self) -> None:
+        """Stop, and wait for the task (and any watch thread) to let go."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class FlagWatcher(_Background):
     """Call ``on_flag`` whenever ``path`` appears or is rewritten, until :meth:`aclose`."""
+
+    _name = "bastion-flag-watch"
 
     def __init__(
         self,
@@ -46,29 +74,13 @@ class FlagWatcher:
         poll_seconds: float,
         force_polling: bool = False,
     ) -> None:
+        super().__init__()
         self._path = path
         self._on_flag = on_flag
         self._poll_seconds = poll_seconds
         self._force_polling = force_polling
-        self._task: asyncio.Task[None] | None = None
         self.mechanism = "none"
         """``inotify``/``polling`` once started: what the watch runs on (shown by the runner)."""
-
-    def start(self) -> None:
-        """Start watching in a background task (idempotent)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="bastion-flag-watch"
-            )
-
-    async def aclose(self) -> None:
-        """Stop watching; waits for the watch thread to let go of the directory."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     async def _run(self) -> None:
         if not self._force_polling:
@@ -115,27 +127,15 @@ class FlagWatcher:
             _log.exception("enforcing the halt the flag raised failed")
 
 
-class FleetPoller:
+class FleetPoller(_Background):
     """Call ``follow`` every ``poll_seconds`` until :meth:`aclose` (the fleet halt's poll)."""
 
+    _name = "bastion-fleet-poll"
+
     def __init__(self, follow: Callable[[], Awaitable[object]], *, poll_seconds: float) -> None:
+        super().__init__()
         self._follow = follow
         self._poll_seconds = poll_seconds
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="bastion-fleet-poll"
-            )
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     async def _run(self) -> None:
         while True:
