@@ -11,7 +11,8 @@ flag and records the halt without cancelling over the network. ``run_all.py`` pi
 up with the others.
 
 Measure another checkout with ``PYTHONPATH=/that/checkout/src``: the commands run in children
-that inherit it, and ``source`` says which package was measured.
+that inherit it, and ``source`` says which package was measured (``src`` of this checkout, or
+another).
 
 Usage: ``.venv/bin/python benchmarks/cli_start.py [--rounds N]``
 """
@@ -47,6 +48,14 @@ def _seconds(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _source() -> str:
+    """Which package was measured: this checkout's ``src`` (relative, so no path of the machine
+    lands in the committed results), or "another checkout" under ``PYTHONPATH``."""
+    measured = Path(bastion.__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parent.parent
+    return str(measured.relative_to(here)) if measured.is_relative_to(here) else "another checkout"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -76,7 +85,7 @@ def main() -> None:
     result = {
         "settings": {
             "python": sys.version.split()[0],
-            "source": str(Path(bastion.__file__).parent.parent),
+            "source": _source(),
             "rounds": args.rounds,
             "order_in_round": list(commands),
             "store": "sqlite, at head before the first round",

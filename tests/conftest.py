@@ -84,6 +84,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL for an empty database: a SQLite file under tmp_path, or a fresh PostgreSQL one."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'data' / 'bastion.db'}"
+    return str(request.getfixturevalue("postgresql_url"))
+
+
+@pytest.fixture
+def postgresql_url(request: pytest.FixtureRequest) -> str:
+    """A URL for a fresh PostgreSQL database, for what only PostgreSQL has (its commit modes,
+    its deadlocks); ``make test`` installs the server, so this is never skipped."""
     connection: Connection = request.getfixturevalue("postgresql")
     info = connection.info
     url = URL.create(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 
 from watchfiles import Change, awatch
@@ -36,11 +36,11 @@ _log = logging.getLogger(__name__)
 
 
 class _Background:
-    """A task beside the loop for the whole run: :meth:`start` it, :meth:`aclose` it."""
+    """``run`` as a task beside the loop for the whole run: :meth:`start` it, :meth:`aclose` it."""
 
-    _name = "bastion-watch"
-
-    def __init__(self) -> None:
+    def __init__(self, run: Callable[[], Coroutine[object, object, None]], name: str) -> None:
+        self._run = run
+        self._name = name
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -57,14 +57,9 @@ class _Background:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _run(self) -> None:
-        raise NotImplementedError
-
 
 class FlagWatcher(_Background):
     """Call ``on_flag`` whenever ``path`` appears or is rewritten, until :meth:`aclose`."""
-
-    _name = "bastion-flag-watch"
 
     def __init__(
         self,
@@ -74,7 +69,7 @@ class FlagWatcher(_Background):
         poll_seconds: float,
         force_polling: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(self._watch, "bastion-flag-watch")
         self._path = path
         self._on_flag = on_flag
         self._poll_seconds = poll_seconds
@@ -82,7 +77,7 @@ class FlagWatcher(_Background):
         self.mechanism = "none"
         """``inotify``/``polling`` once started: what the watch runs on (shown by the runner)."""
 
-    async def _run(self) -> None:
+    async def _watch(self) -> None:
         if not self._force_polling:
             try:
                 await self._watch_events()
@@ -130,14 +125,12 @@ class FlagWatcher(_Background):
 class FleetPoller(_Background):
     """Call ``follow`` every ``poll_seconds`` until :meth:`aclose` (the fleet halt's poll)."""
 
-    _name = "bastion-fleet-poll"
-
     def __init__(self, follow: Callable[[], Awaitable[object]], *, poll_seconds: float) -> None:
-        super().__init__()
+        super().__init__(self._poll_forever, "bastion-fleet-poll")
         self._follow = follow
         self._poll_seconds = poll_seconds
 
-    async def _run(self) -> None:
+    async def _poll_forever(self) -> None:
         while True:
             try:
                 await self._follow()

@@ -123,11 +123,6 @@ def test_a_batch_with_a_reclaimed_hold_records_its_spend_and_unholds_nothing_twi
     assert _ledger_count(store) == 2
 
 
-def _postgresql_only(store_url: str) -> None:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only (its commit mode and its deadlocks)")
-
-
 def _alter_database(store_url: str, setting: str, value: str) -> None:
     """Default ``setting`` for every new connection to the test database (superuser)."""
     engine = sa.create_engine(store_url, isolation_level="AUTOCOMMIT")
@@ -151,14 +146,13 @@ def _writer_setting(store: Store, setting: str) -> str:
 
 @pytest.mark.parametrize(("synchronous", "shown"), [(True, "on"), (False, "off")])
 def test_postgresql_settles_with_synchronous_commit_as_configured(
-    store_url: str, synchronous: bool, shown: str
+    postgresql_url: str, synchronous: bool, shown: str
 ) -> None:
     """``synchronous_settle`` leaves the writer's session at the server's synchronous_commit
     (set to ``on`` here; this test cluster runs with ``off``), without it the writer turns it
     off. Holds are unaffected: a pooled connection reads the server's setting either way."""
-    _postgresql_only(store_url)
-    _alter_database(store_url, "synchronous_commit", "on")
-    with Store.open(store_url, synchronous_settle=synchronous) as store:
+    _alter_database(postgresql_url, "synchronous_commit", "on")
+    with Store.open(postgresql_url, synchronous_settle=synchronous) as store:
         _reserve(store, "A", "a", [A_DAY], tokens=10, usd=0)
         store.budget.settle(
             [Settlement("A", (A_DAY,), 10, 0, _entry("a", 10, 0))], expires_at=LATER
@@ -169,16 +163,15 @@ def test_postgresql_settles_with_synchronous_commit_as_configured(
         assert store.budget.usage([A_DAY])[0].tokens_used == 10
 
 
-def test_postgresql_retries_a_settlement_chosen_as_a_deadlock_victim(store_url: str) -> None:
+def test_postgresql_retries_a_settlement_chosen_as_a_deadlock_victim(postgresql_url: str) -> None:
     """A real deadlock: another transaction holds the scope row the settlement must upsert,
     then asks for the hold row the settlement already updated. PostgreSQL aborts the
     settlement (its deadlock check runs first); the writer reconnects and retries once the
     other commits, and the spend is recorded exactly once."""
-    _postgresql_only(store_url)
     # The settlement's wait is checked for a deadlock after 250 ms, the other's after 30 s:
     # the cycle is formed well within the first, so the settlement is the one aborted.
-    _alter_database(store_url, "deadlock_timeout", "250ms")
-    with Store.open(store_url) as store:
+    _alter_database(postgresql_url, "deadlock_timeout", "250ms")
+    with Store.open(postgresql_url) as store:
         _reserve(store, "A", "a", [A_DAY], tokens=100, usd=0)
         warm_up = Settlement("A", (A_DAY,), 10, 0, _entry("a", 10, 0))
         store.budget.settle([warm_up], expires_at=LATER)
