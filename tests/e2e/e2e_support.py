@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 PATIENCE_S = 60.0
 """A liveness bound for a process to answer, not a performance figure: a loaded box never flakes."""
@@ -29,3 +32,16 @@ def bastion(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
         timeout=PATIENCE_S,
         check=False,
     )
+
+
+def wait_for(url: str, process: subprocess.Popen[str]) -> None:
+    """Until ``url`` answers; fails at once with the process's output if the process died."""
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"{url} never answered"
+            time.sleep(0.1)

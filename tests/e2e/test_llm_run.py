@@ -11,29 +11,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import orjson
+from e2e_support import PATIENCE_S, wait_for
 
 HOLD = json.dumps(
     {"action": "hold", "instrument": None, "amount": None, "limit_price": None, "rationale": "e2e"}
 )
 MODEL = "gpt-4o-2024-08-06"
-PATIENCE_S = 60.0  # liveness bound for a process to answer, not a performance assertion
-
-
-def _wait_for(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + PATIENCE_S
-    while True:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.TransportError:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the fake LLM server did not start"
-            time.sleep(0.1)
 
 
 def test_the_llm_agent_runs_against_the_fake_server(free_port: int, tmp_path: Path) -> None:
@@ -56,7 +42,7 @@ def test_the_llm_agent_runs_against_the_fake_server(free_port: int, tmp_path: Pa
         "BASTION_STEP_TIMEOUT_SECONDS": "300",
     }
     try:
-        _wait_for(f"http://127.0.0.1:{free_port}/v1/models", fake)
+        wait_for(f"http://127.0.0.1:{free_port}/v1/models", fake)
         run = subprocess.run(
             [sys.executable, "-m", "bastion", "run", "--steps", "2"],
             env=env,

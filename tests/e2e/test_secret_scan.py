@@ -55,7 +55,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
-from e2e_support import PATIENCE_S, clean_env
+from e2e_support import PATIENCE_S, bastion, clean_env, wait_for
 from pydantic import SecretStr
 
 from bastion.api.app import create_app
@@ -186,36 +186,11 @@ class Evidence:
         return found
 
 
-def _bastion(
-    *args: str, env: dict[str, str], timeout: float = PATIENCE_S
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bastion", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _wait_for(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + PATIENCE_S
-    while True:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.TransportError:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, f"{url} never answered"
-            time.sleep(0.1)
 
 
 # The fake LLM server's first answers fail the way providers fail: echoing the key it was sent
@@ -359,7 +334,7 @@ def _in_lanes(found: Evidence, lanes: list[list[Job]]) -> None:
     """Each lane's commands in order, the lanes side by side (most of the time is waiting)."""
 
     def drive(lane: list[Job]) -> list[tuple[str, subprocess.CompletedProcess[str]]]:
-        return [(label, _bastion(*args, env=env)) for label, args, env in lane]
+        return [(label, bastion(*args, env=env)) for label, args, env in lane]
 
     with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
         for results in list(pool.map(drive, lanes)):
@@ -511,7 +486,7 @@ def _serving(
         text=True,
     )
     try:
-        _wait_for(ready, process)
+        wait_for(ready, process)
         yield
     finally:
         process.send_signal(signal.SIGINT)

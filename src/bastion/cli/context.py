@@ -31,6 +31,7 @@ __all__ = [
     "err",
     "exit_on_error",
     "load",
+    "never_halted",
     "out",
     "parse_duration",
     "print_json",
@@ -95,6 +96,11 @@ def _is_store_error(exc: Exception) -> bool:
 def _fail(message: str, code: int) -> None:
     err.print(safe(message), style="bold red", highlight=False)  # may quote a remote error
     raise typer.Exit(code) from None
+
+
+def never_halted(*, reduce_only: bool = False) -> None:
+    """The halt check of a command's exchange client, which sends no order (kill cancels,
+    health observes): nothing it sends can be halted."""
 
 
 def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

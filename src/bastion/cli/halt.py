@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bastion.cli.context import ConfigOption, err, exit_on_error, load, out, run_async, try_store
+from bastion.cli.context import (
+    ConfigOption,
+    err,
+    exit_on_error,
+    load,
+    never_halted,
+    out,
+    run_async,
+    try_store,
+)
 from bastion.cli.terminal import safe
 from bastion.clock import WallClock
 from bastion.config import Settings, ensure_data_dir
@@ -77,7 +86,7 @@ async def _kill(settings: Settings, halt: Halt, reason: str) -> HaltState:
         from bastion.build import build_exchange  # noqa: PLC0415  lazy: see cli/app.py
         from bastion.telemetry.metrics import Metrics  # noqa: PLC0415  lazy: see cli/app.py
 
-        exchange = build_exchange(settings, WallClock(), Metrics(), _never_halted)
+        exchange = build_exchange(settings, WallClock(), Metrics(), never_halted)
         halt.set_canceller(exchange.cancel_all)
         try:
             await halt.enforce(always=True)
@@ -170,7 +179,3 @@ def _say_problems(emitted: list[Event]) -> None:
                     f"[yellow]Warning[/]: {what}: {safe(str(event.payload[key]))}",
                     highlight=False,
                 )
-
-
-def _never_halted(*, reduce_only: bool = False) -> None:
-    """This command's exchange client sends no order, so nothing it sends can be halted."""

@@ -14,6 +14,7 @@ from bastion.cli.context import (
     ConfigOption,
     exit_on_error,
     load,
+    never_halted,
     out,
     print_json,
     run_async,
@@ -70,7 +71,7 @@ async def _check(settings: Settings) -> HealthReport:
     deadline = settings.health_check_timeout_seconds * 0.8
     resilience = build_resilience(settings, clock, metrics, deadline=deadline)
     store = Store.open(settings.resolved_store_url)
-    exchange = build_exchange(settings, clock, metrics, _never_halted, resilience=resilience)
+    exchange = build_exchange(settings, clock, metrics, never_halted, resilience=resilience)
     observer = build_observer(settings, exchange, clock)  # no agent: held instruments only
     checker = build_health_checker(
         settings, clock=clock, exchange=exchange, store=store, observe=observer.observe
@@ -100,7 +101,3 @@ def _render(report: HealthReport, paused: bool) -> None:
     out.print(f"[bold {colour[overall]}]{overall}[/]: {safe(report.summary)}", highlight=False)
     if paused:
         out.print("Agent status: PAUSED by health guard (auto_kill_on_health_fail)")
-
-
-def _never_halted(*, reduce_only: bool = False) -> None:
-    """This command's exchange client sends no order, so nothing it sends can be halted."""
