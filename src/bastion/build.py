@@ -107,7 +107,7 @@ def risk_limits(settings: Settings) -> RiskLimits:
 
 def build_halt_limits(settings: Settings) -> Limits:
     """Every halt trigger the loop asks: health, cost cap, drift, daily loss and drawdown,
-    the tool error rate and a runaway loop of tool calls."""
+    the tool error rate and a runaway loop (of tool calls in a step, or of steps in a run)."""
     from bastion.guard.limits import (
         DailyLossTrigger,
         Limits,
@@ -117,8 +117,13 @@ def build_halt_limits(settings: Settings) -> Limits:
     )
 
     triggers: list[Trigger] = list(Limits.default().triggers)
-    if settings.max_tool_calls_per_step is not None:
-        triggers.append(RunawayTrigger(max_tool_calls=settings.max_tool_calls_per_step))
+    if settings.max_tool_calls_per_step is not None or settings.max_steps_per_run is not None:
+        triggers.append(
+            RunawayTrigger(
+                max_tool_calls=settings.max_tool_calls_per_step,
+                max_steps=settings.max_steps_per_run,
+            )
+        )
     if settings.tool_error_rate_pct is not None:
         triggers.append(
             ToolErrorRateTrigger(

@@ -204,6 +204,13 @@ class Settings(BaseSettings):
         description="Halt when an agent makes more tool calls than this in one step (a "
         "runaway loop); checked after the decision, before any order. Empty: no limit.",
     )
+    max_steps_per_run: int | None = Field(
+        None,
+        ge=1,
+        description="Halt (runaway loop) when a run goes past this many steps, counted afresh "
+        "when a person resumes: a backstop for unbounded runs. BASTION_MAX_STEPS instead ends "
+        "a bounded run normally. Empty: no step cap.",
+    )
     halt_auto_resume: bool = Field(
         False,
         description="A halt with an expiry (a daily-loss halt lasts until the next UTC day) "

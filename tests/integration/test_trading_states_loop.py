@@ -124,6 +124,21 @@ async def test_as_many_tool_calls_as_allowed_trade_on(runner_factory: RunnerFact
     assert (outcome.status, outcome.orders_sent) == ("ok", 1)
 
 
+async def test_a_run_past_its_step_cap_halts_as_a_runaway_and_sends_nothing_more(
+    runner_factory: RunnerFactory,
+) -> None:
+    runner = runner_factory(ScriptedAgent(_buy_then_both), max_steps_per_run=2)
+    events: list[Event] = []
+    runner.journal.subscribe(events.append)
+    outcomes = [await runner.loop.step() for _ in range(4)]
+    assert [o.status for o in outcomes] == ["ok", "ok", "halted", "halted"]
+    assert sum(o.orders_sent for o in outcomes) == 3  # step 1 buys; step 2 adds and reduces
+    [tripped] = [e for e in events if e.kind is EventKind.HALT_TRIPPED]
+    assert tripped.payload["reason"] == "runaway_loop"
+    assert tripped.payload["detail"] == {"steps": 3, "limit": 2}
+    assert runner.halt.trading_state() is TradingState.HALTED
+
+
 async def test_a_reducing_breach_lets_the_next_steps_reduce(runner_factory: RunnerFactory) -> None:
     """A daily loss that asks for REDUCING and persists does not stop the steps that follow:
     they trade reduce-only, as the halt says, and no second halt is recorded."""

@@ -79,7 +79,7 @@ class HaltReason(StrEnum):
     ERROR_RATE = "error_rate"
     """Too many tool calls failing over a sliding window."""
     RUNAWAY_LOOP = "runaway_loop"
-    """An agent calling tools without end inside one step."""
+    """An agent calling tools without end inside one step, or a run past its step cap."""
     FLEET_FLAG = "fleet_flag"
 
 
@@ -140,6 +140,8 @@ class Ledger:
     tool_outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
     """(monotonic seconds, failed) of recent tool calls, refusals counted as failures."""
     tool_calls_in_step: int = 0
+    steps: int = 0
+    """Steps started since the run began or trading last resumed (the runaway step cap)."""
 
     def record_tool_call(self, at: float, *, failed: bool) -> None:
         """A tool call answered, failed or refused (the loop feeds it from the journal)."""
@@ -149,6 +151,7 @@ class Ledger:
     def start_step(self, now: float) -> None:
         """A new step: its own tool-call count; the error window keeps the last hour at most."""
         self.now = now
+        self.steps += 1
         self.tool_calls_in_step = 0
         while self.tool_outcomes and self.tool_outcomes[0][0] < now - 3600:
             self.tool_outcomes.popleft()
@@ -169,6 +172,7 @@ class Ledger:
         self.health = None
         self.tool_outcomes.clear()
         self.tool_calls_in_step = 0
+        self.steps = 0  # a person who resumes a runaway grants a fresh allowance of steps
 
 
 class Trigger(Protocol):
@@ -300,16 +304,25 @@ class ToolErrorRateTrigger:
 
 
 class RunawayTrigger:
-    """More than ``max_tool_calls`` tool calls inside one step: an agent stuck calling tools."""
+    """An agent that will not stop: more than ``max_tool_calls`` tool calls inside one step, or
+    more than ``max_steps`` steps in one run (counted afresh when a person resumes).
 
-    def __init__(self, *, max_tool_calls: int) -> None:
+    The step cap is a backstop for runs meant to go on until stopped (``BASTION_MAX_STEPS``
+    ends a bounded run normally; this one halts it, on the one halt path, so someone looks).
+    """
+
+    def __init__(self, *, max_tool_calls: int | None = None, max_steps: int | None = None) -> None:
         self._max = max_tool_calls
+        self._max_steps = max_steps
 
     def check(self, observation: Observation | None, ledger: Ledger) -> Breach | None:
-        if ledger.tool_calls_in_step <= self._max:
-            return None
-        detail = {"tool_calls": ledger.tool_calls_in_step, "limit": self._max}
-        return Breach(HaltReason.RUNAWAY_LOOP, "limits", detail)
+        if self._max is not None and ledger.tool_calls_in_step > self._max:
+            detail = {"tool_calls": ledger.tool_calls_in_step, "limit": self._max}
+            return Breach(HaltReason.RUNAWAY_LOOP, "limits", detail)
+        if self._max_steps is not None and ledger.steps > self._max_steps:
+            detail = {"steps": ledger.steps, "limit": self._max_steps}
+            return Breach(HaltReason.RUNAWAY_LOOP, "limits", detail)
+        return None
 
 
 def _percent_below(reference: float, value: float) -> float:

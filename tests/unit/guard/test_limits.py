@@ -273,3 +273,27 @@ def test_a_runaway_counts_the_calls_of_one_step() -> None:
     assert (breach.reason, breach.detail["tool_calls"]) == (HaltReason.RUNAWAY_LOOP, 4)
     ledger.start_step(2.0)
     assert trigger.check(None, ledger) is None
+
+
+def test_a_runaway_run_halts_past_its_step_cap_and_a_resume_grants_a_fresh_allowance() -> None:
+    trigger = RunawayTrigger(max_steps=3)
+    ledger = _ledger()
+    for t in range(3):
+        ledger.start_step(float(t))
+        assert trigger.check(None, ledger) is None
+    ledger.start_step(3.0)
+    breach = trigger.check(None, ledger)
+    assert breach is not None
+    assert (breach.reason, dict(breach.detail)) == (
+        HaltReason.RUNAWAY_LOOP,
+        {"steps": 4, "limit": 3},
+    )
+    ledger.reset()
+    ledger.start_step(4.0)
+    assert trigger.check(None, ledger) is None
+
+
+def test_a_step_cap_alone_leaves_tool_calls_unbounded() -> None:
+    trigger = RunawayTrigger(max_steps=100)
+    ledger = _calls(_ledger(), [(1.0, False)] * 500)
+    assert trigger.check(None, ledger) is None
