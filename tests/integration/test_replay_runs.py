@@ -101,6 +101,51 @@ async def test_a_changed_target_delta_shows_the_drift_with_a_diff(
     assert "**DRIFT** (exit 3)" in markdown
 
 
+def _buy_then_both(obs: Observation, ctx: Context) -> Decision:
+    """Step 1 buys the perpetual; later steps ask to add to it and to reduce it."""
+    if ctx.step == 1:
+        return Decision((OrderIntent("BTC-PERPETUAL", "buy", 20.0, order_type="market"),))
+    return Decision(
+        (
+            OrderIntent("BTC-PERPETUAL", "buy", 10.0, order_type="market"),
+            OrderIntent("BTC-PERPETUAL", "sell", 10.0, order_type="market", reduce_only=True),
+        )
+    )
+
+
+async def test_steps_reviewed_under_reducing_replay_under_reducing(
+    runner_factory: RunnerFactory, settings_factory: SettingsFactory
+) -> None:
+    """A run that went REDUCING after its first step: the add it was refused stays refused."""
+    from bastion.guard.halt import Halt
+    from bastion.status import TradingState
+
+    runner = runner_factory(ScriptedAgent(_buy_then_both), loop_interval_seconds=600.0)
+    await runner.loop.step()
+    await Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock).trip(
+        "daily_loss", who="limits", state=TradingState.REDUCING
+    )
+    await runner.loop.step()
+    await runner.loop.step()
+    runner.trace.flush()
+    path = runner.trace.path
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    verdicts = [line for line in lines if line["kind"] == "risk_verdict"]
+    assert [(v["status"], v.get("cap"), v.get("reducing")) for v in verdicts] == [
+        ("approved", None, None),
+        *[("rejected", "reduce_only", True), ("approved", None, True)] * 2,
+    ]
+
+    settings = settings_factory(loop_interval_seconds=600.0)
+    replayer = Replayer(
+        agent_factory=lambda: ScriptedAgent(_buy_then_both), limits=risk_limits(settings)
+    )
+    report = await replayer.replay([path])
+
+    [run] = report.runs
+    assert (run.replayed, run.matches, run.drifts) == (3, 3, [])
+
+
 async def test_tighter_risk_caps_show_as_verdict_drift(
     runner_factory: RunnerFactory, settings_factory: SettingsFactory
 ) -> None:

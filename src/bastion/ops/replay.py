@@ -257,6 +257,18 @@ def recorded_outcome(step: RecordedStep) -> Outcome:
     )
 
 
+def recorded_reducing(step: RecordedStep) -> bool:
+    """Whether the step was reviewed under REDUCING (only orders that shrink a position).
+
+    The loop marks each verdict it gave under REDUCING; a step without verdicts falls back on
+    the trading state its ``step_completed`` line recorded.
+    """
+    if step.verdicts:
+        return any(v.get("reducing") is True for v in step.verdicts)
+    halt = (step.completed or {}).get("halt")
+    return isinstance(halt, Mapping) and halt.get("state") == "reducing"
+
+
 def replayed_outcome(decision: Decision, verdicts: Sequence[Verdict]) -> Outcome:
     """A replayed decision and its verdicts as an :class:`Outcome`."""
     return Outcome(
@@ -423,7 +435,7 @@ class Replayer:
             dry_run=state.dry_run,
             llm=recorded_llm or state.live_llm,
         )
-        replayed = await self._decide(state.agent, obs, ctx)
+        replayed = await self._decide(state.agent, obs, ctx, reducing=recorded_reducing(step))
         recorded = recorded_outcome(step)
         drifts = compare(recorded, replayed)
         if recorded_llm is not None:
@@ -436,7 +448,9 @@ class Replayer:
         else:
             result.matches += 1
 
-    async def _decide(self, agent: Agent, obs: Observation, ctx: Context) -> Outcome:
+    async def _decide(
+        self, agent: Agent, obs: Observation, ctx: Context, *, reducing: bool
+    ) -> Outcome:
         try:
             decision = await agent.decide(obs, ctx)
         except UnrecordedCall as exc:
@@ -445,7 +459,9 @@ class Replayer:
             return Outcome(failure=exc.kind)
         except Exception:  # an agent bug is an outcome, recorded as kind "agent" by the loop
             return Outcome(failure="agent")
-        return replayed_outcome(decision, review(decision, obs, self._limits))
+        return replayed_outcome(
+            decision, review(decision, obs, self._limits, reducing=reducing)
+        )
 
 
 class _RunState:

@@ -374,17 +374,20 @@ class Loop:
         now = self.clock.monotonic()
         while self._submits and self._submits[0] <= now - ORDER_RATE_WINDOW_SECONDS:
             self._submits.popleft()
+        reducing = self.halt.trading_state() is TradingState.REDUCING
         verdicts = review(
             decision,
             obs,
             self.limits,
             now=now,
             recent_submits=self._submits,
-            reducing=self.halt.trading_state() is TradingState.REDUCING,
+            reducing=reducing,
             approved=[intent for _, intent in answered],
         )
         for k, verdict in enumerate(verdicts):
             payload: dict[str, Any] = {"step": n, **verdict.to_dict()}
+            if reducing:  # the replay audit reviews the step again under the same state
+                payload["reducing"] = True
             if k < len(answered):
                 payload["approval_id"] = answered[k][0]
             self.journal.emit(EventKind.RISK_VERDICT, payload)
