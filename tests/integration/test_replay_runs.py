@@ -24,12 +24,14 @@ from bastion.cli import app
 from bastion.clock import SimClock, WallClock
 from bastion.config import Settings
 from bastion.errors import ErrorCode, LLMError
+from bastion.guard.halt import Halt
 from bastion.llm.chain import Route
 from bastion.llm.scripted import ScriptedLLM
 from bastion.ops.replay import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, Replayer, ReplayReport
 from bastion.runner import Runner
 from bastion.runtime.payloads import observation_from_payload
 from bastion.simulators.llm import FakeLLMServer
+from bastion.status import TradingState
 from bastion.store import Store
 from loopback_server import serve_on_loopback
 
@@ -117,9 +119,6 @@ async def test_steps_reviewed_under_reducing_replay_under_reducing(
     runner_factory: RunnerFactory, settings_factory: SettingsFactory
 ) -> None:
     """A run that went REDUCING after its first step: the add it was refused stays refused."""
-    from bastion.guard.halt import Halt
-    from bastion.status import TradingState
-
     runner = runner_factory(ScriptedAgent(_buy_then_both), loop_interval_seconds=600.0)
     await runner.loop.step()
     await Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock).trip(

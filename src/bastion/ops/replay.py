@@ -459,9 +459,7 @@ class Replayer:
             return Outcome(failure=exc.kind)
         except Exception:  # an agent bug is an outcome, recorded as kind "agent" by the loop
             return Outcome(failure="agent")
-        return replayed_outcome(
-            decision, review(decision, obs, self._limits, reducing=reducing)
-        )
+        return replayed_outcome(decision, review(decision, obs, self._limits, reducing=reducing))
 
 
 class _RunState:
