@@ -627,6 +627,7 @@ def build_status_service(
         budget=budget.usage_today if budget is not None else None,
         breakers=breakers,
         redact=build_redactor(settings).redact,
+        auto_resume=settings.halt_auto_resume,
     )
 
 

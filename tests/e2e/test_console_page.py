@@ -5,12 +5,14 @@ fits a phone, and it loads under its CSP with nothing failing (favicon included)
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -24,12 +26,13 @@ from bastion.guard.health import CachedHealthStatus, CheckResult, HealthReport, 
 from bastion.market import Order, Position
 from bastion.ops.status import StatusService
 from bastion.resilience.breaker import BreakerRegistry
-from bastion.status import RuntimeStatus
+from bastion.status import RuntimeStatus, TradingState
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 from loopback_server import serve_on_loopback
 
 pytestmark = pytest.mark.browser
+T = TypeVar("T")
 
 TOKEN = "e2e-console-token"
 # Liveness bound for the page to catch up, not a performance assertion.
@@ -399,3 +402,80 @@ def test_the_page_loads_under_its_csp_with_nothing_failing(
         })"""
     )
     assert violations == [["script-src-elem"], False], "inline script must be refused"
+
+
+async def _cancel_nothing() -> int:
+    return 0
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await ``coroutine`` off the thread where Playwright's own event loop runs."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def test_a_reducing_halt_shows_its_state_and_when_it_lapses(
+    console: Console, chromium: Browser
+) -> None:
+    """A daily-loss halt that lets positions shrink reads REDUCING, amber, with its expiry and
+    who lifts it then; the host halt the flag file holds says so too."""
+    console.halt.set_canceller(_cancel_nothing)  # resting orders "cancelled": enforced
+    next_day = datetime(2026, 12, 3, tzinfo=UTC)
+    _run(console.halt.trip("daily_loss", who="limits", state=TradingState.REDUCING, until=next_day))
+    page = chromium.new_page()
+    page.goto(console.url())
+    expect(page.locator("#state-badge")).to_have_text("reducing", timeout=PATIENCE_MS)
+    expect(page.locator("#state-badge")).to_have_class("badge reducing")
+    expect(page.locator("#halt-title")).to_have_text(
+        "REDUCING (only orders that shrink a position)"
+    )
+    expect(page.locator("#halt-banner")).to_have_class("halt reducing")
+    expect(page.locator("#halt-until")).to_have_text(
+        "until 2026-12-03 00:00:00 UTC, then a person resumes"
+    )
+    expect(page.locator("#fleet-banner")).to_be_hidden()
+    expect(page.locator("#resume")).to_be_enabled()
+
+    _run(console.halt.trip("operator", who="ops"))  # HALTED replaces REDUCING
+    expect(page.locator("#state-badge")).to_have_text("halted", timeout=PATIENCE_MS)
+    expect(page.locator("#halt-title")).to_have_text("HALTED")
+    expect(page.locator("#halt-until")).to_have_text("until a person resumes")
+
+
+def test_a_fleet_halt_and_an_expiry_that_resumes_by_itself_are_shown(
+    tmp_path: Path, chromium: Browser
+) -> None:
+    """With BASTION_HALT_AUTO_RESUME the expiry says trading resumes by itself; a fleet halt
+    on the shared store gets its own banner, naming who raised it."""
+    clock = SimClock(start=NOW.timestamp())
+    runtime = RuntimeStatus("r2", "options_seller 1.0.0", "BTC", False, state="running")
+    with Store.open(f"sqlite:///{tmp_path / 'bastion.db'}") as store:
+        halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=clock, halts=store.halts)
+        halt.set_canceller(_cancel_nothing)
+        _run(
+            halt.trip(
+                "drawdown",
+                who="limits",
+                state=TradingState.REDUCING,
+                until=datetime(2026, 12, 3, tzinfo=UTC),
+            )
+        )
+        _run(halt.trip_fleet("desk <b>drill</b>", who="alice"))
+        service = StatusService(
+            data_dir=tmp_path, clock=clock, halt_state=halt.state, store=store, auto_resume=True
+        )
+        app = create_app(
+            status=lambda: service.report(runtime.to_dict()),
+            halt=halt,
+            metrics=Metrics(),
+            token=TOKEN,
+            refresh_seconds=0.2,
+        )
+        with serve_on_loopback(app) as base:
+            page = chromium.new_page()
+            page.goto(f"{base}/?token={TOKEN}")
+            expect(page.locator("#fleet-banner")).to_be_visible(timeout=PATIENCE_MS)
+            expect(page.locator("#fleet-detail")).to_have_text(
+                "desk <b>drill</b> (by alice, 2026-12-02 04:21:28 UTC)"
+            )
+            expect(page.locator("#halt-until")).to_contain_text("then trading resumes by itself")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -10,6 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.cli import app, parse_duration
+from bastion.clock import WallClock
+from bastion.guard.halt import Halt
+from bastion.status import TradingState
 from bastion.store import Store
 
 
@@ -49,6 +54,27 @@ def test_kill_status_resume_round_trip(cli: CliRunner, tmp_path: Path) -> None:
         [halt] = store.halts.history()
     assert (halt.reason, halt.resume_reason) == ("drill", "drill over")
     assert halt.resumed_at is not None
+
+
+@pytest.mark.parametrize(
+    ("auto_resume", "then"),
+    [("false", "then a person resumes"), ("true", "trading resumes by itself")],
+)
+def test_status_shows_a_reducing_halt_its_expiry_and_what_happens_then(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auto_resume: str, then: str
+) -> None:
+    monkeypatch.setenv("BASTION_HALT_AUTO_RESUME", auto_resume)
+    halt = Halt(flag_path=tmp_path / "data" / "kill_switch.flag", clock=WallClock())
+    until = datetime(2099, 1, 2, tzinfo=UTC)
+    asyncio.run(halt.trip("daily_loss", who="limits", state=TradingState.REDUCING, until=until))
+    output = cli.invoke(app, ["status"]).output
+    assert "REDUCING (resting orders not yet cancelled): daily_loss (by limits at" in output
+    assert f"; until 2099-01-02T00:00:00+00:00, {then})" in output
+    status = orjson.loads(cli.invoke(app, ["status", "--json"]).stdout)
+    assert (status["trading_state"], status["halt_auto_resume"]) == (
+        "reducing",
+        auto_resume == "true",
+    )
 
 
 def test_a_run_while_halted_sends_nothing(cli: CliRunner) -> None:

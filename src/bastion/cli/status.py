@@ -73,7 +73,7 @@ def _render(data: dict[str, Any]) -> None:
     if data["halted"]:
         h = data["halt"]
         title = _halt_title(reducing=h.get("state") == "reducing", enforced=bool(h.get("enforced")))
-        until = f"; until {safe(str(h['until']))}" if h.get("until") else ""
+        until = _halt_until(h.get("until"), auto_resume=bool(data.get("halt_auto_resume")))
         out.print(
             f"[bold red]{title}[/]: {safe(h['reason'])} (by {safe(h['who'])} at "
             f"{safe(h['when'])}{until})",
@@ -133,6 +133,14 @@ def _render_tables(data: dict[str, Any]) -> None:
             for row in rows:
                 table.add_row(*(safe(str(row[c])) for c in cols))
             out.print(table)
+
+
+def _halt_until(until: object, *, auto_resume: bool) -> str:
+    """When the halt lapses and what happens then; nothing for a halt only a person lifts."""
+    if not until:
+        return ""
+    then = "trading resumes by itself" if auto_resume else "then a person resumes"
+    return f"; until {safe(str(until))}, {then}"
 
 
 def _halt_title(*, reducing: bool, enforced: bool) -> str:

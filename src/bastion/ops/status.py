@@ -54,8 +54,12 @@ class StatusService:
         budget: Callable[[], BudgetUsage] | None = None,
         breakers: Callable[[], list[dict[str, Any]]] | None = None,
         redact: Redact | None = None,
+        auto_resume: bool = False,
     ) -> None:
+        """``auto_resume`` is ``BASTION_HALT_AUTO_RESUME``: whether a halt's expiry lifts it
+        (reported beside the expiry, so nobody waits for a lapse that needs them)."""
         self._data_dir = data_dir
+        self._auto_resume = auto_resume
         self._clock = clock
         self._halt_state = halt_state
         self._store = store
@@ -82,6 +86,7 @@ class StatusService:
         data["halted"] = state is not None
         data["trading_state"] = state.state.value if state else "active"
         data["halt_until"] = state.until if state else None
+        data["halt_auto_resume"] = self._auto_resume
         data["halt_reason"] = state.reason if state else None
         data["halt"] = state.to_dict() if state else None
         if state is not None and data["state"] in {"running", "halting", "halted"}:

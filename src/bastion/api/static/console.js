@@ -140,17 +140,38 @@
       (b.budget_available ? "" : " · EXHAUSTED");
   }
 
+  function haltTitle(halt, reducing) {
+    const pending = halt && !halt.enforced ? " (cancelling resting orders)" : "";
+    if (reducing) return `REDUCING${pending || " (only orders that shrink a position)"}`;
+    return pending ? `HALTING${pending}` : "HALTED";
+  }
+
+  // When the halt lapses, and whether that resumes trading or waits for a person.
+  function haltUntil(s) {
+    if (!s.halt) return "";
+    if (!s.halt_until) return "until a person resumes";
+    const then = s.halt_auto_resume ? "then trading resumes by itself" : "then a person resumes";
+    return `until ${utc(s.halt_until)}, ${then}`;
+  }
+
   function render(s) {
     $("auth-error").hidden = true;
     $("agent").textContent = `${s.agent} · run ${s.run_id}${s.dry_run ? " · dry run" : ""}`;
+    const reducing = s.trading_state === "reducing";
+    const shown = reducing && s.state === "halted" ? "reducing" : s.state;
     const badge = $("state-badge");
-    badge.textContent = s.state;
-    badge.className = `badge ${s.state}`;
+    badge.textContent = shown;
+    badge.className = `badge ${shown}`;
     $("halt-banner").hidden = !s.halted;
-    $("halt-title").textContent =
-      s.halt && !s.halt.enforced ? "HALTING (cancelling resting orders)" : "HALTED";
+    $("halt-banner").className = reducing ? "halt reducing" : "halt";
+    $("halt-title").textContent = haltTitle(s.halt, reducing);
     $("halt-reason").textContent = s.halt ? s.halt.reason : "";
     $("halt-who").textContent = s.halt ? `(by ${s.halt.who}, ${utc(s.halt.when)})` : "";
+    $("halt-until").textContent = haltUntil(s);
+    $("fleet-banner").hidden = !s.fleet_halt;
+    $("fleet-detail").textContent = s.fleet_halt
+      ? `${s.fleet_halt.reason} (by ${s.fleet_halt.who}, ${utc(s.fleet_halt.when)})`
+      : "";
     $("last-step").textContent = `#${s.last_step} ${s.last_outcome || ""}`;
     $("last-step-at").textContent = utc(s.last_step_at);
     $("equity").textContent = `${fmt(s.equity)} ${s.currency}`;
