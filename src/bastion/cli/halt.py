@@ -76,6 +76,8 @@ def kill(
         "continue.",
         highlight=False,
     )
+    if any("flag_error" in event.payload for event in emitted):
+        raise typer.Exit(1)  # the flag is the step a running agent on this host watches
 
 
 async def _kill(settings: Settings, halt: Halt, reason: str) -> HaltState:
@@ -171,6 +173,12 @@ def _halt(settings: Settings) -> Iterator[tuple[Halt, list[Event]]]:
 def _say_problems(emitted: list[Event]) -> None:
     for event in emitted:
         for key, what in (
+            (
+                "flag_error",
+                "the kill-switch flag could not be written, so an agent on this "
+                "host sees the halt only through a shared store; free the disk or fix the "
+                "directory's permissions and run `bastion kill` again",
+            ),
             ("store_error", "not recorded in the store"),
             ("cancel_error", "could not cancel resting orders"),
         ):

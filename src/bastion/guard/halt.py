@@ -105,6 +105,9 @@ class Halt:
         self._metrics = metrics
         self._canceller = canceller
         self._enforced_for: tuple[str, str, str] | None = None
+        self._unflagged: HaltState | None = None
+        """A halt this process tripped whose flag file could not be written (a full disk, a
+        read-only directory): this process stays halted by it until a resume."""
         self._enforcing = asyncio.Lock()  # the flag watcher and the loop may enforce at once
         self.marker_path = flag_path.with_name(flag_path.name + ".enforced")
         """Written once resting orders were cancelled under the flag's halt: *halted*, not
@@ -126,6 +129,9 @@ class Halt:
         try:
             raw = self.flag_path.read_bytes()
         except FileNotFoundError:
+            if self._unflagged is not None:
+                self._set_gauge(active=True)
+                return self._unflagged
             self._set_gauge(active=False)
             return None
         except OSError as exc:  # a directory, no permission...: fail safe, not open
@@ -188,7 +194,8 @@ class Halt:
 
         Nothing after the flag can undo it: a store that is down or a cancel that fails is
         reported in the alert, never raised, so the caller (a CLI, a console route, a guard)
-        always gets a halted system back.
+        always gets a halted system back. Not even the flag itself: one that cannot be written
+        halts this process in memory, and the alert carries ``flag_error``.
         """
         if state is TradingState.ACTIVE:
             raise UsageError("a halt is HALTED or REDUCING; to trade again, resume")
@@ -208,7 +215,7 @@ class Halt:
         state_now = existing or fresh
         problems: dict[str, str] = {}
         if existing is None:
-            self._write_flag(state_now)
+            problems.update(self._raise_flag(state_now))
             problems.update(self._record_trip(state_now, detail or {}))
             if self._metrics is not None:
                 self._metrics.halts.labels(reason=reason).inc()
@@ -276,6 +283,7 @@ class Halt:
         """Clear the flag, close the store's record, say so: a resume, a lapse, an escalation."""
         self.flag_path.unlink(missing_ok=True)
         self.marker_path.unlink(missing_ok=True)
+        self._unflagged = None
         self._set_gauge(active=False)
         self._enforced_for = None
         problems: dict[str, str] = {}
@@ -391,6 +399,19 @@ class Halt:
         except Exception:
             _log.exception("could not read the active halt from the store")
             return None
+
+    def _raise_flag(self, state: HaltState) -> dict[str, str]:
+        """Write the flag; when it cannot be written, halt this process in memory instead and
+        say so (as ``flag_error``): the cancels, the store's record and the alert still follow,
+        since a stop that gives up at its first step is no stop."""
+        try:
+            self._write_flag(state)
+        except OSError as exc:
+            _log.exception("could not write the kill-switch flag %s", self.flag_path)
+            self._unflagged = state
+            self._set_gauge(active=True)
+            return {"flag_error": f"{self.flag_path}: {exc.strerror or exc}"}
+        return {}
 
     def _write_flag(self, state: HaltState) -> None:
         """Write the flag atomically: a reader sees no flag or a whole one, never half."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 
+import bastion.guard.halt as halt_module
 from bastion.clock import SimClock
 from bastion.errors import ErrorCode, ExchangeError, HaltedError
 from bastion.events import Event, EventKind, Journal
@@ -230,3 +233,39 @@ def test_a_flag_path_that_cannot_be_read_names_the_problem(
     assert state.reason == "kill_switch_file"
     assert state.who.startswith("the flag file (unreadable: ")
     assert state.when == "2027-01-15T08:00:00+00:00"
+
+
+async def test_a_flag_that_cannot_be_written_still_halts_cancels_records_and_says_so(
+    tmp_path: Path, events: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at the first step of the halt path: this process halts in memory, resting
+    orders are cancelled, the store records the halt and the alert names the flag's failure."""
+    real_write = halt_module._write_atomically
+
+    def disk_full(path: Path, data: bytes, *, durable: bool) -> None:
+        if path.name == "kill_switch.flag":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(path, data, durable=durable)
+
+    monkeypatch.setattr(halt_module, "_write_atomically", disk_full)
+    store = Store.open(f"sqlite:///{tmp_path / 'bastion.db'}")
+    book = Book(resting=2)
+    halt = _halt(tmp_path, events, book, store=store)
+
+    state = await halt.trip("daily_loss", who="limits")
+
+    assert not (tmp_path / "kill_switch.flag").exists()
+    current = halt.state()
+    assert current is not None
+    assert replace(current, enforced=False) == replace(state, enforced=False)
+    with pytest.raises(HaltedError):
+        halt.check()
+    assert book.resting == 0
+    assert store.halts.active() is not None
+    [tripped] = [e for e in events if e.kind is EventKind.HALT_TRIPPED]
+    assert "No space left on device" in tripped.payload["flag_error"]
+
+    halt.resume(who="alice", why="disk freed")
+    assert not halt.active()
+    assert store.halts.active() is None
+    store.close()
