@@ -77,6 +77,30 @@ def test_status_shows_a_reducing_halt_its_expiry_and_what_happens_then(
     )
 
 
+def test_a_lapsed_halt_that_status_lifts_is_closed_in_the_store(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With BASTION_HALT_AUTO_RESUME, the first look after the expiry lifts the halt: the
+    flag goes, and the store's record is closed with it, not left open for nobody to see."""
+    monkeypatch.setenv("BASTION_HALT_AUTO_RESUME", "true")
+    assert cli.invoke(app, ["status"]).exit_code == 0  # creates and migrates the store
+    with Store.open(f"sqlite:///{tmp_path / 'data' / 'bastion.db'}") as store:
+        halt = Halt(
+            flag_path=tmp_path / "data" / "kill_switch.flag",
+            clock=WallClock(),
+            halts=store.halts,
+        )
+        lapsed = datetime(2000, 1, 1, tzinfo=UTC)
+        asyncio.run(halt.trip("daily_loss", who="limits", until=lapsed))
+        assert store.halts.active() is not None
+    status = orjson.loads(cli.invoke(app, ["status", "--json"]).stdout)
+    assert status["halted"] is False
+    with Store.open(f"sqlite:///{tmp_path / 'data' / 'bastion.db'}") as store:
+        assert store.halts.active() is None
+        [record] = store.halts.history()
+    assert record.resumed_by == "bastion"
+
+
 def test_a_run_while_halted_sends_nothing(cli: CliRunner) -> None:
     """Starting with the kill switch on says so, and the run places no order."""
     cli.invoke(app, ["kill", "--reason", "weekend"])

@@ -40,9 +40,9 @@ def report(settings: Settings) -> dict[str, Any]:
     clock = WallClock()
     store = try_store(settings)
     try:
-        service = build_status_service(
-            settings, clock, halt=build_halt(settings, clock), store=store
-        )
+        # With the store, a halt that lapsed and lifts itself here closes its record too.
+        halt = build_halt(settings, clock, store=store)
+        service = build_status_service(settings, clock, halt=halt, store=store)
         data = service.report(live)
     finally:
         if store is not None:
