@@ -20,6 +20,7 @@ never sees an oversize body. Refusals are JSON ``{"detail": reason}`` like every
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import orjson
@@ -34,6 +35,9 @@ __all__ = [
     "SecurityHeaders",
     "host_name",
 ]
+
+_log = logging.getLogger(__name__)
+_INTERNAL_ERROR = "internal error: the console could not answer; the run's log says why"
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body the console reads; its JSON bodies are a few hundred bytes."""
@@ -204,7 +208,12 @@ class BodyLimit:
 
 class SecurityHeaders:
     """Add the CSP, ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and ``nosniff``
-    to every HTTP answer that does not set its own."""
+    to every HTTP answer that does not set its own, a failure's 500 included.
+
+    A route that raises would otherwise be answered by Starlette's outermost error middleware,
+    outside this one and without the headers; so an exception that reaches here before any
+    answer began is logged (through the redacting log filter) and answered as a JSON 500 here.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -213,13 +222,22 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
 
         async def hardened(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", ()))
                 present = {key.lower() for key, _ in headers}
                 headers.extend(item for item in _HEADERS if item[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, hardened)
+        try:
+            await self.app(scope, receive, hardened)
+        except Exception:
+            if started:  # half an answer is on the wire: nothing sound can follow it
+                raise
+            _log.exception("console route %s failed", scope.get("path", "?"))
+            await _refuse(hardened, 500, _INTERNAL_ERROR)

@@ -129,11 +129,8 @@ class Halt:
         try:
             raw = self.flag_path.read_bytes()
         except FileNotFoundError:
-            if self._unflagged is not None:
-                self._set_gauge(active=True)
-                return self._unflagged
-            self._set_gauge(active=False)
-            return None
+            self._set_gauge(active=self._unflagged is not None)
+            return self._unflagged
         except OSError as exc:  # a directory, no permission...: fail safe, not open
             self._set_gauge(active=True)
             return self._file_halt(f"unreadable: {exc.strerror or exc}")

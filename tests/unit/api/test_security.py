@@ -269,3 +269,22 @@ async def test_the_favicon_is_served_where_browsers_look(client: httpx.AsyncClie
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith("image/svg+xml"), path
         assert response.text.lstrip().startswith("<svg"), path
+
+
+async def test_a_failing_route_is_a_json_500_with_the_security_headers(tmp_path: Path) -> None:
+    """A status provider that raises: the answer is still hardened and says where to look."""
+
+    def broken() -> dict[str, object]:
+        raise RuntimeError("status provider exploded")
+
+    halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=SimClock(), metrics=Metrics())
+    app = create_app(status=broken, halt=halt, metrics=Metrics(), token=TOKEN)
+    async with _client(app) as client:
+        response = await client.get("/api/status", headers=AUTH)
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": "internal error: the console could not answer; the run's log says why"
+    }
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "exploded" not in response.text
