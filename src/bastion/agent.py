@@ -23,6 +23,7 @@ __all__ = [
     "GuardedTools",
     "Observation",
     "OrderIntent",
+    "StatefulAgent",
     "ToolResult",
 ]
 
@@ -139,3 +140,20 @@ class Agent(Protocol):
     ) -> list[str]: ...
 
     async def decide(self, obs: Observation, ctx: Context) -> Decision: ...
+
+
+@runtime_checkable
+class StatefulAgent(Protocol):
+    """An agent that keeps working state between steps, and lets the runtime save it.
+
+    The loop saves ``snapshot()`` atomically after every completed step (see
+    :mod:`bastion.runtime.checkpoint`) and, after a crash, hands the last one to ``restore()``
+    before the first step of the next run, so the agent goes on from what it had decided, not
+    from nothing. The snapshot must be JSON (dicts, lists, strings, numbers, booleans, None).
+    The shipped agents keep no state of their own (they decide from the observation), so
+    they need neither method.
+    """
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def restore(self, state: Mapping[str, Any]) -> None: ...

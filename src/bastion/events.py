@@ -29,6 +29,7 @@ class EventKind(StrEnum):
     RUN_FINISHED = "run_finished"
     RUN_REFUSED = "run_refused"
     RUN_CRASHED = "run_crashed"
+    RUN_RECOVERED = "run_recovered"
     OBSERVATION = "observation"
     DECISION = "decision"
     RISK_VERDICT = "risk_verdict"

@@ -53,6 +53,7 @@ from bastion.guard.budget import BudgetAlert
 from bastion.guard.health_guard import HealthGuard
 from bastion.llm.chain import FallbackChain, Route
 from bastion.market import Order
+from bastion.runtime.checkpoint import CheckpointFile
 from bastion.runtime.lock import Holder, RunLock
 from bastion.runtime.loop import Loop
 from bastion.sensitive import mask_url
@@ -276,6 +277,7 @@ class Runner:
             observer=self.observer,
             tools=self.tools,
             approvals=self.approvals,
+            checkpoints=CheckpointFile(settings.data_dir) if self.lock is not None else None,
         )
         self.status = build_status_service(
             settings,
@@ -419,6 +421,8 @@ class Runner:
                 await self._refuse_without_budget()
             if s.health_check_on_startup:
                 await self.guard.startup()  # FAIL raises HealthAborted: no step is run
+            if self.crashed_run is not None and self.loop.checkpoints is not None:
+                await self.loop.recover(self.crashed_run.run_id)
             await self.loop.run(
                 max_steps=max_steps or s.max_steps,
                 duration_seconds=duration_seconds,

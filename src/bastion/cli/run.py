@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -170,7 +171,8 @@ async def _say_crashed(runner: Runner) -> None:
         if left:
             out.print(
                 f"  It may have left orders resting: {len(left)} open on the exchange now "
-                "(they are not this run's; cancel them or `bastion kill` if unwanted):"
+                "(this run adopts those its predecessor sent, by their labels; cancel the rest "
+                "or `bastion kill` if unwanted):"
             )
             _list_orders(left)
     else:
@@ -193,6 +195,9 @@ _NARRATED = {
 
 def _narrate(event: Event) -> None:
     """One line per event a person watching the terminal wants to see; untrusted text is safe."""
+    if event.kind is EventKind.RUN_RECOVERED:
+        _say_recovered(event.payload)
+        return
     label = _NARRATED.get(event.kind)
     if label is None:
         return
@@ -211,6 +216,35 @@ def _narration(event: Event) -> str:
     if "error" in p:
         return str(p["error"].get("message") or p["error"])
     return str(p.get("detail", ""))
+
+
+def _say_recovered(found: Mapping[str, Any]) -> None:
+    """What the start found of the crashed run, before its first step."""
+    last = found.get("last_step")
+    state = "agent state restored" if found.get("state_restored") else "no agent state to restore"
+    out.print(
+        f"[bold yellow]Recovered[/] from run {safe(str(found['crashed_run_id']))}: last completed "
+        f"step {last if last is not None else 'unknown'}; {state}.",
+        highlight=False,
+    )
+    for order in found.get("orders", ()):
+        how = "was being sent; " if order.get("in_outbox") else ""
+        out.print(
+            safe(
+                f"  adopted {order['order_id']} ({order['label']}): {how}{order['state']}, "
+                f"{order['direction']} {order['amount']:g} {order['instrument']}, filled "
+                f"{order['filled_amount']:g}"
+            ),
+            highlight=False,
+        )
+    for label in found.get("not_sent", ()):
+        out.print(
+            f"  {safe(str(label))}: not on the exchange (never accepted, or gone with an "
+            "in-process paper exchange); not sent again",
+            highlight=False,
+        )
+    for problem in found.get("problems", ()):
+        out.print(f"  [yellow]{safe(str(problem), limit=500)}[/]", highlight=False)
 
 
 def _say_resting(left: tuple[Order, ...], settings: Settings) -> None:

@@ -202,6 +202,13 @@ class DeribitClient:
     async def get_order_state(self, order_id: str) -> Order:
         return await self._private("private/get_order_state", {"order_id": order_id}, _order)
 
+    async def get_order_state_by_label(self, currency: str, label: str) -> list[Order]:
+        """Every order of ``currency`` that carries ``label``, open or closed (Deribit's
+        ``private/get_order_state_by_label``): how a restart finds a send whose answer it lost."""
+        return await self._private(
+            "private/get_order_state_by_label", {"currency": currency, "label": label}, _orders
+        )
+
     async def get_user_trades(self, currency: str, count: int = 100) -> list[Fill]:
         """Our most recent fills in ``currency`` (at most ``count``)."""
         return await self._private(

@@ -58,7 +58,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bastion.agent import Agent, Context, Decision, Observation, OrderIntent
+from bastion.agent import Agent, Context, Decision, Observation, OrderIntent, StatefulAgent
 from bastion.clock import Clock
 from bastion.errors import BastionError, ErrorCode, HaltedError
 from bastion.events import Event, EventKind, Journal
@@ -71,10 +71,12 @@ from bastion.guard.limits import Breach, Ledger, Limits
 from bastion.guard.risk import ORDER_RATE_WINDOW_SECONDS, RiskLimits, Verdict, review
 from bastion.market import Order, OrderRequest
 from bastion.messages import GuardedLLM
+from bastion.runtime.checkpoint import Checkpoint, CheckpointFile, OutboxEntry
 from bastion.runtime.flag_watch import FlagWatcher, FleetPoller
 from bastion.runtime.observe import Observer
 from bastion.runtime.orders import OrderTracker
 from bastion.runtime.payloads import ObservationPayloads, book_payload, intent_payload
+from bastion.runtime.recovery import Recovery, recover
 from bastion.runtime.status_sink import StatusSink
 from bastion.status import RuntimeStatus, TradingState
 from bastion.telemetry.metrics import Metrics
@@ -165,12 +167,16 @@ class Loop:
         halt_limits: Limits | None = None,
         tools: Toolbox | None = None,
         approvals: Approvals | None = None,
+        checkpoints: CheckpointFile | None = None,
     ) -> None:
         """``limits`` are the risk caps of every intent; ``halt_limits`` the halt triggers
         (:meth:`Limits.default` unless given). ``llm`` is lent to the agent every step as
         ``ctx.llm``, ``tools`` as ``ctx.tools`` (its allowlisted offer, bound to the step).
         ``observer`` defaults to one watching the agent's watchlist. ``approvals`` is the
-        queue ``needs_approval`` orders wait in; without it they are not sent."""
+        queue ``needs_approval`` orders wait in; without it they are not sent. ``checkpoints``
+        is where the step's outbox and, once it completes, the step and the agent's state are
+        made durable (:mod:`bastion.runtime.checkpoint`); the runner passes it when it holds
+        the run lock."""
         self.run_id = run_id
         self.health = health
         self.llm = llm
@@ -209,6 +215,7 @@ class Loop:
         if metrics is not None:
             journal.subscribe(MetricsSink(metrics))
         self.approvals = approvals
+        self.checkpoints = checkpoints
         self._asked: dict[str, OrderIntent] = {}  # approval id -> the intent waiting for it
         self._submits: deque[float] = deque()  # monotonic times of recent sends (the throttle)
         self._steps = 0
@@ -310,7 +317,49 @@ class Loop:
         if book is not None:
             payload["book"] = book
         self.journal.emit(EventKind.STEP_COMPLETED, payload)
+        self._checkpoint(n)
         return outcome
+
+    # -- durability ---------------------------------------------------------------------
+    def _checkpoint(self, n: int, outbox: Sequence[OutboxEntry] = ()) -> None:
+        """Make step ``n`` durable: completed (no outbox), or about to send ``outbox``.
+
+        The write-ahead of an outbox raises, so nothing is sent that a restart could not find;
+        a completed step's failure is logged and retried by the next step.
+        """
+        if self.checkpoints is None:
+            return
+        state = self.agent.snapshot() if isinstance(self.agent, StatefulAgent) else None
+        checkpoint = Checkpoint(
+            run_id=self.run_id,
+            step=n - 1 if outbox else n,
+            at=self.clock.now().isoformat(),
+            agent=f"{self.agent.name} {self.agent.version}",
+            agent_state=state,
+            outbox=tuple(outbox),
+        )
+        if outbox:
+            self.checkpoints.save(checkpoint)
+            return
+        try:
+            self.checkpoints.save(checkpoint)
+        except OSError:
+            _log.exception("could not save the checkpoint of step %d", n)
+
+    async def recover(self, crashed_run_id: str) -> Recovery:
+        """Before the first step after a crash: restore the agent's state, adopt the crashed
+        run's orders by their labels, record what was found (:mod:`bastion.runtime.recovery`)."""
+        if self.checkpoints is None:
+            raise RuntimeError("recovery needs the run's checkpoint file")
+        return await recover(
+            crashed_run_id=crashed_run_id,
+            checkpoints=self.checkpoints,
+            agent=self.agent,
+            exchange=self.exchange,
+            tracker=self.orders,
+            currency=self.config.currency,
+            journal=self.journal,
+        )
 
     async def _halted_step(self, n: int) -> tuple[StepOutcome, dict[str, Any] | None]:
         """Reconcile only: cancel leftovers (an order in flight at the trip may have landed)."""
@@ -558,6 +607,12 @@ class Loop:
     async def _send_approved(self, n: int, verdicts: Sequence[Verdict]) -> StepOutcome:
         sent = 0
         approved = [v.intent for v in verdicts if v.approved]
+        if approved and not self.config.dry_run:
+            try:
+                outbox = [OutboxEntry(self._label(n, k), i) for k, i in enumerate(approved)]
+                self._checkpoint(n, outbox)
+            except OSError as exc:  # a send a restart could not find is not sent
+                return self._unwritable_outbox(n, approved, exc)
         for k, intent in enumerate(approved):
             try:
                 if await self._send(n, k, intent):
@@ -577,10 +632,35 @@ class Loop:
                 return StepOutcome(n, "halted", orders_sent=sent, detail=str(exc))
         return StepOutcome(n, "ok", orders_sent=sent)
 
+    def _unwritable_outbox(
+        self, n: int, approved: Sequence[OrderIntent], exc: OSError
+    ) -> StepOutcome:
+        detail = (
+            f"checkpoint {exc.filename or ''} could not be written ({exc.strerror or exc}): "
+            "nothing sent, since a restart could not find the orders; free the disk"
+        )
+        for k, intent in enumerate(approved):
+            self.journal.emit(
+                EventKind.ORDER_SKIPPED,
+                {
+                    **intent_payload(intent),
+                    "step": n,
+                    "stage": "send",
+                    "reason": "checkpoint_unwritable",
+                    "label": self._label(n, k),
+                    "detail": detail,
+                },
+            )
+        return StepOutcome(n, "failed", detail=detail)
+
+    def _label(self, n: int, k: int) -> str:
+        """The idempotency label of the ``k``-th order of step ``n``: ``<run>-<step>-<k>``."""
+        return f"{self.run_id}-{n}-{k}"[:64]  # Deribit labels hold 64 characters
+
     async def _send(self, n: int, k: int, intent: OrderIntent) -> bool:
         """Send one approved intent; True when the exchange accepted it."""
         self.halt.check(reduce_only=intent.reduce_only)
-        label = f"{self.run_id}-{n}-{k}"[:64]  # Deribit labels hold 64 characters
+        label = self._label(n, k)
         if self.config.dry_run:
             self.journal.emit(
                 EventKind.ORDER_SKIPPED,

@@ -52,6 +52,13 @@ class OrderTracker:
         else:
             self.tracked.add(order.order_id)
 
+    def adopt(self, order: Order) -> None:
+        """An order a crashed run sent, found on the exchange: what it filled so far is in the
+        positions the next look reports; a resting one is tracked from here like our own."""
+        self.filled[order.order_id] = order.filled_amount
+        if order.order_state == "open":
+            self.tracked.add(order.order_id)
+
     def unanswered(self, label: str) -> None:
         """A send whose outcome is unknown: look for its label on the book from now on."""
         self.unconfirmed.add(label)

@@ -247,6 +247,11 @@ PRIVATE: dict[str, Handler] = {
     "private/get_order_state": lambda c: c.venue.order_state(
         c.client_id, c.params.text("order_id")
     ),
+    "private/get_order_state_by_label": lambda c: c.venue.orders_by_label(
+        c.client_id,
+        currency=c.params.choice("currency", list(c.venue.specs)),
+        label=c.params.text("label"),
+    ),
     "private/get_user_trades_by_currency": _user_trades(by_instrument=False),
     "private/get_user_trades_by_currency_and_time": _user_trades(by_instrument=False),
     "private/get_user_trades_by_instrument": _user_trades(by_instrument=True),

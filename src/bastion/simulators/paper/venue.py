@@ -376,6 +376,18 @@ class PaperVenue:
         self.sync()
         return self.engine.order(self.account(client_id), order_id).to_deribit()
 
+    def orders_by_label(self, client_id: str, *, currency: str, label: str) -> list[dict[str, Any]]:
+        """``private/get_order_state_by_label``: the account's orders of ``currency`` carrying
+        ``label``, open or closed, in placement order."""
+        self.sync()
+        code = self._currency(currency)
+        account = self.account(client_id)
+        return [
+            order.to_deribit()
+            for order in self.engine.orders(account.account_id)
+            if order.label == label and order.instrument.currency == code
+        ]
+
     def user_trades(
         self,
         client_id: str,
