@@ -114,6 +114,11 @@ class Halt:
         self._halts = halts
         self._journal = journal
         self._metrics = metrics
+        if metrics is not None:
+            # Every reason exported at 0 from the start: a first halt is then an increase that
+            # Prometheus sees (a series born at 1 has no increase()), and the rules can alert on it.
+            for known in HaltReason:
+                metrics.halts.labels(reason=known.value)
         self._canceller = canceller
         self._enforced_for: tuple[str, str, str] | None = None
         self._unflagged: HaltState | None = None
