@@ -24,8 +24,8 @@ run: $(STAMP)
 
 test: system-packages $(STAMP) lint typecheck pytest
 
-# Chromium and the PostgreSQL server, installed with apt-get when missing and possible; otherwise
-# one line naming the command to run. Prints nothing when everything is there.
+# Chromium, the PostgreSQL server, Prometheus (promtool) and Alertmanager (amtool), installed with
+# apt-get when missing and possible; otherwise one line naming the command to run. Prints nothing when everything is there.
 system-packages:
 	@sh scripts/system-packages.sh
 

@@ -12,6 +12,10 @@
 #   SYSTEM_PACKAGES_CHROMIUM      Chromium's path (default /usr/bin/chromium)
 #   SYSTEM_PACKAGES_PG_BINDIRS    glob of PostgreSQL bin directories (default
 #                                 /usr/lib/postgresql/*/bin, where Debian keeps pg_ctl and initdb)
+#   SYSTEM_PACKAGES_PROMETHEUS    Prometheus' path (default /usr/bin/prometheus)
+#   SYSTEM_PACKAGES_PROMTOOL      promtool's path (default /usr/bin/promtool)
+#   SYSTEM_PACKAGES_ALERTMANAGER  Alertmanager's path (default /usr/bin/prometheus-alertmanager)
+#   SYSTEM_PACKAGES_AMTOOL        amtool's path (default /usr/bin/amtool)
 set -eu
 
 # The needs, one line each: need <Debian package> <check> <what the check looks at>.
@@ -20,9 +24,14 @@ needs() {
     need chromium executable "${SYSTEM_PACKAGES_CHROMIUM:-/usr/bin/chromium}"
     # PostgreSQL server binaries: the store tests start a throwaway cluster (pytest-postgresql).
     need postgresql pg_server "${SYSTEM_PACKAGES_PG_BINDIRS:-/usr/lib/postgresql/*/bin}"
-    # No test needs Prometheus or Alertmanager yet; Debian's packages are `prometheus` and
-    # `prometheus-alertmanager`, e.g.
-    #   need prometheus executable "${SYSTEM_PACKAGES_PROMETHEUS:-/usr/bin/prometheus}"
+    # Prometheus and promtool: the deploy tests run `promtool check rules`, `promtool test rules`
+    # and `promtool check metrics` on a scraped /metrics.
+    need prometheus executable "${SYSTEM_PACKAGES_PROMETHEUS:-/usr/bin/prometheus}"
+    need prometheus executable "${SYSTEM_PACKAGES_PROMTOOL:-/usr/bin/promtool}"
+    # Alertmanager and amtool: the deploy tests run `amtool check-config` on the example config.
+    need prometheus-alertmanager executable \
+        "${SYSTEM_PACKAGES_ALERTMANAGER:-/usr/bin/prometheus-alertmanager}"
+    need prometheus-alertmanager executable "${SYSTEM_PACKAGES_AMTOOL:-/usr/bin/amtool}"
 }
 
 # -- checks: exit 0 when the need is met --------------------------------------------------------

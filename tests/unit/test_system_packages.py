@@ -20,6 +20,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "system-packages.sh"
 SHELLS = [shell for shell in ("sh", "bash") if shutil.which(shell)]
 QUICK_SECONDS = 10.0
 """Well inside the minute the script may take before it stops."""
+ALL = "chromium postgresql prometheus prometheus-alertmanager"
+ALL_SPOKEN = "chromium, postgresql, prometheus and prometheus-alertmanager"
 
 
 @dataclass
@@ -41,6 +43,22 @@ class Sandbox:
     pg_bin: Path
     apt_log: Path
 
+    @property
+    def executables(self) -> dict[str, Path]:
+        """Each checked executable by its SYSTEM_PACKAGES_* variable (Chromium and the rest)."""
+        usr_bin = self.root / "usr" / "bin"
+        return {
+            "SYSTEM_PACKAGES_CHROMIUM": self.chromium,
+            "SYSTEM_PACKAGES_PROMETHEUS": usr_bin / "prometheus",
+            "SYSTEM_PACKAGES_PROMTOOL": usr_bin / "promtool",
+            "SYSTEM_PACKAGES_ALERTMANAGER": usr_bin / "prometheus-alertmanager",
+            "SYSTEM_PACKAGES_AMTOOL": usr_bin / "amtool",
+        }
+
+    def files(self) -> list[Path]:
+        """Every file the checks look for."""
+        return [*self.executables.values(), self.pg_bin / "pg_ctl", self.pg_bin / "initdb"]
+
     def tool(self, name: str, body: str) -> None:
         path = self.bin / name
         path.write_text("#!/bin/sh\n" + body)
@@ -51,10 +69,9 @@ class Sandbox:
 
     def with_apt_get(self, *, fail: str = "", creates: bool = True) -> None:
         """A stand-in apt-get: records each call; "install" creates the checked files."""
+        files = " ".join(f"'{path}'" for path in self.files())
         make = (
-            f"mkdir -p '{self.chromium.parent}' '{self.pg_bin}'\n"
-            f"touch '{self.chromium}' '{self.pg_bin}/pg_ctl' '{self.pg_bin}/initdb'\n"
-            f"chmod +x '{self.chromium}' '{self.pg_bin}/pg_ctl' '{self.pg_bin}/initdb'\n"
+            f"mkdir -p '{self.chromium.parent}' '{self.pg_bin}'\ntouch {files}\nchmod +x {files}\n"
             if creates
             else ":\n"
         )
@@ -80,8 +97,8 @@ class Sandbox:
         self.tool("sudo", body)
 
     def present(self) -> None:
-        """Chromium and the PostgreSQL server binaries are where the checks look."""
-        for path in (self.chromium, self.pg_bin / "pg_ctl", self.pg_bin / "initdb"):
+        """Every checked file is where the checks look."""
+        for path in self.files():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("#!/bin/sh\n")
             path.chmod(0o755)
@@ -96,7 +113,7 @@ class Sandbox:
             "PATH": str(self.bin),
             "HOME": str(self.root),
             "LC_ALL": "C",
-            "SYSTEM_PACKAGES_CHROMIUM": str(self.chromium),
+            **{name: str(path) for name, path in self.executables.items()},
             "SYSTEM_PACKAGES_PG_BINDIRS": self.pg_glob,
             **env,
         }
@@ -137,7 +154,7 @@ def assert_stops_with(result: Result, line: str) -> None:
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_install_forbidden_stops_at_once_naming_the_command(sandbox: Sandbox, shell: str) -> None:
-    """Both missing, installing forbidden: one line naming both packages, apt-get never run."""
+    """All missing, installing forbidden: one line naming every package, apt-get never run."""
     sandbox.as_uid(0)
     sandbox.with_apt_get()
     result = sandbox.run(
@@ -148,7 +165,7 @@ def test_install_forbidden_stops_at_once_naming_the_command(sandbox: Sandbox, sh
     )
     assert_stops_with(
         result,
-        "make test needs chromium and postgresql: run apt-get install -y chromium postgresql",
+        f"make test needs {ALL_SPOKEN}: run apt-get install -y {ALL}",
     )
     assert sandbox.apt_calls() == []
 
@@ -158,7 +175,7 @@ def test_non_root_without_sudo_names_the_sudo_command(sandbox: Sandbox) -> None:
     sandbox.with_apt_get()
     assert_stops_with(
         sandbox.run(),
-        "make test needs chromium and postgresql: run sudo apt-get install -y chromium postgresql",
+        f"make test needs {ALL_SPOKEN}: run sudo apt-get install -y {ALL}",
     )
     assert sandbox.apt_calls() == []
 
@@ -169,7 +186,7 @@ def test_sudo_that_asks_for_a_password_is_not_waited_on(sandbox: Sandbox) -> Non
     sandbox.with_sudo(passwordless=False)
     assert_stops_with(
         sandbox.run(),
-        "make test needs chromium and postgresql: run sudo apt-get install -y chromium postgresql",
+        f"make test needs {ALL_SPOKEN}: run sudo apt-get install -y {ALL}",
     )
     assert sandbox.apt_calls() == []
 
@@ -179,7 +196,7 @@ def test_root_without_apt_get_names_the_command(sandbox: Sandbox) -> None:
     sandbox.as_uid(0)
     assert_stops_with(
         sandbox.run(),
-        "make test needs chromium and postgresql: run apt-get install -y chromium postgresql",
+        f"make test needs {ALL_SPOKEN}: run apt-get install -y {ALL}",
     )
 
 
@@ -199,6 +216,61 @@ def test_a_postgresql_directory_without_initdb_does_not_count(sandbox: Sandbox) 
     assert_stops_with(
         sandbox.run(), "make test needs postgresql: run sudo apt-get install -y postgresql"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "package"),
+    [
+        ("SYSTEM_PACKAGES_PROMETHEUS", "prometheus"),
+        ("SYSTEM_PACKAGES_PROMTOOL", "prometheus"),
+        ("SYSTEM_PACKAGES_ALERTMANAGER", "prometheus-alertmanager"),
+        ("SYSTEM_PACKAGES_AMTOOL", "prometheus-alertmanager"),
+    ],
+)
+def test_each_prometheus_binary_is_checked(sandbox: Sandbox, variable: str, package: str) -> None:
+    """The server or its tool alone missing asks for the one Debian package that ships both."""
+    sandbox.present()
+    sandbox.executables[variable].unlink()
+    assert_stops_with(
+        sandbox.run(), f"make test needs {package}: run sudo apt-get install -y {package}"
+    )
+
+
+def test_a_binary_that_is_not_executable_does_not_count(sandbox: Sandbox) -> None:
+    """promtool present but not executable (a half-extracted package) is still missing."""
+    sandbox.present()
+    sandbox.executables["SYSTEM_PACKAGES_PROMTOOL"].chmod(0o644)
+    assert_stops_with(
+        sandbox.run(), "make test needs prometheus: run sudo apt-get install -y prometheus"
+    )
+
+
+def test_a_package_is_named_once_however_many_of_its_checks_fail(sandbox: Sandbox) -> None:
+    """Prometheus and promtool both missing, amtool too: each package once, in the needs' order."""
+    sandbox.present()
+    for variable in (
+        "SYSTEM_PACKAGES_PROMETHEUS",
+        "SYSTEM_PACKAGES_PROMTOOL",
+        "SYSTEM_PACKAGES_AMTOOL",
+    ):
+        sandbox.executables[variable].unlink()
+    assert_stops_with(
+        sandbox.run(),
+        "make test needs prometheus and prometheus-alertmanager: "
+        "run sudo apt-get install -y prometheus prometheus-alertmanager",
+    )
+
+
+def test_paths_are_overridable(sandbox: Sandbox) -> None:
+    """SYSTEM_PACKAGES_AMTOOL points the check elsewhere: a file there satisfies it."""
+    sandbox.present()
+    sandbox.executables["SYSTEM_PACKAGES_AMTOOL"].unlink()
+    elsewhere = sandbox.root / "opt" / "amtool"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("#!/bin/sh\n")
+    elsewhere.chmod(0o755)
+    result = sandbox.run(SYSTEM_PACKAGES_AMTOOL=str(elsewhere))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -222,10 +294,10 @@ def test_root_installs_exactly_the_missing_packages_once(sandbox: Sandbox) -> No
     first = sandbox.run()
     assert first.returncode == 0, first.stderr
     assert first.stdout == ""
-    assert first.stderr.splitlines() == ["make test: installing chromium postgresql with apt-get"]
+    assert first.stderr.splitlines() == [f"make test: installing {ALL} with apt-get"]
     assert sandbox.apt_calls() == [
         "DEBIAN_FRONTEND=noninteractive update -qq",
-        "DEBIAN_FRONTEND=noninteractive install -y -qq --no-install-recommends chromium postgresql",
+        f"DEBIAN_FRONTEND=noninteractive install -y -qq --no-install-recommends {ALL}",
     ]
     again = sandbox.run()
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
@@ -233,16 +305,18 @@ def test_root_installs_exactly_the_missing_packages_once(sandbox: Sandbox) -> No
 
 
 def test_passwordless_sudo_installs_only_what_is_missing(sandbox: Sandbox) -> None:
-    """Not root but passwordless sudo: installs through sudo, only the missing package."""
+    """Not root but passwordless sudo: installs through sudo, only the missing packages."""
     sandbox.with_apt_get()
     sandbox.with_sudo(passwordless=True)
     sandbox.present()
     sandbox.chromium.unlink()
+    sandbox.executables["SYSTEM_PACKAGES_AMTOOL"].unlink()
     result = sandbox.run()
     assert result.returncode == 0, result.stderr
     assert sandbox.apt_calls() == [
         "DEBIAN_FRONTEND=noninteractive update -qq",
-        "DEBIAN_FRONTEND=noninteractive install -y -qq --no-install-recommends chromium",
+        "DEBIAN_FRONTEND=noninteractive install -y -qq --no-install-recommends "
+        "chromium prometheus-alertmanager",
     ]
 
 
@@ -253,7 +327,7 @@ def test_a_failing_apt_get_ends_with_the_command_to_run(sandbox: Sandbox) -> Non
     result = sandbox.run()
     assert result.returncode != 0
     assert result.stderr.splitlines()[-1] == (
-        "make test needs chromium and postgresql: run apt-get install -y chromium postgresql"
+        f"make test needs {ALL_SPOKEN}: run apt-get install -y {ALL}"
     )
 
 

@@ -51,6 +51,17 @@ __all__ = ["Halt", "HaltBook"]
 
 Canceller = Callable[[], Awaitable[int]]
 _log = logging.getLogger(__name__)
+_KNOWN_REASONS = frozenset(HaltReason)
+
+
+def _reason_label(reason: str) -> str:
+    """The ``reason`` label of ``bastion_halts_total``: a :class:`HaltReason`, never free text.
+
+    A person may give any text as a halt's reason (``bastion kill --reason``, the console); as a
+    label that would be a new series per wording, so anything but a known reason counts as
+    ``operator``. The text itself stays in the flag, the ``halts`` row and the event.
+    """
+    return reason if reason in _KNOWN_REASONS else HaltReason.OPERATOR.value
 
 
 class HaltBook(Protocol):
@@ -103,6 +114,11 @@ class Halt:
         self._halts = halts
         self._journal = journal
         self._metrics = metrics
+        if metrics is not None:
+            # Every reason exported at 0 from the start: a first halt is then an increase that
+            # Prometheus sees (a series born at 1 has no increase()), and the rules can alert on it.
+            for known in HaltReason:
+                metrics.halts.labels(reason=known.value)
         self._canceller = canceller
         self._enforced_for: tuple[str, str, str] | None = None
         self._unflagged: HaltState | None = None
@@ -215,7 +231,7 @@ class Halt:
             problems.update(self._raise_flag(state_now))
             problems.update(self._record_trip(state_now, detail or {}))
             if self._metrics is not None:
-                self._metrics.halts.labels(reason=reason).inc()
+                self._metrics.halts.labels(reason=_reason_label(reason)).inc()
         async with self._enforcing:
             self._enforced_for = state_now.key  # a watcher woken by our own flag finds it handled
             cancelled, cancel_error = await self._cancel_resting()
@@ -253,7 +269,7 @@ class Halt:
             cancelled, cancel_error = await self._cancel_resting()
             self._confirm(state, cancel_error)
         if first and self._metrics is not None:
-            self._metrics.halts.labels(reason=state.reason).inc()  # tripped by another process
+            self._metrics.halts.labels(reason=_reason_label(state.reason)).inc()  # another process
         if (first or cancelled or cancel_error) and self._journal is not None:
             payload: dict[str, Any] = {**state.to_dict(), "cancelled_orders": cancelled}
             if cancel_error:

@@ -7,17 +7,27 @@ in ``_total``.
 
 The loop's instruments (steps, step duration, orders, equity) are not set by the loop: the
 :class:`~bastion.telemetry.sink.MetricsSink` counts them from the loop's events.
+
+Labels are bounded sets (a status, a reason, a configured dependency, a model, a currency); run
+ids, order ids, instruments and model-written text belong in traces and logs, never in a label.
+The Prometheus rules in ``deploy/prometheus/`` are written against these names: the latency SLO
+reads the step histogram's 5 s bucket, which ``_STEP_BUCKETS`` must therefore keep.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "STEP_OUTCOMES", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+STEP_OUTCOMES = ("ok", "halted", "timeout", "failed")
+"""The loop's step statuses (``bastion.runtime.loop.StepStatus``), each exported from the start."""
+
 _LLM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+_STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0)
+"""Up to past the default step timeout (15 s) and the slowest LLM answers; 5.0 is the SLO's."""
 _CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -30,8 +40,14 @@ class Metrics:
         self.steps = Counter(
             "bastion_steps", "Loop steps completed, by outcome.", ["outcome"], registry=r
         )
+        for outcome in STEP_OUTCOMES:
+            # At 0 before the first step: a first failure is an increase the SLO's rate() sees.
+            self.steps.labels(outcome=outcome)
         self.step_duration = Histogram(
-            "bastion_step_duration_seconds", "Wall time of one loop step.", registry=r
+            "bastion_step_duration_seconds",
+            "Wall time of one loop step.",
+            buckets=_STEP_BUCKETS,
+            registry=r,
         )
         self.orders = Counter(
             "bastion_orders",

@@ -15,6 +15,7 @@ from bastion.clock import SimClock
 from bastion.errors import ErrorCode, ExchangeError, HaltedError
 from bastion.events import Event, EventKind, Journal
 from bastion.guard.halt import Halt
+from bastion.guard.limits import HaltReason
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
 
@@ -88,6 +89,24 @@ async def test_trip_raises_the_flag_cancels_and_alerts_in_that_order(
     assert events[0].payload["cancelled_orders"] == 3
     assert metrics.registry.get_sample_value("bastion_kill_switch_active") == 1.0
     assert metrics.registry.get_sample_value("bastion_halts_total", {"reason": "daily_loss"}) == 1
+
+
+async def test_a_free_text_reason_counts_as_operator_in_the_metric(
+    tmp_path: Path, events: list[Event]
+) -> None:
+    """A person's own wording stays in the flag but is no label: the labels are the known ones."""
+    metrics = Metrics()
+    halt = _halt(tmp_path, events, Book(resting=0), metrics)
+    state = await halt.trip("ETH looks wrong, stopping until Bob checks", who="alice")
+    assert state.reason == "ETH looks wrong, stopping until Bob checks"
+    assert metrics.registry.get_sample_value("bastion_halts_total", {"reason": "operator"}) == 1
+    reasons = {
+        sample.labels["reason"]
+        for family in metrics.registry.collect()
+        if family.name == "bastion_halts"
+        for sample in family.samples
+    }
+    assert reasons == {reason.value for reason in HaltReason}
 
 
 async def test_tripping_twice_keeps_the_first_halt_on_record(

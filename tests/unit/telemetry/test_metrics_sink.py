@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from bastion.events import Event, EventKind
-from bastion.telemetry.metrics import Metrics
+from bastion.runtime.loop import StepStatus
+from bastion.telemetry.metrics import STEP_OUTCOMES, Metrics
 from bastion.telemetry.sink import MetricsSink
 
 
@@ -29,6 +30,15 @@ def test_a_completed_step_counts_by_outcome_and_times_itself() -> None:
     assert r.get_sample_value("bastion_steps_total", {"outcome": "ok"}) == 1
     assert r.get_sample_value("bastion_steps_total", {"outcome": "halted"}) == 1
     assert r.get_sample_value("bastion_step_duration_seconds_sum") == pytest.approx(0.75)
+
+
+def test_every_step_outcome_is_exported_at_zero_before_the_first_step() -> None:
+    """The outcomes are the loop's StepStatus, each at 0 so a first failure is a visible rise."""
+    assert set(STEP_OUTCOMES) == set(get_args(StepStatus))
+    r = Metrics().registry
+    assert [r.get_sample_value("bastion_steps_total", {"outcome": o}) for o in STEP_OUTCOMES] == [
+        0.0
+    ] * len(STEP_OUTCOMES)
 
 
 def test_equity_follows_the_observation_and_a_halted_steps_book() -> None:

@@ -1,0 +1,108 @@
+"""A real Prometheus scrapes a real console and evaluates deploy/prometheus's rules on it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bastion.api.app import create_app
+from bastion.clock import SimClock
+from bastion.guard.halt import Halt
+from bastion.telemetry.metrics import Metrics
+from loopback_server import serve_on_loopback
+from prometheus_tools import DEPLOY, run, tool
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_example_config_is_valid_with_its_rule_files() -> None:
+    """deploy/prometheus.yml parses and finds the three rule files beside it."""
+    done = run("promtool", "check", "config", DEPLOY / "prometheus.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 3 rule files found" in done.stdout
+
+
+@contextmanager
+def _prometheus(target: str, workdir: Path) -> Iterator[httpx.Client]:
+    """Debian's Prometheus scraping ``target`` every second, the deploy rules every second."""
+    tool("promtool")  # the same package; fails with the install command when it is missing
+    config = workdir / "prometheus.yml"
+    rules = "\n".join(f"  - {path}" for path in sorted((DEPLOY / "prometheus").glob("*.yml")))
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files:\n{rules}\n"
+        "scrape_configs:\n"
+        f"  - job_name: bastion\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    url = f"http://127.0.0.1:{_free_port()}"
+    binary = os.environ.get("SYSTEM_PACKAGES_PROMETHEUS", "/usr/bin/prometheus")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address={url.removeprefix('http://')}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with httpx.Client(base_url=url, timeout=2) as client:
+            for _ in range(300):
+                assert process.poll() is None, process.communicate()[1].decode()
+                try:
+                    if client.get("/-/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                threading.Event().wait(0.05)
+            yield client
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+        assert b"level=error" not in stderr, stderr.decode()
+
+
+def _query_until(client: httpx.Client, query: str) -> list[dict[str, Any]]:
+    """Poll an instant query until it returns something (Prometheus needs a few scrapes)."""
+    for _ in range(300):
+        answer = client.get("/api/v1/query", params={"query": query})
+        assert answer.status_code == 200, answer.text
+        result: list[dict[str, Any]] = answer.json()["data"]["result"]
+        if result:
+            return result
+        threading.Event().wait(0.1)
+    raise AssertionError(f"{query} returned nothing")
+
+
+async def test_a_halted_console_scrapes_up_and_its_kill_switch_alert_goes_pending(
+    tmp_path: Path,
+) -> None:
+    """The scrape passes the Host guard, and BastionKillSwitchActive sees the real gauge."""
+    metrics = Metrics()
+    halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=SimClock(), metrics=metrics)
+    await halt.trip("operator", who="test")
+    app = create_app(status=dict, halt=halt, metrics=metrics, token="t")
+    with (
+        serve_on_loopback(app) as console,
+        _prometheus(console.removeprefix("http://"), tmp_path) as prom,
+    ):
+        (up,) = _query_until(prom, 'up{job="bastion"} == 1')
+        (alert,) = _query_until(prom, 'ALERTS{alertname="BastionKillSwitchActive"}')
+        halts = _query_until(prom, 'bastion_halts_total{reason="operator"} == 1')
+    assert up["metric"]["instance"] == console.removeprefix("http://")
+    assert (alert["metric"]["alertstate"], alert["metric"]["severity"]) == ("pending", "page")
+    assert len(halts) == 1
