@@ -118,7 +118,8 @@ def _buy_then_both(obs: Observation, ctx: Context) -> Decision:
 async def test_steps_reviewed_under_reducing_replay_under_reducing(
     runner_factory: RunnerFactory, settings_factory: SettingsFactory
 ) -> None:
-    """A run that went REDUCING after its first step: the add it was refused stays refused."""
+    """A run that went REDUCING after its first step: its flatten replays as the same orders,
+    and the add and the short it was refused once flat stay refused."""
     runner = runner_factory(ScriptedAgent(_buy_then_both), loop_interval_seconds=600.0)
     await runner.loop.step()
     await Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock).trip(
@@ -132,7 +133,8 @@ async def test_steps_reviewed_under_reducing_replay_under_reducing(
     verdicts = [line for line in lines if line["kind"] == "risk_verdict"]
     assert [(v["status"], v.get("cap"), v.get("reducing")) for v in verdicts] == [
         ("approved", None, None),
-        *[("rejected", "reduce_only", True), ("approved", None, True)] * 2,
+        ("approved", None, True),  # step 2: the flatten, the agent not asked
+        *[("rejected", "reduce_only", True)] * 2,
     ]
 
     settings = settings_factory(loop_interval_seconds=600.0)

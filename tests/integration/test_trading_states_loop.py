@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from bastion.agent import Context, Decision, Observation, OrderIntent
 from bastion.agents.scripted import ScriptedAgent
@@ -28,27 +29,57 @@ def _buy_then_both(obs: Observation, ctx: Context) -> Decision:
     )
 
 
-async def test_reducing_rejects_what_adds_and_sends_what_reduces(
+async def test_reducing_flattens_without_asking_the_agent_then_refuses_what_adds(
     runner_factory: RunnerFactory,
 ) -> None:
-    runner = runner_factory(ScriptedAgent(_buy_then_both))
+    agent = ScriptedAgent(_buy_then_both)
+    runner = runner_factory(agent)
     events: list[Event] = []
     runner.journal.subscribe(events.append)
     assert (await runner.loop.step()).orders_sent == 1
     await Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock).trip(
         "daily_loss", who="limits", state=TradingState.REDUCING
     )
-    outcome = await runner.loop.step()
-    assert outcome.status == "ok"
-    assert outcome.orders_sent == 1
-    verdicts = [e.payload for e in events if e.kind is EventKind.RISK_VERDICT][-2:]
-    assert [(v["direction"], v["status"], v.get("cap")) for v in verdicts] == [
-        ("buy", "rejected", "reduce_only"),
-        ("sell", "approved", None),
+    flatten = await runner.loop.step()
+    assert (flatten.status, flatten.orders_sent, agent.calls) == ("ok", 1, 1)
+    decision = [e.payload for e in events if e.kind is EventKind.DECISION][-1]
+    assert decision["source"] == "flatten"
+    assert [(i["direction"], i["amount"], i["reduce_only"]) for i in decision["intents"]] == [
+        ("sell", 20.0, True)
     ]
-    [position] = await runner.exchange.get_positions("BTC")
-    assert position.size == 10.0  # 20 bought, 10 reduced, nothing added
+    assert await runner.exchange.get_positions("BTC") == []
+    flat = await runner.loop.step()  # nothing held: the agent is asked again, reduce-only
+    assert (flat.status, flat.orders_sent, agent.calls) == ("ok", 0, 2)
+    verdicts = [e.payload for e in events if e.kind is EventKind.RISK_VERDICT][-2:]
+    assert [(v["direction"], v["status"], v.get("cap"), v["reducing"]) for v in verdicts] == [
+        ("buy", "rejected", "reduce_only", True),
+        ("sell", "rejected", "reduce_only", True),  # from flat, a sell would open a short
+    ]
+    assert await runner.exchange.get_positions("BTC") == []
     assert EventKind.TRADING_RESUMED not in [e.kind for e in events]
+
+
+async def test_a_resume_between_deciding_and_sending_keeps_the_positions(
+    runner_factory: RunnerFactory,
+) -> None:
+    """A flatten decided under REDUCING is not sent once a person resumed: the positions are
+    theirs to keep, and nothing else goes out that step."""
+    runner = runner_factory(ScriptedAgent(_buy_then_both))
+    await runner.loop.step()
+    halt = Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock)
+    await halt.trip("daily_loss", who="limits", state=TradingState.REDUCING)
+    decide = runner.loop._decide
+
+    async def resume_after_deciding(*args: Any, **kwargs: Any) -> Any:
+        decided = await decide(*args, **kwargs)
+        halt.resume(who="ops", why="the loss is understood")
+        return decided
+
+    runner.loop._decide = resume_after_deciding  # type: ignore[method-assign]
+    outcome = await runner.loop.step()
+    assert (outcome.status, outcome.orders_sent) == ("ok", 0)
+    [position] = await runner.exchange.get_positions("BTC")
+    assert position.size == 20.0
 
 
 class _Always:
@@ -139,21 +170,26 @@ async def test_a_run_past_its_step_cap_halts_as_a_runaway_and_sends_nothing_more
     assert runner.halt.trading_state() is TradingState.HALTED
 
 
-async def test_a_reducing_breach_lets_the_next_steps_reduce(runner_factory: RunnerFactory) -> None:
-    """A daily loss that asks for REDUCING and persists does not stop the steps that follow:
-    they trade reduce-only, as the halt says, and no second halt is recorded."""
+async def test_a_reducing_breach_flattens_in_its_own_step_and_is_recorded_once(
+    runner_factory: RunnerFactory,
+) -> None:
+    """A daily loss that asks for REDUCING and persists: the step it trips in flattens (flag,
+    cancel and alert first), the steps after trade reduce-only, and no second halt is
+    recorded."""
     runner = runner_factory(ScriptedAgent(_buy_then_both))
     events: list[Event] = []
     runner.journal.subscribe(events.append)
-    assert (await runner.loop.step()).orders_sent == 1  # the position to reduce
+    assert (await runner.loop.step()).orders_sent == 1  # the position to flatten
     runner.loop.halt_limits = Limits(
         [_Always(Breach(HaltReason.DAILY_LOSS, "limits", {}, TradingState.REDUCING))]
     )
     first = await runner.loop.step()
-    assert first.status == "halted"  # the breach: flag, cancel, alert, before deciding
+    assert (first.status, first.orders_sent) == ("ok", 1)
     assert runner.halt.trading_state() is TradingState.REDUCING
+    kinds = [e.kind for e in events]
+    [flatten] = [k for k, e in enumerate(events) if e.payload.get("source") == "flatten"]
+    assert kinds.index(EventKind.HALT_TRIPPED) < flatten
     later = [await runner.loop.step() for _ in range(2)]
-    assert [(o.status, o.orders_sent) for o in later] == [("ok", 1), ("ok", 1)]
-    held = await runner.exchange.get_positions("BTC")
-    assert sum(p.size for p in held) == 0.0, "20 bought, reduced by 10 twice, nothing added"
+    assert [(o.status, o.orders_sent) for o in later] == [("ok", 0), ("ok", 0)]
+    assert await runner.exchange.get_positions("BTC") == [], "20 bought, 20 flattened"
     assert [e.kind for e in events].count(EventKind.HALT_TRIPPED) == 1

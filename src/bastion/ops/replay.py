@@ -45,6 +45,7 @@ from typing import Any
 from bastion.agent import Agent, Context, Decision, Observation
 from bastion.clock import SimClock
 from bastion.errors import BastionError, ConfigError, ErrorCode
+from bastion.guard.flatten import FLATTEN_SOURCE, flatten_decision
 from bastion.guard.risk import RiskLimits, Verdict, review
 from bastion.market import Instrument
 from bastion.messages import (
@@ -435,7 +436,12 @@ class Replayer:
             dry_run=state.dry_run,
             llm=recorded_llm or state.live_llm,
         )
-        replayed = await self._decide(state.agent, obs, ctx, reducing=recorded_reducing(step))
+        reducing = recorded_reducing(step)
+        if (step.decision or {}).get("source") == FLATTEN_SOURCE:  # the loop's, not the agent's
+            flatten = flatten_decision(obs)  # the reason it gives is not compared
+            replayed = replayed_outcome(flatten, review(flatten, obs, self._limits, reducing=True))
+        else:
+            replayed = await self._decide(state.agent, obs, ctx, reducing=reducing)
         recorded = recorded_outcome(step)
         drifts = compare(recorded, replayed)
         if recorded_llm is not None:

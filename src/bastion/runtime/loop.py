@@ -65,6 +65,7 @@ from bastion.events import Event, EventKind, Journal
 from bastion.exchange.base import Exchange
 from bastion.guard.approvals import ApprovalAlreadyDecided, Approvals, ApprovalStatus
 from bastion.guard.drift import PositionBook
+from bastion.guard.flatten import FLATTEN_SOURCE, flatten_decision
 from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.limits import Breach, Ledger, Limits
@@ -401,19 +402,23 @@ class Loop:
         deadline = asyncio.get_running_loop().time() + self.config.step_timeout_seconds
         observed = await self._observe_by(deadline, n)
         breach = await self._check_limits(observed if isinstance(observed, Observation) else None)
-        if breach is not None:
+        reducing = self.halt.trading_state() is TradingState.REDUCING
+        if breach is not None and not (reducing and isinstance(observed, Observation)):
             return StepOutcome(n, "halted", detail=f"halted by {breach.who}: {breach.reason}")
         if isinstance(observed, StepOutcome):
             return observed
         obs = observed
         if self.halt.trading_state() is TradingState.HALTED:  # raised while we observed
             return StepOutcome(n, "halted", detail="halted during observation")
-        try:
-            async with asyncio.timeout_at(deadline):
-                decision = await self.agent.decide(obs, self._context(n))
-        except Exception as exc:  # an agent bug must not kill the loop; it is recorded
-            return self._failure(n, exc)
-        self._record_decision(n, decision)
+        decided = await self._decide(n, obs, deadline, reducing=reducing)
+        if isinstance(decided, StepOutcome):
+            return decided
+        return await self._review_and_send(n, obs, *decided)
+
+    async def _review_and_send(
+        self, n: int, obs: Observation, decision: Decision, flattening: bool
+    ) -> StepOutcome:
+        """Judge the decision against the caps as things stand now; send what passes."""
         # What the ledger learnt while the agent decided (a budget used up by its own LLM call)
         # halts before anything is sent; without an observation the drift trigger stays silent.
         breach = await self._check_limits(None)
@@ -424,6 +429,8 @@ class Loop:
         while self._submits and self._submits[0] <= now - ORDER_RATE_WINDOW_SECONDS:
             self._submits.popleft()
         reducing = self.halt.trading_state() is TradingState.REDUCING
+        if flattening and not reducing:  # a person resumed: the positions are theirs to keep
+            return StepOutcome(n, "ok", detail="trading resumed before the flatten was sent")
         verdicts = review(
             decision,
             obs,
@@ -442,6 +449,27 @@ class Loop:
             self.journal.emit(EventKind.RISK_VERDICT, payload)
         await self._ask(n, [v for v in verdicts[len(answered) :] if v.needs_approval])
         return await self._send_approved(n, verdicts)
+
+    async def _decide(
+        self, n: int, obs: Observation, deadline: float, *, reducing: bool
+    ) -> tuple[Decision, bool] | StepOutcome:
+        """The step's decision and whether it is a flatten, or the outcome of a failed decide.
+
+        REDUCING means getting flat: while anything is held the loop closes it (in this very
+        step when this step's observation tripped it) and the agent is not asked.
+        """
+        if reducing:
+            flatten = flatten_decision(obs, why=self._flatten_why())
+            if flatten.intents:
+                self._record_decision(n, flatten, source=FLATTEN_SOURCE)
+                return flatten, True
+        try:
+            async with asyncio.timeout_at(deadline):
+                decision = await self.agent.decide(obs, self._context(n))
+        except Exception as exc:  # an agent bug must not kill the loop; it is recorded
+            return self._failure(n, exc)
+        self._record_decision(n, decision)
+        return decision, False
 
     async def _answered(self, n: int) -> list[tuple[str, OrderIntent]]:
         """The intents a person approved since the last step, as (approval id, intent).
@@ -761,12 +789,16 @@ class Loop:
             tools=self.tools.for_step(n) if self.tools is not None else None,
         )
 
-    def _record_decision(self, n: int, decision: Decision) -> None:
-        self.journal.emit(
-            EventKind.DECISION,
-            {
-                "step": n,
-                "rationale": decision.rationale,
-                "intents": [intent_payload(i) for i in decision.intents],
-            },
-        )
+    def _record_decision(self, n: int, decision: Decision, *, source: str | None = None) -> None:
+        payload: dict[str, Any] = {
+            "step": n,
+            "rationale": decision.rationale,
+            "intents": [intent_payload(i) for i in decision.intents],
+        }
+        if source is not None:  # not the agent's: the replay audit recomputes, not re-asks
+            payload["source"] = source
+        self.journal.emit(EventKind.DECISION, payload)
+
+    def _flatten_why(self) -> str:
+        halt = self.halt.state()
+        return f"flatten ({halt.reason})" if halt is not None else "flatten"

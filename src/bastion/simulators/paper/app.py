@@ -41,7 +41,7 @@ from bastion.clock import Clock
 from bastion.simulators.faults.responses import DroppedResponse, HangingResponse
 from bastion.simulators.paper import rpc
 from bastion.simulators.paper.auth import Authenticator
-from bastion.simulators.paper.control import FaultControl
+from bastion.simulators.paper.control import FaultControl, ShockControl
 from bastion.simulators.paper.envelope import NO_ID, encode_envelope
 from bastion.simulators.paper.errors import (
     BAD_REQUEST,
@@ -95,6 +95,7 @@ class PaperExchangeApp(Starlette):
                 Route("/api/v2/", self._endpoint, methods=_HTTP_METHODS),
                 WebSocketRoute("/ws/api/v2", self.websocket.serve),
                 *FaultControl(self.faults).routes,
+                *ShockControl(venue.market).routes,
                 Route("/{path:path}", self._endpoint, methods=_HTTP_METHODS),
             ]
         )

@@ -8,7 +8,10 @@ JSON and never JSON-RPC (no Deribit method reaches them):
   :class:`~bastion.simulators.paper.faults.FaultSpec`) or a list; ``PUT`` replaces them all;
   ``DELETE`` clears them (hanging requests are released too);
 - ``GET``/``DELETE /_paper/faults/{id}`` read or clear one;
-- ``GET /_paper/calls`` → ``{"calls": {method: n}, "total": n}``; ``DELETE`` resets the count.
+- ``GET /_paper/calls`` → ``{"calls": {method: n}, "total": n}``; ``DELETE`` resets the count;
+- ``POST /_paper/shock`` with ``{"currency": "BTC", "pct": -20}`` moves that index by ``pct``
+  percent from the next second on (:meth:`~bastion.simulators.paper.market.Market.shock`) and
+  answers ``{"currency": ..., "index_price": ...}``: a drill's way to make a loss on purpose.
 
 Only loopback clients (127.0.0.0/8, ::1, or an IPv4-mapped loopback) are served; anyone else,
 and a client whose address is unknown (a Unix socket), gets 403.
@@ -16,10 +19,21 @@ and a client whose address is unknown (a Unix socket), gets 403.
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bastion.simulators.faults.control import control_error, control_json, control_route, read_json
 from bastion.simulators.faults.routes import FaultRoutes
 from bastion.simulators.paper.faults import FaultInjector, FaultSpec
 
-__all__ = ["CONTROL_PREFIX", "FaultControl"]
+if TYPE_CHECKING:
+    from bastion.simulators.paper.market import Market
+
+__all__ = ["CONTROL_PREFIX", "FaultControl", "ShockControl"]
 
 CONTROL_PREFIX = "/_paper"
 _REMOTE_REFUSED = "the fault control endpoint answers loopback clients only"
@@ -31,3 +45,38 @@ class FaultControl(FaultRoutes[FaultSpec]):
     def __init__(self, faults: FaultInjector) -> None:
         super().__init__(faults, prefix=CONTROL_PREFIX, refused=_REMOTE_REFUSED)
         self.faults = faults
+
+
+class ShockControl:
+    """Serves ``POST /_paper/shock`` for one market: a price move a drill asks for."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+
+    @property
+    def routes(self) -> list[Route]:
+        return [control_route(f"{CONTROL_PREFIX}/shock", {"POST": self._shock}, _REMOTE_REFUSED)]
+
+    async def _shock(self, request: Request) -> Response:
+        body = await read_json(request, 'a JSON object like {"currency": "BTC", "pct": -20}')
+        if isinstance(body, Response):
+            return body
+        problem = _shock_problem(body, self.market)
+        if problem is not None:
+            return control_error(422, "invalid shock", problem)
+        index = self.market.shock(body["currency"], float(body["pct"]))
+        return control_json(200, {"currency": body["currency"], "index_price": index})
+
+
+def _shock_problem(body: Any, market: Market) -> str | None:
+    """Why ``body`` is not a shock this market can take, or None."""
+    if not isinstance(body, dict):
+        return 'the body is a JSON object like {"currency": "BTC", "pct": -20}'
+    currency, pct = body.get("currency"), body.get("pct")
+    if currency not in market.specs:
+        return f"currency: one of {', '.join(sorted(market.specs))}, not {currency!r}"
+    if isinstance(pct, bool) or not isinstance(pct, int | float) or not math.isfinite(pct):
+        return "pct: a finite number of percent, e.g. -20 for a 20 % fall"
+    if not -100 < pct <= 1000:
+        return f"pct: above -100 (the index stays positive) and at most 1000, not {pct}"
+    return None

@@ -60,6 +60,19 @@ class IndexPath:
         dt = STEP_SECONDS / SECONDS_PER_YEAR
         self._drift_per_step = (params.drift - params.vol**2 / 2) * dt
         self._vol_per_step = params.vol * math.sqrt(dt)
+        self._shocks: list[tuple[int, float]] = []  # (from step, factor), in step order
+
+    def shock(self, t: float, factor: float) -> None:
+        """Multiply the index by ``factor`` from epoch seconds ``t`` on (a crash, a squeeze).
+
+        The path stays a pure function of the step: every price at or after the shock's step is
+        scaled, so quotes, marks, settlement and charts all see the same jump. Drills and tests
+        use it to make a loss happen on purpose (``POST /_paper/shock``).
+        """
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"a shock factor is a finite positive number, not {factor!r}")
+        self._shocks.append((self.step_at(t), factor))
+        self._shocks.sort(key=lambda shock: shock[0])
 
     def step_at(self, t: float) -> int:
         """The grid step in force at epoch seconds ``t`` (0 before the origin)."""
@@ -72,7 +85,8 @@ class IndexPath:
     def price_at_step(self, step: int) -> float:
         """The index at grid step ``step``."""
         log_move = self._drift_per_step * step + self._vol_per_step * self._w(step)
-        return round(self.params.spot * math.exp(log_move), 2)
+        scale = math.prod(factor for at, factor in self._shocks if at <= step)
+        return round(self.params.spot * math.exp(log_move) * scale, 2)
 
     def _rng(self, tier: str, block: int) -> random.Random:
         return random.Random(f"{self._seed}:{self.name}:{tier}:{block}")  # noqa: S311 -- a simulation, not cryptography

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion.simulators.paper.errors import INVALID_INSTRUMENT, RpcError
-from bastion.simulators.paper.gbm import SECONDS_PER_YEAR, GbmParams, IndexPath
+from bastion.simulators.paper.gbm import SECONDS_PER_YEAR, STEP_SECONDS, GbmParams, IndexPath
 from bastion.simulators.paper.instruments import Catalog, Instrument
 from bastion.simulators.paper.pricing import Greeks, bs_greeks, bs_price, implied_vol, smile_vol
 from bastion.simulators.paper.specs import CURRENCIES, CurrencySpec
@@ -136,6 +136,20 @@ class Market:
     # -- prices ---------------------------------------------------------------------------
     def index(self, currency: str) -> float:
         return self._paths[currency].price_at(self._time)
+
+    def shock(self, currency: str, pct: float) -> float:
+        """Move ``currency``'s index by ``pct`` percent from the next grid step on; returns the
+        index it then has.
+
+        From the next step, not this one: quotes, books and the accounts' risk are cached per
+        grid step, so a change inside a step would leave some of them priced off the old index.
+        """
+        path = self._paths.get(currency)
+        if path is None:
+            raise KeyError(currency)
+        t = self._time + STEP_SECONDS
+        path.shock(t, 1 + pct / 100)
+        return path.price_at(t)
 
     def index_at(self, currency: str, t: float) -> float:
         """The index at any time since the start: settlement reads the past."""
