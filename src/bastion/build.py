@@ -14,6 +14,7 @@ parts it builds and for no other.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from bastion.llm.base import LLM
     from bastion.llm.chain import FallbackChain, Route
     from bastion.llm.pricing import PriceBook
+    from bastion.ops.flatten import Flattener
     from bastion.ops.ledger_pruning import LedgerPruning
     from bastion.ops.replay import LLMMode, Replayer
     from bastion.ops.status import StatusService
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from bastion.store.retention import LedgerRetention
     from bastion.telemetry.metrics import Metrics
     from bastion.tools import Toolbox
+    from bastion.trace.record import TraceWriter
     from bastion.trace.redact import Redactor
 
 __all__ = [
@@ -461,6 +464,29 @@ def build_observer(
         instruments_refresh_seconds=settings.instruments_refresh_seconds,
         ticker_concurrency=settings.ticker_concurrency,
     )
+
+
+def build_flattener(
+    settings: Settings, exchange: Exchange, clock: Clock, journal: Journal
+) -> tuple[Flattener, TraceWriter]:
+    """``bastion flatten``'s planner and sender (the settings' caps, the held instruments), and
+    the trace it records into: ``traces/<date>/flatten-<stamp>.ndjson``, redacted like a run's.
+    The caller closes the trace."""
+    from bastion.ops.flatten import Flattener
+    from bastion.trace.record import TraceWriter
+    from bastion.trace.sink import TraceSink
+
+    run_id = f"flatten-{clock.now().strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    trace = TraceWriter(settings.traces_dir, run_id, clock, settings.secret_values())
+    journal.subscribe(TraceSink(trace))
+    flattener = Flattener(
+        exchange=exchange,
+        observer=build_observer(settings, exchange, clock),
+        limits=risk_limits(settings),
+        journal=journal,
+        clock=clock,
+    )
+    return flattener, trace
 
 
 def build_loop_config(settings: Settings) -> LoopConfig:

@@ -24,6 +24,7 @@ import typer
 from bastion.cli.approvals import approvals_app
 from bastion.cli.budget import budget_app
 from bastion.cli.exchange import exchange_app
+from bastion.cli.flatten import flatten
 from bastion.cli.halt import kill, resume
 from bastion.cli.health import health
 from bastion.cli.llm import llm_app
@@ -49,6 +50,7 @@ app.command()(run)
 app.command()(status)
 app.command()(kill)
 app.command()(resume)
+app.command()(flatten)
 app.command()(health)
 app.command()(smoke)
 app.command()(replay)

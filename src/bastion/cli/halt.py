@@ -30,11 +30,11 @@ from bastion.clock import WallClock
 from bastion.config import Settings, ensure_data_dir
 
 if TYPE_CHECKING:
-    from bastion.events import Event
+    from bastion.events import Event, Journal
     from bastion.guard.halt import Halt
     from bastion.status import HaltState
 
-__all__ = ["kill", "resume"]
+__all__ = ["halt_path", "kill", "resume", "say_problems"]
 
 
 FleetOption = Annotated[
@@ -61,7 +61,7 @@ def kill(
         return
     with _halt(settings) as (halt, emitted):
         state = run_async(lambda: _kill(settings, halt, reason))
-        _say_problems(emitted)
+        say_problems(emitted)
     out.print(
         f"[bold red]Kill switch active[/]: {safe(state.reason)} (by {safe(state.who)} at "
         f"{safe(state.when)})",
@@ -111,7 +111,7 @@ def resume(
         return
     with _halt(settings) as (halt, emitted):
         cleared = halt.resume(who=getpass.getuser(), why=reason)
-        _say_problems(emitted)
+        say_problems(emitted)
     if cleared is None:
         out.print("The kill switch was not active; nothing to resume.")
         return
@@ -124,7 +124,7 @@ def resume(
 def _kill_fleet(settings: Settings, reason: str) -> None:
     with _halt(settings) as (halt, emitted), exit_on_error():
         record = run_async(lambda: halt.trip_fleet(reason, who=getpass.getuser()))
-        _say_problems(emitted)
+        say_problems(emitted)
     out.print(
         f"[bold red]Fleet halt active[/]: {safe(record.reason)} (by {safe(record.who)} at "
         f"{safe(record.tripped_at.isoformat())})",
@@ -139,7 +139,7 @@ def _kill_fleet(settings: Settings, reason: str) -> None:
 def _resume_fleet(settings: Settings, reason: str) -> None:
     with _halt(settings) as (halt, emitted), exit_on_error():
         cleared = halt.resume_fleet(who=getpass.getuser(), why=reason)
-        _say_problems(emitted)
+        say_problems(emitted)
     if cleared is None:
         out.print("No fleet halt was active; nothing to resume.")
         return
@@ -152,7 +152,15 @@ def _resume_fleet(settings: Settings, reason: str) -> None:
 
 @contextlib.contextmanager
 def _halt(settings: Settings) -> Iterator[tuple[Halt, list[Event]]]:
-    """The halt path of this data directory, recording into the store when it opens."""
+    """The halt path of this data directory and what it reported."""
+    with halt_path(settings) as (halt, _, emitted):
+        yield halt, emitted
+
+
+@contextlib.contextmanager
+def halt_path(settings: Settings) -> Iterator[tuple[Halt, Journal, list[Event]]]:
+    """The halt path of this data directory, recording into the store when it opens; the
+    journal it records through (for a command's own events) and what was emitted on it."""
     from bastion.build import (  # noqa: PLC0415  lazy: see cli/app.py
         build_emergency_store,
         build_halt,
@@ -164,13 +172,13 @@ def _halt(settings: Settings) -> Iterator[tuple[Halt, list[Event]]]:
     emitted: list[Event] = []
     journal = build_journal(settings, clock, store=store, also=emitted.append)
     try:
-        yield build_halt(settings, clock, store=store, journal=journal), emitted
+        yield build_halt(settings, clock, store=store, journal=journal), journal, emitted
     finally:
         if store is not None:
             store.close()
 
 
-def _say_problems(emitted: list[Event]) -> None:
+def say_problems(emitted: list[Event]) -> None:
     for event in emitted:
         for key, what in (
             (
