@@ -201,7 +201,9 @@ class Loop:
         book = PositionBook(
             dust_coin=config.drift_dust_coin, observations=config.drift_observations
         )
-        self.orders = OrderTracker(exchange=exchange, journal=journal, book=book)
+        self.orders = OrderTracker(
+            exchange=exchange, journal=journal, book=book, currency=config.currency
+        )
         self.ledger = Ledger(book=book)
         self._status = StatusSink(
             RuntimeStatus(

@@ -10,6 +10,12 @@ At every step :meth:`OrderTracker.reconcile` compares that memory with the resti
 observed and records each fate as an event (``order_sent`` confirmed late, ``order_filled``,
 ``order_skipped`` / ``order_rejected`` for an order cancelled or rejected by the venue). Order
 events carry ``stage``: ``send`` when the loop sent, ``reconcile`` when a later look found out.
+
+A send with no answer whose label is not resting is asked about by label
+(``get_order_state_by_label``): a market order that filled at once while its answer was lost
+never rests, and without the lookup its fill would be missing from the trace and the expected
+book (the drift check would then halt on a position the run did take). A label the exchange
+does not know was never accepted: recorded as skipped, ``never_reached_exchange``.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ __all__ = ["OrderTracker"]
 class OrderTracker:
     """Tracks our orders from the send to their fate, and feeds the expected book."""
 
-    def __init__(self, *, exchange: Exchange, journal: Journal, book: PositionBook) -> None:
+    def __init__(
+        self, *, exchange: Exchange, journal: Journal, book: PositionBook, currency: str = "BTC"
+    ) -> None:
         self.exchange = exchange
+        self.currency = currency
         self.journal = journal
         self.book = book
         self.tracked: set[str] = set()
@@ -92,6 +101,7 @@ class OrderTracker:
                         **order_payload(order),
                     },
                 )
+        await self._look_up_unanswered(step)
         still_open = {o.order_id for o in open_orders}
         for order_id in sorted(self.tracked - still_open):
             order = await self.exchange.get_order_state(order_id)
@@ -101,17 +111,56 @@ class OrderTracker:
             if order.order_state == "filled":
                 self._record_fill(step, order, stage="reconcile")
             else:
+                self._record_unfilled(step, order)
+
+    async def _look_up_unanswered(self, step: int) -> None:
+        """Ask the exchange about each unanswered label that was not on the book."""
+        for label in sorted(self.unconfirmed):
+            found = await self.exchange.get_order_state_by_label(self.currency, label)
+            self.unconfirmed.discard(label)
+            if not found:
                 self.journal.emit(
-                    EventKind.ORDER_REJECTED
-                    if order.order_state == "rejected"
-                    else EventKind.ORDER_SKIPPED,
+                    EventKind.ORDER_SKIPPED,
                     {
                         "step": step,
                         "stage": "reconcile",
-                        "reason": order.order_state,
+                        "reason": "never_reached_exchange",
+                        "label": label,
+                    },
+                )
+            for order in found:
+                self._apply_fill(order)
+                self.journal.emit(
+                    EventKind.ORDER_SENT,
+                    {
+                        "step": step,
+                        "stage": "reconcile",
+                        "confirmed_late": True,
                         **order_payload(order),
                     },
                 )
+                if order.order_state == "open":
+                    self.tracked.add(order.order_id)  # rested after all: its fate comes later
+                    continue
+                self.filled.pop(order.order_id, None)
+                if order.filled_amount > 0:
+                    self._record_fill(step, order, stage="reconcile")
+                if order.order_state != "filled":
+                    self._record_unfilled(step, order)
+
+    def _record_unfilled(self, step: int, order: Order) -> None:
+        """An order that left the book without filling in full: rejected, cancelled, closed."""
+        self.journal.emit(
+            EventKind.ORDER_REJECTED
+            if order.order_state == "rejected"
+            else EventKind.ORDER_SKIPPED,
+            {
+                "step": step,
+                "stage": "reconcile",
+                "reason": order.order_state,
+                **order_payload(order),
+            },
+        )
 
     def _apply_fill(self, order: Order) -> None:
         """Move the expected book by what this order filled since we last looked."""

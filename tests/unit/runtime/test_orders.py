@@ -81,3 +81,42 @@ def test_seed_happens_once() -> None:
     book.apply_fill(PERP, "sell", 10)
     tracker.seed(())
     assert book.expected == {PERP: -10}
+
+
+async def test_a_market_fill_whose_answer_was_lost_is_found_by_its_label(
+    client: DeribitClient,
+) -> None:
+    """An unanswered market order never rests: the label lookup finds its fill, once."""
+    tracker, events = _tracker(client)
+    tracker.seed(())
+    tracker.unanswered("r1-4-0")
+    order = await client.place_order(
+        OrderRequest(PERP, "buy", 20.0, order_type="market", label="r1-4-0")
+    )
+    await tracker.reconcile(5, await client.get_open_orders("BTC"))
+    assert [(e.kind, e.payload["stage"], e.payload["order_id"]) for e in events] == [
+        (EventKind.ORDER_SENT, "reconcile", order.order_id),
+        (EventKind.ORDER_FILLED, "reconcile", order.order_id),
+    ]
+    assert events[0].payload["confirmed_late"] is True
+    assert tracker.book.expected == {PERP: 20.0}
+    assert (tracker.unconfirmed, tracker.tracked) == (set(), set())
+    await tracker.reconcile(6, await client.get_open_orders("BTC"))
+    assert len(events) == 2, "its fate is recorded once"
+
+
+async def test_an_unanswered_label_the_exchange_never_saw_is_recorded_as_not_sent(
+    client: DeribitClient,
+) -> None:
+    tracker, events = _tracker(client)
+    tracker.seed(())
+    tracker.unanswered("r1-7-0")
+    await tracker.reconcile(8, await client.get_open_orders("BTC"))
+    [skipped] = events
+    assert (skipped.kind, skipped.payload["reason"], skipped.payload["label"]) == (
+        EventKind.ORDER_SKIPPED,
+        "never_reached_exchange",
+        "r1-7-0",
+    )
+    assert tracker.unconfirmed == set()
+    assert tracker.book.expected == {}
