@@ -108,9 +108,13 @@ def risk_limits(settings: Settings) -> RiskLimits:
     )
 
 
-def build_halt_limits(settings: Settings) -> Limits:
+def build_halt_limits(settings: Settings, store: Store | None = None) -> Limits:
     """Every halt trigger the loop asks: health, cost cap, drift, daily loss and drawdown,
-    the tool error rate and a runaway loop (of tool calls in a step, or of steps in a run)."""
+    the tool error rate and a runaway loop (of tool calls in a step, or of steps in a run).
+
+    The daily loss keeps the day's start and peak in ``store`` when the exchange outlives the
+    run (a URL): the embedded paper exchange is a new account at every start, which the marks
+    of the last one would misjudge."""
     from bastion.guard.limits import (
         DailyLossTrigger,
         Limits,
@@ -119,6 +123,7 @@ def build_halt_limits(settings: Settings) -> Limits:
         Trigger,
     )
 
+    url = settings.resolved_exchange_url
     triggers: list[Trigger] = list(Limits.default().triggers)
     if settings.max_tool_calls_per_step is not None or settings.max_steps_per_run is not None:
         triggers.append(
@@ -141,9 +146,20 @@ def build_halt_limits(settings: Settings) -> Limits:
                 max_loss_pct=settings.daily_loss_pct,
                 max_drawdown_pct=settings.max_drawdown_pct,
                 flatten=settings.daily_loss_flatten,
+                marks=store.day_marks if store is not None and url else None,
+                account=_account_key(settings, url),
             )
         )
     return Limits(triggers)
+
+
+def _account_key(settings: Settings, url: str) -> str:
+    """``client_id@host:port/currency``: which account's day a day mark is (no secret in it)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    where = f"{parts.hostname or 'paper'}{f':{parts.port}' if parts.port else ''}"
+    return f"{settings.exchange_client_id}@{where}/{settings.currency}"[:200]
 
 
 def budget_limits(settings: Settings) -> BudgetLimits:

@@ -168,8 +168,8 @@ class Settings(BaseSettings):
         gt=0,
         lt=100,
         description="Halt until the next UTC day when NAV (equity marked to market, open "
-        "positions included) is more than this many percent below the UTC day's start. Empty: "
-        "no daily-loss halt.",
+        "positions included) is more than this many percent below the UTC day's start (kept "
+        "in the store across restarts when the exchange is a URL). Empty: no daily-loss halt.",
     )
     max_drawdown_pct: float | None = Field(
         None,

@@ -269,7 +269,7 @@ class Runner:
             journal=self.journal,
             clock=self.clock,
             limits=risk_limits(settings),
-            halt_limits=build_halt_limits(settings),
+            halt_limits=build_halt_limits(settings, self.store),
             config=build_loop_config(settings),
             metrics=self.metrics,
             health=self.guard,

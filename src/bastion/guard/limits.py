@@ -33,6 +33,7 @@ they stand, so none of them trips again until something new happens.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,10 +47,13 @@ from bastion.status import TradingState
 if TYPE_CHECKING:
     from bastion.agent import Observation
     from bastion.guard.drift import PositionBook
+    from bastion.store.day_marks import DayMark
 
 __all__ = [
     "Breach",
     "CostCapTrigger",
+    "DailyLossTrigger",
+    "DayMarkBook",
     "DriftTrigger",
     "HaltReason",
     "HealthReading",
@@ -58,6 +62,8 @@ __all__ = [
     "Limits",
     "Trigger",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 class HaltReason(StrEnum):
@@ -224,14 +230,27 @@ class HealthTrigger:
         )
 
 
+class DayMarkBook(Protocol):
+    """Where a :class:`DailyLossTrigger` keeps the day's start and peak across restarts
+    (:class:`~bastion.store.day_marks.DayMarkStore`)."""
+
+    def get(self, account: str) -> DayMark | None: ...
+
+    def put(self, account: str, mark: DayMark, *, at: datetime) -> None: ...
+
+
 class DailyLossTrigger:
     """NAV down too far from the UTC day's start, or from the day's peak.
 
     NAV is the account's equity as the exchange marks it at every observation (open positions
     at their mark price), in the account's currency. The day's start is the first observation
-    of the UTC day this trigger sees; the peak the highest since. A breach asks for a halt until
-    the next UTC day: HALTED, or REDUCING with ``flatten`` (positions may then only shrink).
-    The start and peak live in this process: a restart mid-day starts counting afresh.
+    of the UTC day; the peak the highest since. A breach asks for a halt until the next UTC
+    day: HALTED, or REDUCING with ``flatten`` (the loop then closes the positions).
+
+    With ``marks`` the start and peak are written there whenever they change and read back by
+    the first observation after a restart, so a run restarted mid-day keeps the day's real start
+    and peak (``account`` names the row). A store that cannot be read or written is logged and
+    the trigger goes on from what this process saw: it never stops a halt check.
     """
 
     def __init__(
@@ -240,10 +259,14 @@ class DailyLossTrigger:
         max_loss_pct: float | None,
         max_drawdown_pct: float | None,
         flatten: bool = False,
+        marks: DayMarkBook | None = None,
+        account: str = "",
     ) -> None:
         self._max_loss_pct = max_loss_pct
         self._max_drawdown_pct = max_drawdown_pct
         self._state = TradingState.REDUCING if flatten else TradingState.HALTED
+        self._marks = marks
+        self._account = account
         self._day: date | None = None
         self._start = 0.0
         self._peak = 0.0
@@ -253,9 +276,9 @@ class DailyLossTrigger:
             return None
         nav = observation.account.equity
         now = datetime.fromtimestamp(observation.time_ms / 1000, tz=UTC)
-        if now.date() != self._day:
-            self._day, self._start, self._peak = now.date(), nav, nav
-        self._peak = max(self._peak, nav)
+        changed = self._mark(now, nav, observation.account.currency)
+        if changed:
+            self._save(now, observation.account.currency)
         loss = _percent_below(self._start, nav)
         drawdown = _percent_below(self._peak, nav)
         figures = {
@@ -274,6 +297,41 @@ class DailyLossTrigger:
             detail = {**figures, "limit_pct": self._max_drawdown_pct}
             return Breach(HaltReason.DRAWDOWN, "limits", detail, self._state, until)
         return None
+
+    def _mark(self, now: datetime, nav: float, currency: str) -> bool:
+        """Move the day's start and peak to ``nav`` as needed; True when they changed."""
+        if now.date() != self._day:
+            self._day, self._start, self._peak = now.date(), nav, nav
+            stored = self._load()
+            if stored is not None and stored.day == now.date() and stored.currency == currency:
+                self._start, self._peak = stored.start_nav, max(stored.peak_nav, nav)
+                return self._peak != stored.peak_nav
+            return True
+        if nav > self._peak:
+            self._peak = nav
+            return True
+        return False
+
+    def _load(self) -> DayMark | None:
+        if self._marks is None:
+            return None
+        try:
+            return self._marks.get(self._account)
+        except Exception as exc:  # the store is I/O: this process's own figures still hold
+            _log.warning("could not read the day's NAV marks: %s", exc)
+            return None
+
+    def _save(self, now: datetime, currency: str) -> None:
+        if self._marks is None or self._day is None:
+            return
+        # Lazy: the store's module pulls in SQLAlchemy, which `bastion kill` must not import.
+        from bastion.store.day_marks import DayMark  # noqa: PLC0415
+
+        mark = DayMark(self._day, currency, self._start, self._peak)
+        try:
+            self._marks.put(self._account, mark, at=now)
+        except Exception as exc:  # retried at the next change; the halt check goes on
+            _log.warning("could not record the day's NAV marks: %s", exc)
 
 
 class ToolErrorRateTrigger:

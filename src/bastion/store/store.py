@@ -11,6 +11,7 @@ from bastion.errors import BastionError, ErrorCode
 from bastion.sensitive import mask_url, url_secrets
 from bastion.store.approvals import ApprovalsStore
 from bastion.store.budget import BudgetStore
+from bastion.store.day_marks import DayMarkStore
 from bastion.store.engine import create_engine, parse_url
 from bastion.store.events import EventStore
 from bastion.store.halts import HaltStore
@@ -25,7 +26,8 @@ __all__ = ["Store"]
 class Store:
     """Bastion's durable state, one object per aggregate over one engine.
 
-    The aggregates are ``runs``, ``events``, ``halts``, ``health``, ``budget`` and ``approvals``.
+    The aggregates are ``runs``, ``events``, ``halts``, ``health``, ``budget``, ``approvals``
+    and ``day_marks``.
 
     Build it with :meth:`open`, which also brings the schema up to date. It is safe to share
     between threads, and several processes may open the same database at once.
@@ -43,6 +45,7 @@ class Store:
         self.health = HealthStore(engine)
         self.budget = BudgetStore(engine, synchronous_settle=synchronous_settle)
         self.approvals = ApprovalsStore(engine)
+        self.day_marks = DayMarkStore(engine)
 
     @classmethod
     def open(cls, url: str, *, synchronous_settle: bool = False) -> Store:
