@@ -454,8 +454,9 @@ def _kills(env: dict[str, str]) -> list[list[Job]]:
 
 def _served(env: dict[str, str], port: int) -> list[list[Job]]:
     """A run over real HTTP against `bastion exchange serve`, and a smoke over its WebSocket
-    (whose URL may carry a password: HTTP would send it as basic auth over the client's own);
-    then a run at a wrong exchange URL (after the other, as both take the run lock)."""
+    (whose URL may carry a password: HTTP would send it as basic auth over the client's own)
+    and the flattens beside it; then a run at a wrong exchange URL (after the other, as both
+    take the run lock)."""
     served = {**env, "BASTION_EXCHANGE_URL": f"http://127.0.0.1:{port}"}
     wrong = _wrong_exchange(env, _free_port())
     with_password = f"http://scan:{EXCHANGE_URL_PASSWORD}@127.0.0.1:{port}"
@@ -469,7 +470,16 @@ def _served(env: dict[str, str], port: int) -> list[list[Job]]:
             ("run --steps 2 (served exchange)", ("run", "--steps", "2"), served),
             ("run --steps 1 (wrong exchange URL)", ("run", "--steps", "1"), wrong),
         ],
-        [("smoke (served exchange, WebSocket)", ("smoke", "--steps", "1"), socket_env)],
+        [
+            ("smoke (served exchange, WebSocket)", ("smoke", "--steps", "1"), socket_env),
+            # Neither changes the trading state, which the run beside them would follow.
+            ("flatten --dry-run (URL with a password)", ("flatten", "--dry-run"), socket_env),
+            (
+                "flatten --instrument (served exchange)",
+                ("flatten", "--instrument", "BTC-PERPETUAL"),
+                served,
+            ),
+        ],
     ]
 
 
@@ -608,6 +618,8 @@ def test_no_canary_is_written_printed_or_served(evidence: Evidence) -> None:
     assert b'"exchange_url":"http://127.0.0.1:' in traces  # the run on `bastion exchange serve`
     assert b'"exchange_url":"http://scan:***@127.0.0.1:' in traces  # and its WebSocket smoke
     assert b"RATE_LIMIT (10028 too many requests for client_secret=*** ([REDACTED]))" in traces
+    flattens = [w for w in found.blobs if w.startswith("file data/traces/") and "/flatten-" in w]
+    assert len(flattens) == 2, "both flattens reached the exchange and recorded their plan"
     assert len(found.blobs) > 100
 
 
