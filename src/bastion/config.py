@@ -180,8 +180,9 @@ class Settings(BaseSettings):
     )
     daily_loss_flatten: bool = Field(
         False,
-        description="A daily-loss or drawdown halt is REDUCING (orders that shrink a position "
-        "still go out, so positions can be closed) instead of a full halt.",
+        description="A daily-loss or drawdown halt is REDUCING instead of a full halt: the "
+        "loop closes every position with reduce-only market orders, in the step that trips "
+        "it and each step after until the book is flat.",
     )
     tool_error_rate_pct: float | None = Field(
         5.0,
