@@ -1,4 +1,5 @@
-"""promtool and amtool for the deploy tests: Debian's binaries, required and never skipped.
+"""promtool, amtool, Prometheus and Alertmanager for the deploy tests: Debian's binaries,
+required and never skipped.
 
 ``make test`` installs them (scripts/system-packages.sh); a test run without them fails at once
 with the command to run. The same SYSTEM_PACKAGES_* variables as the script move them.
@@ -7,9 +8,14 @@ with the command to run. The same SYSTEM_PACKAGES_* variables as the script move
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +53,32 @@ def run(
         check=False,
         cwd=ROOT,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(argv: list[str], url: str, *, quiet: bool = True) -> Iterator[httpx.Client]:
+    """Prometheus or Alertmanager started with ``argv`` and listening at ``url``: a client once
+    ``/-/ready`` answers 200 (fails with the server's log if it dies first); stopped after and,
+    with ``quiet``, the test fails if the server logged an error meanwhile."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with httpx.Client(base_url=url, timeout=2) as client:
+            for _ in range(300):
+                assert process.poll() is None, process.communicate()[1].decode()
+                try:
+                    if client.get("/-/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                threading.Event().wait(0.05)
+            yield client
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert not quiet or b"level=error" not in stderr, stderr.decode()

@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -45,3 +47,14 @@ def wait_for(url: str, process: subprocess.Popen[str]) -> None:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, f"{url} never answered"
             time.sleep(0.1)
+
+
+def until(condition: Callable[[], Any], what: str, *, every: float = 0.05) -> Any:
+    """``condition()``'s first truthy value, asked every ``every`` s for up to PATIENCE_S."""
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -13,29 +13,18 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from e2e_support import PATIENCE_S, bastion, clean_env, wait_for
+from e2e_support import PATIENCE_S, bastion, clean_env, until, wait_for
 
 from bastion.runtime.lock import read_holder
 
 AUTH = ("bastion-paper", "paper-secret")  # the run's default paper credentials
-
-
-def _until(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + PATIENCE_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -92,7 +81,7 @@ def test_a_run_killed_mid_send_restarts_without_a_duplicate_or_a_lost_trace_line
         stderr=subprocess.DEVNULL,
     )
     try:
-        holder = _until(lambda: read_holder(data_dir), "the run to record itself")
+        holder = until(lambda: read_holder(data_dir), "the run to record itself")
         run_id = holder.run_id
 
         def first_sale_done() -> bool:
@@ -100,7 +89,7 @@ def test_a_run_killed_mid_send_restarts_without_a_duplicate_or_a_lost_trace_line
             kinds = [(line["kind"], line.get("step")) for line in lines]
             return ("order_sent", 1) in kinds and ("step_completed", 1) in kinds
 
-        _until(first_sale_done, "step 1 to sell and complete")
+        until(first_sale_done, "step 1 to sell and complete")
         armed = httpx.post(
             f"{exchange}/_paper/faults",
             json={"method": "private/sell", "kind": "delay", "seconds": 2, "times": 1},
@@ -112,7 +101,7 @@ def test_a_run_killed_mid_send_restarts_without_a_duplicate_or_a_lost_trace_line
             calls = httpx.get(f"{exchange}/_paper/calls", timeout=10).json()["calls"]
             return bool(calls.get("private/sell", 0) >= 2)
 
-        _until(second_sale_waiting, "the second sale to reach the exchange")
+        until(second_sale_waiting, "the second sale to reach the exchange")
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=PATIENCE_S)
     finally:
@@ -130,7 +119,7 @@ def test_a_run_killed_mid_send_restarts_without_a_duplicate_or_a_lost_trace_line
         )
         return [o for o in [*resting, *closed] if o["direction"] == "sell"]
 
-    _until(lambda: len(sells()) == 2, "the exchange to take the sale whose answer was lost")
+    until(lambda: len(sells()) == 2, "the exchange to take the sale whose answer was lost")
     lost = next(o for o in sells() if not o["label"].endswith("-1-0"))
 
     again = bastion("run", "--steps", "1", env=env)

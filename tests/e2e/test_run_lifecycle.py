@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from e2e_support import PATIENCE_S, bastion, clean_env
+from e2e_support import PATIENCE_S, bastion, clean_env, until
 
 from bastion.runtime.lock import read_holder
 from bastion.store import Store
@@ -29,16 +29,6 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     # Any free port: status must find the console through run.json.
     settings = {"BASTION_CONSOLE_PORT": "0", "BASTION_LOOP_INTERVAL_SECONDS": "0.2", **extra}
     return clean_env(data_dir, **settings)
-
-
-def _until(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + PATIENCE_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _status(env: dict[str, str]) -> dict[str, Any]:
@@ -78,7 +68,7 @@ def _wait_for_steps(data_dir: Path, run_id: str, steps: int) -> None:
             run = store.runs.get(run_id)
         return run is not None and run.steps >= steps
 
-    _until(counted, f"{steps} steps of {run_id} counted in the store")
+    until(counted, f"{steps} steps of {run_id} counted in the store", every=0.1)
 
 
 def _wait_for_event(data_dir: Path, kind: str) -> None:
@@ -93,9 +83,10 @@ def _wait_for_event(data_dir: Path, kind: str) -> None:
 
 
 def _live_holder(data_dir: Path) -> Any:
-    return _until(
+    return until(
         lambda: (h := read_holder(data_dir)) is not None and h.console_port and h,
         "the run to record its console address",
+        every=0.1,
     )
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from loopback_server import serve_on_loopback
-from prometheus_tools import DEPLOY, run, tool
+from prometheus_tools import DEPLOY, free_port, run, serving, tool
 
 CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 
@@ -81,44 +79,22 @@ class Intake:
         return Response(status_code=200)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _alertmanager(config: Path) -> Iterator[str]:
     """Debian's Alertmanager on ``config``, on a free loopback port, clustering off."""
     tool("amtool")  # the same package; fails with the install command when it is missing
     binary = os.environ.get("SYSTEM_PACKAGES_ALERTMANAGER", "/usr/bin/prometheus-alertmanager")
-    url = f"http://127.0.0.1:{_free_port()}"
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={config.parent / 'data'}",
-            f"--web.listen-address={url.removeprefix('http://')}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        with httpx.Client(base_url=url, timeout=1) as client:
-            for _ in range(200):
-                assert process.poll() is None, process.communicate()[1]
-                try:
-                    if client.get("/-/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                threading.Event().wait(0.05)
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={config.parent / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    with serving(argv, url, quiet=False):
         yield url
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
 
 
 def test_alertmanager_posts_a_page_to_the_intake_with_the_token_from_the_file(

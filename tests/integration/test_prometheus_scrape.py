@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +16,7 @@ from bastion.clock import SimClock
 from bastion.guard.halt import Halt
 from bastion.telemetry.metrics import Metrics
 from loopback_server import serve_on_loopback
-from prometheus_tools import DEPLOY, run, tool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from prometheus_tools import DEPLOY, free_port, run, serving, tool
 
 
 def test_the_example_config_is_valid_with_its_rule_files() -> None:
@@ -46,34 +38,17 @@ def _prometheus(target: str, workdir: Path) -> Iterator[httpx.Client]:
         "scrape_configs:\n"
         f"  - job_name: bastion\n    static_configs: [{{targets: ['{target}']}}]\n"
     )
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     binary = os.environ.get("SYSTEM_PACKAGES_PROMETHEUS", "/usr/bin/prometheus")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address={url.removeprefix('http://')}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        with httpx.Client(base_url=url, timeout=2) as client:
-            for _ in range(300):
-                assert process.poll() is None, process.communicate()[1].decode()
-                try:
-                    if client.get("/-/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                threading.Event().wait(0.05)
-            yield client
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=10)
-        assert b"level=error" not in stderr, stderr.decode()
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+        "--log.level=warn",
+    ]
+    with serving(argv, url) as client:
+        yield client
 
 
 def _query_until(client: httpx.Client, query: str) -> list[dict[str, Any]]:

@@ -25,8 +25,9 @@ from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange
 from bastion.guard.flatten import FLATTEN_SOURCE, flatten_decision
 from bastion.guard.risk import RiskLimits, Verdict, review
-from bastion.market import Order, OrderRequest
+from bastion.market import Order
 from bastion.runtime.observe import Observer
+from bastion.runtime.orders import order_request
 from bastion.runtime.payloads import intent_payload, order_payload
 
 __all__ = ["FlattenPlan", "FlattenResult", "Flattener"]
@@ -111,7 +112,7 @@ class Flattener:
         for k, intent in enumerate(plan.approved):
             label = f"flatten-{stamp}-{k}"
             try:
-                order = await self._exchange.place_order(_request(intent, label))
+                order = await self._exchange.place_order(order_request(intent, label))
             except BastionError as exc:
                 self._journal.emit(EventKind.ORDER_FAILED, _failed(intent, label, exc))
                 not_sent.append((intent, str(exc)))
@@ -121,18 +122,6 @@ class Flattener:
             )
             sent.append(order)
         return FlattenResult(plan, tuple(sent), tuple(not_sent))
-
-
-def _request(intent: OrderIntent, label: str) -> OrderRequest:
-    return OrderRequest(
-        instrument_name=intent.instrument_name,
-        direction=intent.direction,
-        amount=intent.amount,
-        order_type=intent.order_type,
-        price=intent.price,
-        label=label,
-        reduce_only=True,
-    )
 
 
 def _failed(intent: OrderIntent, label: str, exc: BastionError) -> dict[str, Any]:

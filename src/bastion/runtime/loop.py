@@ -70,12 +70,12 @@ from bastion.guard.halt import Halt
 from bastion.guard.health_guard import HealthGuard
 from bastion.guard.limits import Breach, Ledger, Limits
 from bastion.guard.risk import ORDER_RATE_WINDOW_SECONDS, RiskLimits, Verdict, review
-from bastion.market import Order, OrderRequest
+from bastion.market import Order
 from bastion.messages import GuardedLLM
 from bastion.runtime.checkpoint import Checkpoint, CheckpointFile, OutboxEntry
 from bastion.runtime.flag_watch import FlagWatcher, FleetPoller
 from bastion.runtime.observe import Observer
-from bastion.runtime.orders import OrderTracker
+from bastion.runtime.orders import OrderTracker, order_request
 from bastion.runtime.payloads import ObservationPayloads, book_payload, intent_payload
 from bastion.runtime.recovery import Recovery, recover
 from bastion.runtime.status_sink import StatusSink
@@ -704,17 +704,8 @@ class Loop:
             )
             return False
         self._submits.append(self.clock.monotonic())
-        request = OrderRequest(
-            instrument_name=intent.instrument_name,
-            direction=intent.direction,
-            amount=intent.amount,
-            order_type=intent.order_type,
-            price=intent.price,
-            label=label,
-            reduce_only=intent.reduce_only,
-        )
         try:
-            order = await self.exchange.place_order(request)
+            order = await self.exchange.place_order(order_request(intent, label))
         except HaltedError:
             raise
         except BastionError as exc:

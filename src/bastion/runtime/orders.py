@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bastion.agent import OrderIntent
 from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange
 from bastion.guard.drift import PositionBook
-from bastion.market import Order, Position
+from bastion.market import Order, OrderRequest, Position
 from bastion.runtime.payloads import order_payload
 
-__all__ = ["OrderTracker"]
+__all__ = ["OrderTracker", "order_request"]
 
 
 class OrderTracker:
@@ -174,3 +175,16 @@ class OrderTracker:
         self.journal.emit(
             EventKind.ORDER_FILLED, {"step": step, "stage": stage, **order_payload(order)}
         )
+
+
+def order_request(intent: OrderIntent, label: str) -> OrderRequest:
+    """What to send for ``intent``, under its idempotency ``label``."""
+    return OrderRequest(
+        instrument_name=intent.instrument_name,
+        direction=intent.direction,
+        amount=intent.amount,
+        order_type=intent.order_type,
+        price=intent.price,
+        label=label,
+        reduce_only=intent.reduce_only,
+    )
