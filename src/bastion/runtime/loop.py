@@ -426,13 +426,13 @@ class Loop:
         breach = await self._check_limits(None)
         if breach is not None:
             return StepOutcome(n, "halted", detail=f"halted by {breach.who}: {breach.reason}")
+        reducing = self.halt.trading_state() is TradingState.REDUCING
+        if flattening and not reducing:  # a person resumed: the positions are theirs to keep
+            return StepOutcome(n, "ok", detail="trading resumed before the flatten was sent")
         answered = await self._answered(n)
         now = self.clock.monotonic()
         while self._submits and self._submits[0] <= now - ORDER_RATE_WINDOW_SECONDS:
             self._submits.popleft()
-        reducing = self.halt.trading_state() is TradingState.REDUCING
-        if flattening and not reducing:  # a person resumed: the positions are theirs to keep
-            return StepOutcome(n, "ok", detail="trading resumed before the flatten was sent")
         verdicts = review(
             decision,
             obs,
