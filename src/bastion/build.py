@@ -486,8 +486,8 @@ def build_flattener(
     settings: Settings, exchange: Exchange, clock: Clock, journal: Journal
 ) -> tuple[Flattener, TraceWriter]:
     """``bastion flatten``'s planner and sender (the settings' caps, the held instruments), and
-    the trace it records into: ``traces/<date>/flatten-<stamp>.ndjson``, redacted like a run's.
-    The caller closes the trace."""
+    the trace it records into: ``traces/<date>/flatten-<stamp>-<pid>.ndjson``, redacted like a
+    run's. The caller closes the trace."""
     from bastion.ops.flatten import Flattener
     from bastion.trace.record import TraceWriter
     from bastion.trace.sink import TraceSink
@@ -500,7 +500,7 @@ def build_flattener(
         observer=build_observer(settings, exchange, clock),
         limits=risk_limits(settings),
         journal=journal,
-        clock=clock,
+        run_id=run_id,
     )
     return flattener, trace
 

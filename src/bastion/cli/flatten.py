@@ -6,8 +6,9 @@ while the book is being closed, and a running loop flattens too. With ``--instru
 only those positions and leaves the trading state as it is. A HALTED state is kept: nothing but
 cancels goes out under it, so flattening is refused with the way out.
 
-The orders are planned, reviewed under REDUCING and sent by :mod:`bastion.ops.flatten`, and each
-step is recorded in the store's event log. On the embedded paper exchange (which lives inside
+The orders are planned, reviewed under REDUCING and sent by :mod:`bastion.ops.flatten`; every
+step is recorded in the flatten's own trace (``traces/<date>/flatten-*.ndjson``), the orders and
+the halt in the store's event log too. On the embedded paper exchange (which lives inside
 ``bastion run``) this process cannot reach the exchange: it raises REDUCING and the running
 agent flattens within one step.
 """
@@ -24,6 +25,7 @@ from bastion.cli.halt import halt_path, say_problems
 from bastion.cli.terminal import safe
 from bastion.clock import WallClock
 from bastion.config import Settings, ensure_data_dir
+from bastion.status import TradingState
 
 if TYPE_CHECKING:
     from bastion.events import Journal
@@ -59,7 +61,7 @@ def flatten(
     if not settings.resolved_exchange_url and (instruments or dry_run):
         _fail_embedded("--instrument" if instruments else "--dry-run")
     with halt_path(settings) as (halt, journal, emitted):
-        if halt.trading_state().value == "halted":
+        if halt.trading_state() is TradingState.HALTED:
             _fail_halted(halt)
         if not instruments and not dry_run:
             run_async(lambda: _reduce(halt, reason))
@@ -85,8 +87,6 @@ def flatten(
 
 async def _reduce(halt: Halt, reason: str) -> None:
     """REDUCING through the one halt path: a running agent on this host follows the flag."""
-    from bastion.status import TradingState  # noqa: PLC0415  lazy: see cli/app.py
-
     await halt.trip(reason, who=getpass.getuser(), state=TradingState.REDUCING)
 
 

@@ -59,7 +59,7 @@ def kill(
     if fleet:
         _kill_fleet(settings, reason)
         return
-    with _halt(settings) as (halt, emitted):
+    with halt_path(settings) as (halt, _, emitted):
         state = run_async(lambda: _kill(settings, halt, reason))
         say_problems(emitted)
     out.print(
@@ -109,7 +109,7 @@ def resume(
     if fleet:
         _resume_fleet(settings, reason)
         return
-    with _halt(settings) as (halt, emitted):
+    with halt_path(settings) as (halt, _, emitted):
         cleared = halt.resume(who=getpass.getuser(), why=reason)
         say_problems(emitted)
     if cleared is None:
@@ -122,7 +122,7 @@ def resume(
 
 
 def _kill_fleet(settings: Settings, reason: str) -> None:
-    with _halt(settings) as (halt, emitted), exit_on_error():
+    with halt_path(settings) as (halt, _, emitted), exit_on_error():
         record = run_async(lambda: halt.trip_fleet(reason, who=getpass.getuser()))
         say_problems(emitted)
     out.print(
@@ -137,7 +137,7 @@ def _kill_fleet(settings: Settings, reason: str) -> None:
 
 
 def _resume_fleet(settings: Settings, reason: str) -> None:
-    with _halt(settings) as (halt, emitted), exit_on_error():
+    with halt_path(settings) as (halt, _, emitted), exit_on_error():
         cleared = halt.resume_fleet(who=getpass.getuser(), why=reason)
         say_problems(emitted)
     if cleared is None:
@@ -148,13 +148,6 @@ def _resume_fleet(settings: Settings, reason: str) -> None:
         f"({safe(reason)}); each agent lifts the halt it followed within one poll.",
         highlight=False,
     )
-
-
-@contextlib.contextmanager
-def _halt(settings: Settings) -> Iterator[tuple[Halt, list[Event]]]:
-    """The halt path of this data directory and what it reported."""
-    with halt_path(settings) as (halt, _, emitted):
-        yield halt, emitted
 
 
 @contextlib.contextmanager

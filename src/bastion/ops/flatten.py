@@ -4,9 +4,10 @@ The loop flattens by itself while the trading state is REDUCING; this is for a p
 positions closed now, by this process, with a record of every step. It plans with the same pure
 :func:`~bastion.guard.flatten.flatten_decision` the loop uses, has the plan reviewed under
 REDUCING (the risk caps still hold: an order they reject is not sent), then sends each approved
-order reduce-only with an idempotency label ``flatten-<stamp>-<k>``. Every step is recorded in
-the journal it is given: the ``decision`` (``source: flatten``), each ``risk_verdict``, and
-each ``order_sent`` or ``order_failed``, so the store's event log says who flattened what.
+order reduce-only with the idempotency label ``<run_id>-<k>`` (``run_id`` also names its trace).
+Every step is emitted on the journal it is given: the ``decision`` (``source: flatten``), each
+``risk_verdict``, and each ``order_sent`` or ``order_failed``; the trace keeps them all, the
+store's event log the orders.
 
 A running loop that flattens at the same time cannot make it worse: every order is reduce-only,
 so the exchange caps it at what is still held and never flips a position.
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion.agent import Decision, Observation, OrderIntent
-from bastion.clock import Clock
 from bastion.errors import BastionError
 from bastion.events import EventKind, Journal
 from bastion.exchange.base import Exchange
@@ -70,13 +70,14 @@ class Flattener:
         observer: Observer,
         limits: RiskLimits,
         journal: Journal,
-        clock: Clock,
+        run_id: str,
     ) -> None:
+        """``run_id`` (``flatten-<stamp>-<pid>``) prefixes every order's label."""
         self._exchange = exchange
         self._observer = observer
         self._limits = limits
         self._journal = journal
-        self._clock = clock
+        self.run_id = run_id
 
     async def plan(self, instruments: Collection[str] | None = None, *, why: str) -> FlattenPlan:
         """Observe, plan the closing orders (only ``instruments`` when given) and review them."""
@@ -106,11 +107,10 @@ class Flattener:
 
     async def execute(self, plan: FlattenPlan) -> FlattenResult:
         """Send every approved order of ``plan``; a failure is recorded and the rest still go."""
-        stamp = self._clock.now().strftime("%Y%m%dT%H%M%S")
         sent: list[Order] = []
         not_sent = list(self.unsent(plan).not_sent)
         for k, intent in enumerate(plan.approved):
-            label = f"flatten-{stamp}-{k}"
+            label = f"{self.run_id}-{k}"[:64]  # Deribit labels hold 64 characters
             try:
                 order = await self._exchange.place_order(order_request(intent, label))
             except BastionError as exc:

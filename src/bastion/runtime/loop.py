@@ -7,13 +7,15 @@ One step::
     observe()           -> the Observer's snapshot (every call through resilience.call), then
                            the OrderTracker reconciles our orders against it
     limits.check()      -> every halt trigger (health, cost cap, drift) -> halt.trip(reason)
+    REDUCING and held?  -> the decision is the flatten (guard.flatten), the agent not asked
     agent.decide()      -> under the step timeout: a hung step is abandoned, the loop goes on
     approvals           -> the orders a person approved since are taken from the queue
     risk.review()       -> pure; rejections carry the cap and the observed value; approved
                            orders are reviewed again as things stand now
     needs_approval      -> queued for a person (bastion approvals, the console), never sent
+    checkpoint          -> the labels about to be sent, durable before any send (write-ahead)
     send approved       -> halt re-checked right before each order; idempotency label per intent
-    step_completed      -> with elapsed time and the halt flag as the step ended
+    step_completed      -> with elapsed time and the halt flag as the step ended; checkpoint
 
 The loop only *emits*: the trace, the store, the metrics (:class:`~bastion.telemetry.sink.
 MetricsSink`) and the console's status (:class:`~bastion.runtime.status_sink.StatusSink`) are

@@ -92,16 +92,7 @@ class OrderTracker:
             if order.label in self.unconfirmed:
                 self.unconfirmed.discard(order.label)
                 self.tracked.add(order.order_id)
-                self._apply_fill(order)
-                self.journal.emit(
-                    EventKind.ORDER_SENT,
-                    {
-                        "step": step,
-                        "stage": "reconcile",
-                        "confirmed_late": True,
-                        **order_payload(order),
-                    },
-                )
+                self._confirmed_late(step, order)
         await self._look_up_unanswered(step)
         still_open = {o.order_id for o in open_orders}
         for order_id in sorted(self.tracked - still_open):
@@ -130,16 +121,7 @@ class OrderTracker:
                     },
                 )
             for order in found:
-                self._apply_fill(order)
-                self.journal.emit(
-                    EventKind.ORDER_SENT,
-                    {
-                        "step": step,
-                        "stage": "reconcile",
-                        "confirmed_late": True,
-                        **order_payload(order),
-                    },
-                )
+                self._confirmed_late(step, order)
                 if order.order_state == "open":
                     self.tracked.add(order.order_id)  # rested after all: its fate comes later
                     continue
@@ -148,6 +130,14 @@ class OrderTracker:
                     self._record_fill(step, order, stage="reconcile")
                 if order.order_state != "filled":
                     self._record_unfilled(step, order)
+
+    def _confirmed_late(self, step: int, order: Order) -> None:
+        """A send that got no answer was taken after all: record it, and what it filled."""
+        self._apply_fill(order)
+        self.journal.emit(
+            EventKind.ORDER_SENT,
+            {"step": step, "stage": "reconcile", "confirmed_late": True, **order_payload(order)},
+        )
 
     def _record_unfilled(self, step: int, order: Order) -> None:
         """An order that left the book without filling in full: rejected, cancelled, closed."""

@@ -19,21 +19,27 @@ and a client whose address is unknown (a Unix socket), gets 403.
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.simulators.faults.control import control_error, control_json, control_route, read_json
+from bastion.simulators.faults.control import (
+    control_error,
+    control_json,
+    control_route,
+    read_json,
+    validation_reason,
+)
 from bastion.simulators.faults.routes import FaultRoutes
 from bastion.simulators.paper.faults import FaultInjector, FaultSpec
 
 if TYPE_CHECKING:
     from bastion.simulators.paper.market import Market
 
-__all__ = ["CONTROL_PREFIX", "FaultControl", "ShockControl"]
+__all__ = ["CONTROL_PREFIX", "FaultControl", "Shock", "ShockControl"]
 
 CONTROL_PREFIX = "/_paper"
 _REMOTE_REFUSED = "the fault control endpoint answers loopback clients only"
@@ -47,6 +53,16 @@ class FaultControl(FaultRoutes[FaultSpec]):
         self.faults = faults
 
 
+class Shock(BaseModel):
+    """A ``POST /_paper/shock`` body: move ``currency``'s index by ``pct`` percent."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    currency: str
+    pct: float = Field(gt=-100, le=1000, allow_inf_nan=False)
+    """Percent: -20 is a 20 % fall; above -100, so the index stays positive."""
+
+
 class ShockControl:
     """Serves ``POST /_paper/shock`` for one market: a price move a drill asks for."""
 
@@ -58,25 +74,18 @@ class ShockControl:
         return [control_route(f"{CONTROL_PREFIX}/shock", {"POST": self._shock}, _REMOTE_REFUSED)]
 
     async def _shock(self, request: Request) -> Response:
-        body = await read_json(request, 'a JSON object like {"currency": "BTC", "pct": -20}')
+        what = 'a JSON object like {"currency": "BTC", "pct": -20}'
+        body = await read_json(request, what)
         if isinstance(body, Response):
             return body
-        problem = _shock_problem(body, self.market)
-        if problem is not None:
-            return control_error(422, "invalid shock", problem)
-        index = self.market.shock(body["currency"], float(body["pct"]))
-        return control_json(200, {"currency": body["currency"], "index_price": index})
-
-
-def _shock_problem(body: Any, market: Market) -> str | None:
-    """Why ``body`` is not a shock this market can take, or None."""
-    if not isinstance(body, dict):
-        return 'the body is a JSON object like {"currency": "BTC", "pct": -20}'
-    currency, pct = body.get("currency"), body.get("pct")
-    if currency not in market.specs:
-        return f"currency: one of {', '.join(sorted(market.specs))}, not {currency!r}"
-    if isinstance(pct, bool) or not isinstance(pct, int | float) or not math.isfinite(pct):
-        return "pct: a finite number of percent, e.g. -20 for a 20 % fall"
-    if not -100 < pct <= 1000:
-        return f"pct: above -100 (the index stays positive) and at most 1000, not {pct}"
-    return None
+        if not isinstance(body, dict):
+            return control_error(422, "invalid shock", f"the body is {what}")
+        try:
+            shock = Shock.model_validate(body)
+        except ValidationError as exc:
+            return control_error(422, "invalid shock", validation_reason(exc))
+        if shock.currency not in self.market.specs:
+            known = ", ".join(sorted(self.market.specs))
+            return control_error(422, "invalid shock", f"currency: one of {known}")
+        index = self.market.shock(shock.currency, shock.pct)
+        return control_json(200, {"currency": shock.currency, "index_price": index})
