@@ -58,6 +58,10 @@ class EventKind(StrEnum):
     TOOL_REFUSED = "tool_refused"
     """A security event: an agent (or the model behind it) asked for a tool it may not call."""
     APPROVAL_RESOLVED = "approval_resolved"
+    ALERT_FIRING = "alert_firing"
+    """An alerting condition Bastion evaluates itself began (payload: ``telemetry.alert``)."""
+    ALERT_RESOLVED = "alert_resolved"
+    """That condition cleared; the payload repeats the firing alert's ``key``."""
 
 
 @dataclass(frozen=True, slots=True)
