@@ -62,6 +62,13 @@ class EventKind(StrEnum):
     """An alerting condition Bastion evaluates itself began (payload: ``telemetry.alert``)."""
     ALERT_RESOLVED = "alert_resolved"
     """That condition cleared; the payload repeats the firing alert's ``key``."""
+    CYCLE_FINISHED = "cycle_finished"
+    """A research cycle ended: ``outcome`` (completed, failed, cancelled), ``elapsed_s``."""
+    PHASE_FINISHED = "phase_finished"
+    """A phase of a research cycle ended: ``phase`` (design, train, backtest, assess),
+    ``elapsed_s``."""
+    GATE_EVALUATED = "gate_evaluated"
+    """A quality gate judged a result: ``gate`` (a name from the workflow's code), ``passed``."""
 
 
 @dataclass(frozen=True, slots=True)

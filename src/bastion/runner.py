@@ -213,6 +213,7 @@ class Runner:
             observe=self.observer.observe,
             prices=self.prices,
         )
+        self.metrics.watch_health(self._health_ranks)
         self.guard = HealthGuard(
             checker=self.health,
             halt=self.halt,
@@ -375,6 +376,10 @@ class Runner:
 
     def _budget_alert(self, alert: BudgetAlert) -> None:
         self.journal.emit(EventKind.BUDGET_ALERT, asdict(alert))
+
+    def _health_ranks(self) -> list[tuple[str, int]]:
+        """Each check's latest status for ``bastion_health_status`` (0 OK, 1 WARN, 2 FAIL)."""
+        return [(c.name, c.status.rank) for c in self.health.get_cached_health_status().details]
 
     def _breakers(self) -> list[dict[str, Any]]:
         registry = self.resilience.breakers

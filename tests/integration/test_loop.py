@@ -446,13 +446,17 @@ async def test_a_step_that_cannot_observe_still_trips_a_pending_halt(
 
 
 async def test_the_runs_metrics_come_from_its_events(runner_factory: RunnerFactory) -> None:
-    """Steps by outcome, their duration, orders sent and filled, equity: all counted by the
-    metrics sink on the run's journal."""
+    """Steps by outcome, their duration, orders sent and filled, equity, trading state, drift
+    and the run's tool calls: all counted by the metrics sink on the run's journal."""
     runner = runner_factory(ScriptedAgent(perp_buy(10.0)))
     await runner.run(max_steps=2)
     r = runner.metrics.registry
     assert r.get_sample_value("bastion_steps_total", {"outcome": "ok"}) == 2
-    assert r.get_sample_value("bastion_step_duration_seconds_count") == 2
+    assert r.get_sample_value("bastion_step_duration_seconds_count", {"outcome": "ok"}) == 2
+    assert r.get_sample_value("bastion_trading_state", {"state": "active"}) == 1
+    assert r.get_sample_value("bastion_position_drift_coin") == 0  # our fills explain the book
+    assert r.get_sample_value("bastion_run_tool_calls") == 0
+    assert r.get_sample_value("bastion_tool_calls_per_run_count") == 1
     assert r.get_sample_value("bastion_orders_total", {"outcome": "sent"}) == 2
     assert r.get_sample_value("bastion_orders_total", {"outcome": "filled"}) == 2
     assert r.get_sample_value("bastion_account_equity", {"currency": "BTC"}) > 0  # type: ignore[operator]

@@ -2,34 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bastion.agent import Decision
+from bastion.agents.scripted import ScriptedAgent
 from bastion.api.app import create_app
 from bastion.clock import SimClock
 from bastion.events import Event, EventKind
 from bastion.guard.halt import Halt
+from bastion.runner import Runner
 from bastion.telemetry.metrics import Metrics
 from bastion.telemetry.sink import MetricsSink
 from prometheus_tools import run
 
-UNBOUNDED_LABELS = {"run_id", "order_id", "decision_id", "trace_id", "label", "instrument", "tool"}
-"""Label names that would grow a series per run, order or model-written word."""
+UNBOUNDED_LABELS = {"run_id", "order_id", "decision_id", "trace_id", "label", "instrument"}
+"""Label names that would grow a series per run or order (``tool`` is bounded: only a tool the
+toolbox offered gets a series, a refused name is counted by reason)."""
 
 
 def _exercise(metrics: Metrics) -> None:
     """Every instrument once, through the loop's events where the loop feeds it."""
     sink = MetricsSink(metrics)
     for kind, payload in [
-        (EventKind.STEP_COMPLETED, {"step": 1, "status": "ok", "elapsed_s": 0.4}),
+        (EventKind.RUN_STARTED, {}),
+        (EventKind.STEP_COMPLETED, {"step": 1, "status": "ok", "elapsed_s": 0.4, "halt": None}),
         (EventKind.STEP_COMPLETED, {"step": 2, "status": "failed", "elapsed_s": 7.0}),
-        (EventKind.OBSERVATION, {"currency": "BTC", "equity": 10.5}),
+        (EventKind.STEP_COMPLETED, {"step": 3, "status": "ok", "elapsed_s": 1, "drift_coin": 0}),
+        (EventKind.OBSERVATION, {"currency": "BTC", "equity": 10.5, "time_ms": 1_800_000_000}),
         (EventKind.RISK_VERDICT, {"status": "rejected"}),
         (EventKind.ORDER_SENT, {}),
         (EventKind.ORDER_FILLED, {}),
+        (EventKind.TOOL_CALL, {"tool": "ticker", "content": "{}"}),
         (EventKind.TOOL_REFUSED, {"reason": "not_allowed"}),
+        (EventKind.LLM_CALL, {"model": "gpt-4o-mini", "usd": 0.0021}),
+        (EventKind.CALL_FAILED, {"kind": "timeout", "dependency": "deribit", "layer": "exchange"}),
+        (EventKind.RUN_FINISHED, {"status": "completed"}),
+        (EventKind.CYCLE_FINISHED, {"outcome": "completed", "elapsed_s": 120.0}),
+        (EventKind.PHASE_FINISHED, {"phase": "backtest", "elapsed_s": 30.0}),
+        (EventKind.GATE_EVALUATED, {"gate": "sharpe", "passed": True}),
     ]:
         sink(Event(kind, payload))
     metrics.external_calls.labels("deribit", "exchange", "ok").inc()
@@ -41,6 +55,7 @@ def _exercise(metrics: Metrics) -> None:
     metrics.llm_latency.labels(model="gpt-4o-mini").observe(1.8)
     metrics.llm_answers.labels(tier="primary").inc()
     metrics.budget_remaining.labels(scope="daily", unit="usd").set(4.5)
+    metrics.watch_health(lambda: [("exchange_public", 0), ("llm", 1)])
 
 
 async def _scrape(tmp_path: Path) -> bytes:
@@ -98,3 +113,31 @@ def test_promtool_does_report_a_badly_named_metric() -> None:
     done = run("promtool", "check", "metrics", stdin=bad)
     assert done.returncode == 3
     assert 'counter metrics should have "_total" suffix' in done.stdout + done.stderr
+
+
+async def test_a_real_runs_scraped_metrics_pass_promtool_and_show_the_run(
+    runner_factory: Callable[..., Runner],
+) -> None:
+    """A paper run with its console: /metrics over HTTP lints clean and has the run in it."""
+    runner = runner_factory(ScriptedAgent(lambda o, c: Decision()), console=True)
+    await runner.__aenter__()
+    await runner.run(max_steps=3)
+    assert runner.console_url is not None
+    base = runner.console_url.split("/?token=")[0]
+    async with httpx.AsyncClient(base_url=base) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    done = run("promtool", "check", "metrics", stdin=response.content)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(response.text)
+        for s in f.samples
+    }
+    assert samples["bastion_steps_total", (("outcome", "ok"),)] == 3
+    assert samples["bastion_step_duration_seconds_count", (("outcome", "ok"),)] == 3
+    assert samples["bastion_trading_state", (("state", "active"),)] == 1
+    assert samples["bastion_tool_calls_per_run_count", ()] == 1
+    assert samples["bastion_account_daily_pnl", (("currency", "BTC"),)] == 0
+    health = {dict(k[1])["check"]: v for k, v in samples.items() if k[0] == "bastion_health_status"}
+    assert health.get("exchange_public") == 0, health  # the start-up checks, read at the scrape

@@ -51,6 +51,9 @@ class PositionBook:
     expected: dict[str, float] = field(default_factory=dict)
     _expiries: dict[str, int] = field(default_factory=dict)
     _seeded: bool = False
+    gap_coin: float | None = None
+    """The largest gap, in coin, at the last check, dust or not (None before the first):
+    what ``bastion_position_drift_coin`` shows, before a persistent drift halts."""
     _streak: int = 0
 
     def seed(self, positions: tuple[Position, ...]) -> None:
@@ -71,6 +74,7 @@ class PositionBook:
         self.expected = {}
         self._seeded = False
         self._streak = 0
+        self.gap_coin = None
 
     def apply_fill(self, instrument_name: str, direction: Direction, amount: float) -> None:
         """Move the expected book by a fill of one of our own orders."""
@@ -94,25 +98,26 @@ class PositionBook:
             self._expiries.setdefault(name, instrument.expiration_ms)
         for name in [n for n in self.expected if self._expiries.get(n, now_ms + 1) <= now_ms]:
             del self.expected[name]  # settled by the exchange at expiry
-        drift = _differences(self.expected, positions, instruments, index_price, self.dust_coin)
+        gaps = _gaps(self.expected, positions, instruments, index_price)
+        self.gap_coin = max((gap for *_, gap in gaps), default=0.0)
+        drift = [Drift(*gap) for gap in gaps if gap[3] > self.dust_coin]
         self._streak = self._streak + 1 if drift else 0
         return drift if self._streak >= self.observations else []
 
 
-def _differences(
+def _gaps(
     expected: Mapping[str, float],
     positions: tuple[Position, ...],
     instruments: Mapping[str, Instrument],
     index_price: float,
-    dust_coin: float,
-) -> list[Drift]:
+) -> list[tuple[str, float, float, float]]:
+    """(instrument, expected, reported, gap in coin) of every instrument either book holds."""
     reported = {p.instrument_name: p.size for p in positions}
-    found: list[Drift] = []
+    found: list[tuple[str, float, float, float]] = []
     for name in sorted(set(expected) | set(reported)):
         want, have = expected.get(name, 0.0), reported.get(name, 0.0)
         instrument = instruments.get(name)
         usd_quoted = instrument is not None and instrument.amount_unit == "usd"
         gap = abs(have - want) / index_price if usd_quoted else abs(have - want)
-        if gap > dust_coin:
-            found.append(Drift(name, want, have, round(gap, 10)))
+        found.append((name, want, have, round(gap, 10)))
     return found

@@ -321,6 +321,8 @@ class Loop:
         }
         if book is not None:
             payload["book"] = book
+        if self.ledger.book.gap_coin is not None:  # the drift check's, for the metrics sink
+            payload["drift_coin"] = self.ledger.book.gap_coin
         self.journal.emit(EventKind.STEP_COMPLETED, payload)
         self._checkpoint(n)
         return outcome

@@ -13,9 +13,10 @@ venue lists about a thousand, so a run's :class:`ObservationPayloads` records an
 only the first time an observation ticks, holds or rests an order on it (and again if the
 venue changes it): a reader of the trace keeps the ones read so far, as a replay does.
 
-Keys the metrics sink (:mod:`bastion.telemetry.sink`) reads by name: ``status`` and
-``elapsed_s`` of ``step_completed``; ``currency`` and ``equity`` of ``observation`` and of a
-halted step's ``book``; ``stage`` (``send`` or ``reconcile``), ``reason``, ``skipped`` and
+Keys the metrics sink (:mod:`bastion.telemetry.sink`) reads by name: ``status``,
+``elapsed_s``, ``halt`` (its ``state``) and ``drift_coin`` of ``step_completed``; ``currency``,
+``equity`` and ``time_ms`` of ``observation`` (``currency`` and ``equity`` of a halted step's
+``book``); ``stage`` (``send`` or ``reconcile``), ``reason``, ``skipped`` and
 ``confirmed_late`` of the order events.
 """
 

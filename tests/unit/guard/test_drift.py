@@ -84,3 +84,17 @@ def test_reset_accepts_the_book_as_it_stands() -> None:
     assert not book.seeded
     book.seed((_pos(PERP, 50),))
     assert _check(book, _pos(PERP, 50)) == []
+
+
+def test_the_largest_gap_is_kept_at_every_check_before_drift_persists_or_past_dust() -> None:
+    """gap_coin (the drift gauge) shows a gap at once, under the dust or before the streak."""
+    book = PositionBook(dust_coin=1e-3, observations=2)
+    assert book.gap_coin is None
+    book.seed(())
+    assert _check(book, _pos(PERP, 50)) == []  # $50 is 0.0005 BTC: under the dust
+    assert book.gap_coin == 0.0005
+    assert _check(book, _pos(OPTION, 0.1)) == []  # over the dust, but not yet twice
+    assert book.gap_coin == 0.1
+    assert _check(book, _pos(OPTION, 0.1)) == [OPTION]
+    book.reset()
+    assert book.gap_coin is None
