@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as d
 from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -79,6 +80,15 @@ def mapped(*texts: tuple[str, str]) -> list[dm.ValueMapping]:
     return [dm.ValueMap(options=options)]
 
 
+def legend() -> cb.VizLegendOptions:
+    return (
+        cb.VizLegendOptions()
+        .display_mode(common.LegendDisplayMode.LIST)
+        .placement(common.LegendPlacement.BOTTOM)
+        .show_legend(True)
+    )
+
+
 def series(
     title: str, description: str, unit: str, *targets: prometheus.Dataquery, w: int = 8
 ) -> timeseries.Panel:
@@ -90,6 +100,12 @@ def series(
         .unit(unit)
         .span(w)
         .height(8)
+        .legend(legend())
+        .tooltip(
+            cb.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
     )
     for target in targets:
         panel = panel.with_target(target)
@@ -112,6 +128,7 @@ def timeline(
         .mappings(mappings)
         .span(w)
         .height(8)
+        .legend(legend())
         .with_target(target)
     )
 
@@ -127,6 +144,7 @@ def single(
         .unit(unit)
         .span(w)
         .height(4)
+        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
         .with_target(target)
     )
 

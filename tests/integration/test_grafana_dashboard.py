@@ -165,6 +165,7 @@ def test_every_panel_has_a_title_a_description_a_unit_and_lettered_targets(
         assert all(refs), panel["title"]
         assert len(refs) == len(set(refs)), panel["title"]
         assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+        assert isinstance(panel["options"], dict), f"{panel['title']}: options must be set"
 
 
 def test_every_rate_uses_the_rate_interval_and_every_selector_the_job(
