@@ -126,6 +126,12 @@ class Metrics:
         self.equity = Gauge(
             "bastion_account_equity", "Account equity in coin.", ["currency"], registry=r
         )
+        self.step_cost = Histogram(
+            "bastion_step_cost_usd",
+            'USD of LLM calls one loop step made (the cost SLO\'s le="0.15" bucket).',
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
