@@ -104,6 +104,16 @@ class TaskTally:
     slow: int = 0
     costly: int = 0
 
+    def __add__(self, other: TaskTally) -> TaskTally:
+        """The tally of two disjoint windows together."""
+        return TaskTally(
+            self.total + other.total,
+            self.counted + other.counted,
+            self.errors + other.errors,
+            self.slow + other.slow,
+            self.costly + other.costly,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RunTotals:
@@ -155,31 +165,44 @@ class TaskStore:
 
         All windows end at ``until`` and are counted in one pass over the index from the
         earliest start: the SLO evaluator asks for its seven burn-rate windows and the 30-day
-        period at once. A task over ``latency_s`` seconds is slow, one over ``cost_usd`` costly.
+        period at once. Each row is put in the narrowest window that holds it (one ``CASE``)
+        and counted per window; a wider window's figures are the sums of the narrower ones, so
+        the cost per row does not grow with the number of windows. A task over ``latency_s``
+        seconds is slow, one over ``cost_usd`` costly.
         """
         if not starts:
             return []
         until = aware_utc(until)
-        bounds = [aware_utc(s) for s in starts]
+        order = sorted(range(len(starts)), key=lambda i: aware_utc(starts[i]), reverse=True)
+        bounds = [aware_utc(starts[i]) for i in order]  # latest start (narrowest) first
         t = tasks.c
-        counted = t.outcome.not_in(UNCOUNTED_OUTCOMES)
-        columns: list[sa.ColumnElement[Any]] = []
-        for start in bounds:
-            inside = t.finished_at > start
-            columns += [
-                _count(inside),
-                _count(inside & counted),
-                _count(inside & t.outcome.in_(ERROR_OUTCOMES)),
-                _count(inside & (t.duration_s > latency_s)),
-                _count(inside & (t.cost_usd > cost_usd)),
-            ]
-        statement = sa.select(*columns).where(
-            t.kind == kind, t.finished_at > min(bounds), t.finished_at <= until
+        band = sa.case(
+            *((t.finished_at > start, index) for index, start in enumerate(bounds)),
+            else_=len(bounds),
+        ).label("band")
+        statement = (
+            sa.select(
+                band,
+                sa.func.count(),
+                _count(t.outcome.not_in(UNCOUNTED_OUTCOMES)),
+                _count(t.outcome.in_(ERROR_OUTCOMES)),
+                _count(t.duration_s > latency_s),
+                _count(t.cost_usd > cost_usd),
+            )
+            .where(t.kind == kind, t.finished_at > bounds[-1], t.finished_at <= until)
+            .group_by(band)
         )
         with reading(self._engine) as conn:
-            row = conn.execute(statement).one()
-        figures = [int(v or 0) for v in row]
-        return [TaskTally(*figures[i : i + 5]) for i in range(0, len(figures), 5)]
+            rows = conn.execute(statement).all()
+        per_band = [[0] * 5 for _ in bounds]
+        for row in rows:
+            per_band[int(row[0])] = [int(v or 0) for v in row[1:]]
+        results: list[TaskTally] = [TaskTally()] * len(bounds)
+        running = [0] * 5
+        for position, original in enumerate(order):
+            running = [a + b for a, b in zip(running, per_band[position], strict=True)]
+            results[original] = TaskTally(*running)
+        return results
 
     def tally(
         self,
