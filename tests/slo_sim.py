@@ -30,7 +30,7 @@ QUIET = PageOnSettings(
 
 @dataclass
 class SimRun:
-    """One run on a SimClock: ``step()`` advances 36 s and completes a step."""
+    """One run on a SimClock: ``step()`` advances 36 s (or ``every``) and completes a step."""
 
     store: Store
     clock: SimClock
@@ -50,8 +50,9 @@ class SimRun:
         usd: float = 0.0,
         tool_calls: int = 0,
         halt: Mapping[str, Any] | None = None,
+        every: float = STEP_S,
     ) -> None:
-        self.clock.advance(STEP_S)
+        self.clock.advance(every)
         self.steps += 1
         if usd:
             self.journal.emit(EventKind.LLM_CALL, {"usd": usd, "model": "m"})
@@ -73,8 +74,10 @@ class SimRun:
     def seconds(self) -> float:
         return self.clock.time() - self.start
 
-    def history(self, steps: int, *, run_id: str = "run-old", **columns: Any) -> None:
-        """``steps`` finished tasks of another run, one every 36 s up to now (bulk insert)."""
+    def history(
+        self, steps: int, *, run_id: str = "run-old", every: float = STEP_S, **columns: Any
+    ) -> None:
+        """``steps`` finished tasks of another run, one every 36 s (or ``every``) up to now."""
         now = self.clock.now()
         rows = [
             {
@@ -82,7 +85,7 @@ class SimRun:
                 "run_id": run_id,
                 "agent": "seller",
                 "step": k,
-                "finished_at": now - timedelta(seconds=STEP_S * k),
+                "finished_at": now - timedelta(seconds=every * k),
                 "outcome": "ok",
                 "duration_s": 1.0,
                 "cost_usd": 0.0,
