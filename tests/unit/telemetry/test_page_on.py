@@ -6,11 +6,10 @@ test says otherwise), so every alert seen is a page-on one.
 
 from __future__ import annotations
 
-from slo_sim import STEP_S, SimRun, make_run
-
 from bastion.events import EventKind
 from bastion.store import Store
 from bastion.telemetry.page_on import PageOnSettings, p95
+from slo_sim import STEP_S, SimRun, make_run
 
 OFF = {"cost_factor": None, "tool_calls_per_run": None, "latency_factor": None, "error_rate": None}
 
