@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -103,7 +104,7 @@ class SloReader:
         self._latency_s = latency.threshold if latency and latency.threshold is not None else 5.0
         self._cost_usd = cost.threshold if cost and cost.threshold is not None else 0.15
         self._baselines: dict[tuple[str, str], _Cached] = {}
-        self._older_cache: tuple[float, TaskTally] | None = None
+        self._older_cache: tuple[float, datetime, TaskTally] | None = None
 
     def statuses(self, now: datetime, *, monotonic: float | None = None) -> tuple[SloStatus, ...]:
         """Every SLO over the period and the burn-rate windows ending at ``now``.
@@ -111,33 +112,39 @@ class SloReader:
         The windows and the last 3 days are counted afresh; with ``monotonic`` (the monitor's
         clock) the rest of the period, the 27 days before them, is read once an hour and kept:
         at a step every 2 s that is over a million rows a read, and a budget over 30 days does
-        not move in an hour. Its old end is then up to an hour stale.
+        not move in an hour. The fresh part then starts where the kept part ends, so no task is
+        missed or counted twice, and the period reaches up to an hour further back.
         """
         longest = max(span for _, span in WINDOWS)
         period = timedelta(days=self.period_days)
+        starts = [now - span for _, span in WINDOWS]
+        older: TaskTally | None = None
+        if period > longest:
+            boundary, older = self._older(now - period, now - longest, monotonic)
+            starts.append(boundary)  # the fresh part starts where the kept one ends: no gap
+        else:
+            starts.append(now - period)
         tallies = self.tasks.tallies(
-            [now - span for _, span in WINDOWS],
-            now,
-            latency_s=self._latency_s,
-            cost_usd=self._cost_usd,
-            kind=self.kind,
+            starts, now, latency_s=self._latency_s, cost_usd=self._cost_usd, kind=self.kind
         )
         windows = {name: tallies[i] for i, (name, _) in enumerate(WINDOWS)}
-        total = windows[max(WINDOWS, key=lambda w: w[1])[0]]
-        if period > longest:
-            total = total + self._older(now - period, now - longest, monotonic)
+        total = tallies[-1] if older is None else tallies[-1] + older
         return tuple(evaluate(spec, total, windows) for spec in self.slos)
 
-    def _older(self, since: datetime, until: datetime, monotonic: float | None) -> TaskTally:
+    def _older(
+        self, since: datetime, until: datetime, monotonic: float | None
+    ) -> tuple[datetime, TaskTally]:
+        """The tally of ``(since, until]``, or the one kept from up to an hour ago (with the
+        end it was read to)."""
         cached = self._older_cache
         if monotonic is not None and cached is not None and monotonic - cached[0] < _CACHE_TTL_S:
-            return cached[1]
+            return cached[1], cached[2]
         older = self.tasks.tally(
             since, until, latency_s=self._latency_s, cost_usd=self._cost_usd, kind=self.kind
         )
         if monotonic is not None:
-            self._older_cache = (monotonic, older)
-        return older
+            self._older_cache = (monotonic, until, older)
+        return until, older
 
     def figures(self, now: datetime, run_id: str | None, monotonic: float) -> PageOnFigures:
         """The page-on figures at ``now``; the per-run ones for ``run_id`` (zero without one)."""
@@ -231,13 +238,15 @@ class AlertMonitor:
         self._last_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._state = _State()
+        self._lock = threading.Lock()  # the console's thread reads what the loop's changes
         self.last: SloSnapshot | None = None
         """The last store evaluation."""
 
     @property
     def firing(self) -> list[Alert]:
         """The alerts firing now, in the order they started."""
-        return list(self._state.firing.values())
+        with self._lock:
+            return list(self._state.firing.values())
 
     def __call__(self, event: Event) -> None:
         """A journal sink: follow the halt, and evaluate the store when due."""
@@ -320,11 +329,15 @@ class AlertMonitor:
         wanted = {a.key: a for a in state.from_store}
         for alert in halt_alerts(state.halt, self._clock.now()):
             wanted[alert.key] = alert
-        for key, alert in list(state.firing.items()):
-            if key not in wanted:
-                del state.firing[key]
-                self._journal.emit(EventKind.ALERT_RESOLVED, alert.to_payload())
-        for key, alert in wanted.items():
-            if key not in state.firing:
-                state.firing[key] = alert
-                self._journal.emit(EventKind.ALERT_FIRING, alert.to_payload())
+        with self._lock:
+            resolved = [a for key, a in state.firing.items() if key not in wanted]
+            fired = [a for key, a in wanted.items() if key not in state.firing]
+            for alert in resolved:
+                del state.firing[alert.key]
+            for alert in fired:
+                state.firing[alert.key] = alert
+        # Emitted outside the lock: a sink may read ``firing`` back.
+        for alert in resolved:
+            self._journal.emit(EventKind.ALERT_RESOLVED, alert.to_payload())
+        for alert in fired:
+            self._journal.emit(EventKind.ALERT_FIRING, alert.to_payload())

@@ -217,3 +217,21 @@ def test_the_period_counts_tasks_older_than_every_window(sim_run: SimRun) -> Non
     assert (completion.total, completion.good) == (2, 1)
     assert completion.burn_rates["3d"] == 0.0
     assert completion.error_budget_remaining == pytest.approx(1 - 0.5 / 0.005)
+
+
+def test_the_kept_older_part_leaves_no_gap_an_hour_later(sim_run: SimRun) -> None:
+    """The period's older 27 days are read once an hour; tasks crossing the 3-day mark in
+    between are still counted once, and a period shorter than 3 days is counted alone."""
+    run = sim_run
+    now = run.clock.now()
+    for minutes in (3 * 24 * 60 - 10, 3 * 24 * 60 + 10, 10 * 24 * 60):
+        run.store.tasks.record(
+            Task("old", "seller", now - timedelta(minutes=minutes), "failed", duration_s=1.0)
+        )
+    reader = run.monitor.reader
+    assert reader.statuses(now, monotonic=0.0)[0].total == 3
+    later = now + timedelta(minutes=30)  # the first task is now past 3 days, the cache not
+    assert reader.statuses(later, monotonic=1800.0)[0].total == 3
+    short = make_run(run.store).monitor.reader
+    short.period_days = 1
+    assert short.statuses(now)[0].total == 0
