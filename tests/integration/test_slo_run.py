@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
 
 from bastion.agent import Context, Decision, Observation
 from bastion.agents.scripted import ScriptedAgent
+from bastion.cli import app
 from bastion.events import Event, EventKind
 from bastion.runner import Runner
 from bastion.trace.record import read_trace
@@ -46,3 +53,20 @@ async def test_failing_steps_page_through_the_journal_trace_and_store(
     report = runner.slo.report()
     assert report["slos"][0]["total"] == 1
     assert sorted(a["key"] for a in report["firing"]) == sorted(fired)
+
+
+async def test_bastion_slo_asks_the_running_console(
+    runner_factory: RunnerFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """While a run holds the lock, `bastion slo --json` is its console's report, the page-on
+    alerts it keeps firing included (the store alone could not know the run's halt)."""
+    runner = runner_factory(ScriptedAgent(_broken), console=True)
+    await runner.__aenter__()
+    await runner.run(max_steps=2)
+    runner.journal.emit(EventKind.HALT_TRIPPED, {"reason": "operator", "who": "test"})
+    monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path / "data"))
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["slo", "--json"])
+    assert result.exit_code == 0, result.output
+    keys = {a["key"] for a in orjson.loads(result.stdout)["firing"]}
+    assert "page_on:kill_switch" in keys
+    assert "slo:task_completion:page" in keys
