@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from bastion.store.emergency import EmergencyStore
     from bastion.store.retention import LedgerRetention
     from bastion.telemetry.metrics import Metrics
+    from bastion.telemetry.monitor import AlertMonitor, SloReader
     from bastion.tools import Toolbox
     from bastion.trace.record import TraceWriter
     from bastion.trace.redact import Redactor
@@ -59,6 +60,7 @@ __all__ = [
     "PAPER_BASE_URL",
     "budget_limits",
     "build_agent",
+    "build_alert_monitor",
     "build_approvals",
     "build_budget",
     "build_emergency_store",
@@ -78,6 +80,7 @@ __all__ = [
     "build_replay_llm",
     "build_replayer",
     "build_resilience",
+    "build_slo_reader",
     "build_status_service",
     "build_toolbox",
     "risk_limits",
@@ -684,4 +687,51 @@ def _websocket(settings: Settings, url: str) -> DeribitWsSession | None:
         client_secret=settings.exchange_client_secret,
         timeout=settings.exchange_timeout_seconds,
         cancel_on_disconnect=settings.exchange_cancel_on_disconnect,
+    )
+
+
+def build_slo_reader(settings: Settings, store: Store) -> SloReader:
+    """The SLOs and page-on thresholds of the ``slo_*`` and ``page_on_*`` settings, over the
+    store's task records."""
+    from bastion.telemetry.monitor import SloReader
+    from bastion.telemetry.page_on import PageOnSettings
+    from bastion.telemetry.slo import default_slos
+
+    s = settings
+    error_pct = s.page_on_error_rate_pct
+    return SloReader(
+        store.tasks,
+        slos=default_slos(
+            completion=s.slo_task_completion_objective,
+            latency=s.slo_latency_objective,
+            latency_s=s.slo_latency_threshold_seconds,
+            cost=s.slo_cost_objective,
+            cost_usd=s.slo_cost_threshold_usd,
+        ),
+        page_on=PageOnSettings(
+            cost_factor=s.page_on_cost_factor,
+            cost_baseline_usd=s.page_on_cost_baseline_usd,
+            tool_calls_per_run=s.page_on_tool_calls_per_run,
+            latency_factor=s.page_on_latency_factor,
+            latency_baseline_s=s.page_on_latency_baseline_seconds,
+            error_rate=error_pct / 100 if error_pct is not None else None,
+            error_window_s=s.page_on_error_window_seconds,
+            baseline_days=s.page_on_baseline_days,
+        ),
+        period_days=s.slo_period_days,
+    )
+
+
+def build_alert_monitor(
+    settings: Settings, store: Store, journal: Journal, clock: Clock, run_id: str
+) -> AlertMonitor:
+    """A run's SLO and page-on alert monitor; subscribe it after the run's task sink."""
+    from bastion.telemetry.monitor import AlertMonitor
+
+    return AlertMonitor(
+        build_slo_reader(settings, store),
+        journal,
+        clock,
+        run_id=run_id,
+        interval_seconds=settings.slo_evaluation_interval_seconds,
     )

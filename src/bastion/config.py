@@ -551,6 +551,79 @@ class Settings(BaseSettings):
         "a DNS-rebinding page cannot read the console.",
     )
 
+    # -- SLOs and page-on thresholds (bastion.telemetry.slo, .page_on) ------------------------
+    slo_task_completion_objective: float = Field(
+        0.995,
+        gt=0,
+        lt=1,
+        description="Share of steps that must end without failing or timing out (halted steps "
+        "left out); deploy/prometheus assumes the default.",
+    )
+    slo_latency_objective: float = Field(
+        0.99, gt=0, lt=1, description="Share of steps that must finish within the latency SLO."
+    )
+    slo_latency_threshold_seconds: float = Field(
+        5.0, gt=0, description="A step within this many seconds is good for the latency SLO."
+    )
+    slo_cost_objective: float = Field(
+        0.99,
+        gt=0,
+        lt=1,
+        description="Share of steps whose LLM calls must cost at most slo_cost_threshold_usd.",
+    )
+    slo_cost_threshold_usd: float = Field(
+        0.15, gt=0, description="A step whose LLM calls cost at most this is good for cost."
+    )
+    slo_period_days: int = Field(
+        30, ge=1, le=90, description="The SLOs' error-budget period, in days."
+    )
+    slo_evaluation_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often a run evaluates the SLO burn rates and page-on thresholds "
+        "from the task records (at the first step this long after the last evaluation).",
+    )
+    page_on_cost_factor: float | None = Field(
+        2.0,
+        gt=0,
+        description="Page when a run's LLM spend passes this many times the cost baseline. "
+        "Empty: not evaluated.",
+    )
+    page_on_cost_baseline_usd: float | None = Field(
+        None,
+        gt=0,
+        description="The cost baseline a run, in USD; empty: the median spend of the other runs "
+        "of the last page_on_baseline_days (none yet: not evaluated).",
+    )
+    page_on_tool_calls_per_run: int | None = Field(
+        30, ge=1, description="Page when a run makes more tool calls than this. Empty: never."
+    )
+    page_on_latency_factor: float | None = Field(
+        2.0,
+        gt=0,
+        description="Page when a run's step P95 over the last hour passes this many times the "
+        "latency baseline. Empty: not evaluated.",
+    )
+    page_on_latency_baseline_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="The step P95 baseline, in seconds; empty: the median of the other runs' "
+        "step P95 over the last page_on_baseline_days (none yet: not evaluated).",
+    )
+    page_on_error_rate_pct: float | None = Field(
+        1.0,
+        gt=0,
+        lt=100,
+        description="Page when more than this many percent of the steps of the last "
+        "page_on_error_window_seconds failed or timed out. Empty: never.",
+    )
+    page_on_error_window_seconds: float = Field(
+        300.0, gt=0, description="The window of page_on_error_rate_pct, in seconds."
+    )
+    page_on_baseline_days: float = Field(
+        7.0, gt=0, description="How many days of other runs the page-on baselines are taken from."
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _empty_means_none(cls, data: Any) -> Any:

@@ -24,6 +24,7 @@ from bastion.api.server import ConsoleServer
 from bastion.api.token import ensure_console_token
 from bastion.build import (
     build_agent,
+    build_alert_monitor,
     build_approvals,
     build_budget,
     build_exchange,
@@ -59,6 +60,7 @@ from bastion.runtime.loop import Loop
 from bastion.sensitive import mask_url
 from bastion.simulators.paper import PaperExchangeApp
 from bastion.store import RunRecord, Store
+from bastion.store.task_sink import TaskSink
 from bastion.telemetry.metrics import Metrics
 from bastion.trace.record import TraceWriter
 from bastion.trace.sink import TraceSink
@@ -185,6 +187,18 @@ class Runner:
         self._redactor = build_redactor(settings)
         self.tally = _StepTally(self.store, self.clock, self.run_id)
         self.journal.subscribe(self.tally)
+        # Task records, then the monitor that reads them and emits alert_firing/resolved.
+        self.journal.subscribe(
+            TaskSink(
+                self.store.tasks,
+                run_id=self.run_id,
+                agent=self.agent.name,
+                clock=self.clock,
+                metrics=self.metrics,
+            )
+        )
+        self.slo = build_alert_monitor(settings, self.store, self.journal, self.clock, self.run_id)
+        self.journal.subscribe(self.slo)
         self.halt = build_halt(
             settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
@@ -354,6 +368,7 @@ class Runner:
             health_paused=lambda: self.guard.paused,
             budget=self.budget.usage_today,
             approvals=self.approvals,
+            slo=self.slo.report,
             allowed_hosts=[s.console_host, *s.console_allowed_hosts],
             named_tokens={n: t.get_secret_value() for n, t in s.console_named_tokens.items()},
         )
@@ -442,6 +457,7 @@ class Runner:
                 await self.loop.withdraw_approvals(f"run {self.run_id} ended ({status})")
             if self.ledger_pruning is not None:
                 await self.ledger_pruning.stop()
+            await self.slo.idle()
             tally = self.tally
             counts = {
                 "steps_ok": tally.by_status.get("ok", 0),

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from bastion.api.approvals import approvals_router
 from bastion.api.health import HealthProvider, health_router
 from bastion.api.security import BodyLimit, HostGuard, SecurityHeaders
+from bastion.api.slo import SloProvider, slo_router
 from bastion.api.token import TokenGuard
 from bastion.guard.approvals import Approvals
 from bastion.guard.budget import BudgetUsage
@@ -94,6 +95,7 @@ def create_app(
     health_paused: Callable[[], bool] | None = None,
     budget: BudgetProvider | None = None,
     approvals: Approvals | None = None,
+    slo: SloProvider | None = None,
     allowed_hosts: Iterable[str] = (),
     named_tokens: Mapping[str, str] | None = None,
 ) -> FastAPI:
@@ -146,4 +148,5 @@ def create_app(
         health_router(health, health_paused, redactor), dependencies=[Depends(guard)]
     )
     app.include_router(approvals_router(approvals, redactor), dependencies=[Depends(guard)])
+    app.include_router(slo_router(slo), dependencies=[Depends(guard)])
     return app

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["fetch_status"]
+__all__ = ["fetch_slo", "fetch_status"]
 
 
 def console_base_url(host: str, port: int) -> str:
@@ -39,3 +39,16 @@ def fetch_status(
     except (httpx.HTTPError, ValueError):
         return None
     return result if isinstance(result, dict) and "run_id" in result else None
+
+
+def fetch_slo(host: str, port: int, token: str, *, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The console's ``/api/slo``, or None when nothing answers there as our console does."""
+    url = f"{console_base_url(host, port)}/api/slo"
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        if response.status_code != 200:
+            return None
+        result = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return result if isinstance(result, dict) and "slos" in result else None

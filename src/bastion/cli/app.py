@@ -31,6 +31,7 @@ from bastion.cli.llm import llm_app
 from bastion.cli.replay import replay
 from bastion.cli.run import run
 from bastion.cli.settings import show_config
+from bastion.cli.slo import slo
 from bastion.cli.smoke import smoke
 from bastion.cli.status import status
 from bastion.sensitive import mask_url
@@ -54,6 +55,7 @@ app.command()(flatten)
 app.command()(health)
 app.command()(smoke)
 app.command()(replay)
+app.command()(slo)
 app.command("config")(show_config)
 app.add_typer(budget_app, name="budget")
 app.add_typer(approvals_app, name="approvals")

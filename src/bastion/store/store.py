@@ -18,6 +18,7 @@ from bastion.store.halts import HaltStore
 from bastion.store.health import HealthStore
 from bastion.store.migrate import upgrade
 from bastion.store.runs import RunStore
+from bastion.store.tasks import TaskStore
 from bastion.trace.redact import Redactor
 
 __all__ = ["Store"]
@@ -26,8 +27,8 @@ __all__ = ["Store"]
 class Store:
     """Bastion's durable state, one object per aggregate over one engine.
 
-    The aggregates are ``runs``, ``events``, ``halts``, ``health``, ``budget``, ``approvals``
-    and ``day_marks``.
+    The aggregates are ``runs``, ``events``, ``halts``, ``health``, ``budget``, ``approvals``,
+    ``day_marks`` and ``tasks``.
 
     Build it with :meth:`open`, which also brings the schema up to date. It is safe to share
     between threads, and several processes may open the same database at once.
@@ -46,6 +47,7 @@ class Store:
         self.budget = BudgetStore(engine, synchronous_settle=synchronous_settle)
         self.approvals = ApprovalsStore(engine)
         self.day_marks = DayMarkStore(engine)
+        self.tasks = TaskStore(engine)
 
     @classmethod
     def open(cls, url: str, *, synchronous_settle: bool = False) -> Store:

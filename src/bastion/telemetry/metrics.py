@@ -294,6 +294,12 @@ class Metrics:
     def watch_health(self, source: HealthSource) -> None:
         """Export ``bastion_health_status{check}`` from ``source`` at every scrape."""
         self._health.source = source
+        self.step_cost = Histogram(
+            "bastion_step_cost_usd",
+            'USD of LLM calls one loop step made (the cost SLO\'s le="0.15" bucket).',
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
