@@ -126,6 +126,21 @@ class Metrics:
         self.equity = Gauge(
             "bastion_account_equity", "Account equity in coin.", ["currency"], registry=r
         )
+        # Alerts out (bastion.notify): one series per configured target, named webhook:<n>.
+        self.alert_notifications = Counter(
+            "bastion_alert_notifications",
+            "Alert notifications by webhook target and outcome: sent, failed (will be retried), "
+            "rejected (the target refused it: not retried) or dropped (queue full, or unsent at "
+            "shutdown).",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.alert_queue_depth = Gauge(
+            "bastion_alert_queue_depth",
+            "Alert notifications waiting for delivery, by webhook target.",
+            ["target"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
