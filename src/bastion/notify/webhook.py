@@ -14,6 +14,7 @@ would send the alert (and perhaps the token) somewhere nobody configured.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,22 @@ __all__ = ["Delivery", "Format", "WebhookTarget", "masked"]
 Format = Literal["json", "slack"]
 Render = Callable[..., dict[str, Any]]
 _RENDER: Mapping[Format, Render] = {"json": generic_body, "slack": slack_body}
+
+
+class _HideUrl(logging.Filter):
+    """httpx logs each request's full URL at INFO; for a webhook that line would carry the
+    token, so it is rewritten with the masked URL before any handler sees it (the logging
+    set-up's redactor would catch it too: this holds where that set-up is not in place)."""
+
+    def __init__(self, url: str, shown: str) -> None:
+        super().__init__()
+        self._url, self._shown = url, shown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self._url in message:
+            record.msg, record.args = message.replace(self._url, self._shown), None
+        return True
 
 
 def masked(url: str) -> str:
@@ -80,6 +97,8 @@ class WebhookTarget:
         self._url = url
         self.shown_url = masked(url.get_secret_value())
         self.delivery = Delivery()
+        self._hide = _HideUrl(url.get_secret_value(), self.shown_url)
+        logging.getLogger("httpx").addFilter(self._hide)
         self._client = httpx.AsyncClient(
             timeout=timeout + 1.0, transport=transport, follow_redirects=False
         )
@@ -125,3 +144,4 @@ class WebhookTarget:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        logging.getLogger("httpx").removeFilter(self._hide)
