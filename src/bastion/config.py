@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import Field, NonNegativeFloat, SecretStr, ValidationError, model_validator
@@ -794,8 +795,7 @@ class Settings(BaseSettings):
         values.extend(s.get_secret_value() for s in self.paper_allowed_credentials.values())
         values.extend(s.get_secret_value() for s in self.console_named_tokens.values())
         for url in (*self.alert_webhook_urls, *self.alert_slack_webhook_urls):
-            values.append(url.get_secret_value())  # the whole URL: Slack's path is its token
-            values.extend(url_secrets(url.get_secret_value()))
+            values.extend(_webhook_secrets(url.get_secret_value()))
         # Passwords and secret query values of every URL-valued setting (store, exchange, LLM,
         # and any added later), so they are caught even where a message quotes them bare.
         values.extend(
@@ -842,6 +842,17 @@ class Settings(BaseSettings):
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+_WEBHOOK_TOKEN_LENGTH = 16
+
+
+def _webhook_secrets(url: str) -> list[str]:
+    """A webhook URL's secrets: the whole URL, its password and secret query values, and its
+    last path segment when it is token-long (Slack, Discord and Teams put the token there)."""
+    last = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    token = [last] if len(last) >= _WEBHOOK_TOKEN_LENGTH else []
+    return [url, *url_secrets(url), *token]
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -31,7 +31,9 @@ def test_webhook_urls_are_secrets_everywhere_settings_are_shown() -> None:
     assert public["alert_slack_webhook_urls"] == "[REDACTED]"
     assert TOKEN not in repr(s)
     assert TOKEN not in str(public)
-    assert {URL, URL + "-slack"} <= set(s.secret_values())
+    assert {URL, URL + "-slack", TOKEN, TOKEN + "-slack"} <= set(s.secret_values())
+    bare = load_settings(alert_webhook_urls=["https://a-long-host-name.example.com"])
+    assert "a-long-host-name.example.com" not in bare.secret_values()  # no path: no token
 
 
 def test_a_url_that_is_not_http_names_the_entry_and_hides_its_value() -> None:
