@@ -22,6 +22,7 @@ from bastion.build import build_notifier
 from bastion.clock import SimClock
 from bastion.config import Settings
 from bastion.events import Event, EventKind, Journal
+from bastion.guard.halt import Halt
 from bastion.notify import Notifier
 from bastion.resilience import Resilience
 from bastion.runner import Runner
@@ -338,3 +339,31 @@ async def test_a_hanging_webhook_never_holds_up_the_guarded_run(
         == 1
     )
     assert TOKEN not in await asyncio.to_thread(Path(runner.trace.path).read_text)
+
+
+async def test_a_kill_and_resume_from_another_process_reach_the_webhook(
+    receiver: tuple[Receiver, str], runner_factory: Callable[..., Runner]
+) -> None:
+    """`bastion kill` writes only the flag: the run's enforcement of it pages, and the step
+    that trades again after `bastion resume` sends the resolve."""
+    far, base = receiver
+    runner = runner_factory(
+        ScriptedAgent(lambda o, c: Decision()),
+        alert_webhook_urls=[f"{base}/hook"],
+        alert_group_wait_seconds=0,
+        health_check_on_startup=False,
+    )
+    assert runner.notifier is not None
+    runner.notifier.start()
+    elsewhere = Halt(flag_path=runner.settings.kill_switch_path, clock=runner.clock)
+    await elsewhere.trip("drill", who="ops")
+    assert (await runner.loop.step()).status == "halted"
+    await runner.notifier.flush()
+    elsewhere.resume(who="ops", why="drill over")
+    assert (await runner.loop.step()).status == "ok"
+    await runner.notifier.flush()
+    assert [(a["key"], a["status"]) for a in far.alerts] == [
+        ("halt", "firing"),
+        ("halt", "resolved"),
+    ]
+    assert far.alerts[0]["labels"]["reason"] == "drill"

@@ -7,7 +7,11 @@ waiting for a person. :func:`notification_for` turns each into one :class:`Notif
 the fields every webhook body carries, so the dispatcher and the bodies know one shape only.
 
 Halts and breakers are *conditions*: they fire and later resolve, under one ``key``
-(``halt``, ``breaker:<name>``), exactly like an evaluator's alert. A budget crossing and an
+(``halt``, ``breaker:<name>``), exactly like an evaluator's alert. A halt raised in this process
+fires on ``halt_tripped``; one raised elsewhere (``bastion kill``, the console of another
+process) on the ``halt_enforced`` that the run records when it first enforces it, which a halt
+of this process's own repeats (deduplicated). It resolves on ``halt_resumed`` or, for a resume
+made elsewhere, on ``trading_resumed``, when the loop trades again. A budget crossing and an
 approval request are *events*: sent once, never resolved (``tracked`` is False).
 
 The payloads are read as the plain dicts the journal carries (``guard/halt.py``,
@@ -155,6 +159,18 @@ def _halt_resumed(payload: Mapping[str, Any], now: datetime) -> Notification:
     return Notification.of(alert, Status.RESOLVED, at=now)
 
 
+def _trading_resumed(payload: Mapping[str, Any], now: datetime) -> Notification:
+    alert = Alert(
+        key="halt",
+        name="BastionHalted",
+        severity=Severity.PAGE,
+        summary=f"Trading resumed at step {_text(payload.get('step'))}",
+        since=now,
+        labels={"scope": "agent"},
+    )
+    return Notification.of(alert, Status.RESOLVED, at=now)
+
+
 def _budget(payload: Mapping[str, Any], now: datetime) -> Notification:
     scope, unit = _text(payload.get("scope")), _text(payload.get("unit"))
     used, limit = float(payload.get("used") or 0), float(payload.get("limit") or 0)
@@ -211,7 +227,9 @@ _READERS: dict[EventKind, Reader] = {
     EventKind.ALERT_FIRING: _firing_alert,
     EventKind.ALERT_RESOLVED: _resolved_alert,
     EventKind.HALT_TRIPPED: _halt_tripped,
+    EventKind.HALT_ENFORCED: _halt_tripped,
     EventKind.HALT_RESUMED: _halt_resumed,
+    EventKind.TRADING_RESUMED: _trading_resumed,
     EventKind.BUDGET_ALERT: _budget,
     EventKind.BREAKER_STATE_CHANGED: _breaker,
     EventKind.APPROVAL_REQUESTED: _approval,

@@ -111,6 +111,8 @@ class Notifier:
         )
         self._lanes = [_Lane(t, s.queue_size) for t in targets]
         self._timer_wake = asyncio.Event()
+        self._moved = asyncio.Event()
+        """Set whenever a delivery ends: what :meth:`flush` waits on."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -233,6 +235,7 @@ class Notifier:
             return self._failed(lane, handles, error)
         finally:
             lane.busy = False
+            self._moved.set()
         lane.outbox.done(handles)
         target.delivery.sent += len(handles)
         target.delivery.last_success_at = self._clock.now()
@@ -292,11 +295,12 @@ class Notifier:
         it in a timeout; :meth:`aclose` does)."""
         self.start()
         self._put(self._dispatcher.flush(self._clock.time()))
+        for lane in self._lanes:
+            if len(lane.outbox):
+                lane.wake.set()  # a lane pausing after a failure tries once more now
         while not self.idle:
-            for lane in self._lanes:
-                if len(lane.outbox):
-                    lane.wake.set()
-            await asyncio.sleep(0.01)
+            self._moved.clear()
+            await self._moved.wait()
 
     async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109  a bounded flush
         """Deliver what is queued for at most ``timeout`` wall seconds, then stop; what is

@@ -69,6 +69,16 @@ def test_an_evaluator_alert_keeps_its_key_and_fields() -> None:
             ("halt", "BastionHalted", "page", "resolved", True),
         ),
         (
+            EventKind.HALT_ENFORCED,
+            {"reason": "kill_switch", "who": "cli", "when": "2026-01-01T11:00:00+00:00"},
+            ("halt", "BastionHalted", "page", "firing", True),
+        ),
+        (
+            EventKind.TRADING_RESUMED,
+            {"step": 12},
+            ("halt", "BastionHalted", "page", "resolved", True),
+        ),
+        (
             EventKind.HALT_TRIPPED,
             {"reason": "x", "who": "y", "when": "2026-01-01T11:00:00+00:00", "scope": "fleet"},
             ("halt:fleet", "BastionHalted", "page", "firing", True),
