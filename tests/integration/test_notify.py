@@ -367,3 +367,41 @@ async def test_a_kill_and_resume_from_another_process_reach_the_webhook(
         ("halt", "resolved"),
     ]
     assert far.alerts[0]["labels"]["reason"] == "drill"
+
+
+async def test_a_full_queue_drops_the_oldest_info_and_counts_it(
+    receiver: tuple[Receiver, str], harness: Callable[..., Harness]
+) -> None:
+    """While the target hangs on one message, two queue slots fill with approvals; a third
+    approval and a page push the oldest approvals out, counted; the page goes out."""
+    far, base = receiver
+    far.hang = True
+    h = harness(
+        alert_webhook_urls=[f"{base}/hook"],
+        alert_group_wait_seconds=0,
+        alert_queue_size=3,
+        alert_webhook_timeout_seconds=600,
+        alert_webhook_deadline_seconds=600,
+    )
+    h.notifier.start()
+
+    def approval(n: int) -> None:
+        payload = {"approval_id": f"ap{n}", "kind": "order", "reason": "big"}
+        h.journal.emit(EventKind.APPROVAL_REQUESTED, payload)
+
+    approval(1)
+    for _ in range(PATIENCE):
+        if far.hanging:
+            break
+        await asyncio.sleep(0.005)
+    assert far.hanging == 1  # ap1 is in flight; it keeps its slot
+    approval(2)
+    approval(3)
+    approval(4)  # full: ap2, the oldest waiting info, goes
+    h.fire("kill")  # full: ap3 goes, never the page
+    assert h.sample("bastion_alert_notifications_total", target="webhook:0", outcome="dropped") == 2
+    assert h.sample("bastion_alert_queue_depth", target="webhook:0") == 3
+    far.hang = False
+    await settled(h.notifier)
+    assert [a["key"] for a in far.alerts] == ["approval:ap1", "approval:ap4", "kill"]
+    assert h.notifier.status()[0]["dropped"] == 2

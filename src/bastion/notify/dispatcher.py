@@ -19,32 +19,30 @@ deduplicated within their group by key, and never resolved or repeated.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 from bastion.notify.notification import Notification, Status
 from bastion.telemetry.alert import Severity
 
-__all__ = ["Dispatcher", "Offer", "evict"]
+__all__ = ["Dispatcher", "Offer", "victim"]
 
 _RANK = {Severity.INFO: 0, Severity.TICKET: 1, Severity.PAGE: 2}
 
 K = TypeVar("K")
 
 
-def evict(entries: MutableMapping[K, Notification]) -> Notification:
-    """Remove and return the oldest notification of the lowest severity in ``entries``.
+def victim(entries: Mapping[K, Notification]) -> K:
+    """The handle of the oldest notification of the lowest severity in ``entries``.
 
     ``entries`` keeps arrival order (a dict does), so the first of the lowest rank is the
-    oldest: info notifications go first, a page only when nothing else is left.
+    oldest: info notifications go first, a page only when nothing else is left. Callers put a
+    newcomer last, so a new info notification never pushes out a waiting page: it is the one
+    dropped instead.
     """
     lowest = min(_RANK[n.severity] for n in entries.values())
-    for handle, notification in entries.items():
-        if _RANK[notification.severity] == lowest:
-            del entries[handle]
-            return notification
-    raise AssertionError("unreachable: entries is not empty")  # pragma: no cover
+    return next(h for h, n in entries.items() if _RANK[n.severity] == lowest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +94,20 @@ class Dispatcher:
         return Offer(accepted=True, dropped=self._add(notification, now))
 
     def _add(self, notification: Notification, now: float) -> Notification | None:
+        """Put ``notification`` in the open group; returns what was dropped for room."""
+        key = notification.key
         dropped = None
-        if notification.key not in self._pending and len(self._pending) >= self.capacity:
-            dropped = evict(self._pending)
-        self._pending.pop(notification.key, None)  # the newest word on a key, in arrival order
-        self._pending[notification.key] = notification
+        if key in self._pending:
+            del self._pending[key]  # the newest word on a key, at the back
+        elif len(self._pending) >= self.capacity:
+            loser = victim({**self._pending, key: notification})
+            dropped = notification if loser == key else self._pending.pop(loser)
+            firing = self._firing.get(dropped.key)
+            if firing is not None and firing.sent_at is None:
+                del self._firing[dropped.key]  # never sent: nobody waits for its resolve
+            if dropped is notification:
+                return dropped
+        self._pending[key] = notification
         if self._opened_at is None:
             self._opened_at = now
         return dropped

@@ -116,6 +116,7 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self.bad_events = 0
         """Alert events whose payload could not be read (logged, never raised)."""
         for lane in self._lanes:
@@ -135,6 +136,8 @@ class Notifier:
         self._receive(event)
 
     def _receive(self, event: Event) -> None:
+        if self._closed:  # after shutdown nothing would deliver it
+            return
         now = self._clock.now()
         try:
             notification = notification_for(event, now)
@@ -304,15 +307,18 @@ class Notifier:
 
     async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109  a bounded flush
         """Deliver what is queued for at most ``timeout`` wall seconds, then stop; what is
-        still queued is counted as dropped and logged."""
+        still queued is counted as dropped and logged. Safe to call twice."""
+        if self._closed:
+            return
+        self.start()
+        self._put(self._dispatcher.flush(self._clock.time()))  # counted below if never sent
         if self._lanes:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.flush(), timeout)
+        self._closed = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         for lane in self._lanes:
             left = lane.outbox.drain()

@@ -3,7 +3,7 @@
 A target that is slow or down must not hold the others back, so each has its own outbox and
 its own delivery task. While it waits, newer words on a key replace older ones (a resolve
 replaces the firing it clears, if that was never sent), and when it is full the oldest of the
-lowest severity is dropped, info first (:func:`~bastion.notify.dispatcher.evict`), so pages
+lowest severity is dropped, info first (:func:`~bastion.notify.dispatcher.victim`), so pages
 survive a long outage and the drops are counted.
 
 What is being delivered stays in the outbox until the delivery ends: :meth:`Outbox.take` hands
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bastion.notify.dispatcher import evict
+from bastion.notify.dispatcher import victim
 from bastion.notify.notification import Notification
 
 __all__ = ["Outbox"]
@@ -43,12 +43,12 @@ class Outbox:
                 del self._entries[handle]  # superseded before it was sent
             elif len(self._entries) >= self.capacity:
                 waiting = {h: n for h, n in self._entries.items() if h not in self._taken}
-                victim = evict(waiting) if waiting else notification
-                if victim is notification:
+                loser = victim({**waiting, self._next: notification})  # the newcomer last
+                if loser == self._next:
                     dropped.append(notification)
                     continue
-                self._forget(next(h for h, n in self._entries.items() if n is victim))
-                dropped.append(victim)
+                dropped.append(self._entries[loser])
+                self._forget(loser)
             self._entries[self._next] = notification
             self._by_key[notification.key] = self._next
             self._next += 1

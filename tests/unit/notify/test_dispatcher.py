@@ -133,3 +133,25 @@ def test_a_failed_delivery_keeps_its_place() -> None:
     first = box.take(1)
     box.release(h for h, _ in first)
     assert [n.key for _, n in box.take(2)] == ["a", "b"]
+
+
+def test_a_new_info_never_pushes_out_a_waiting_page() -> None:
+    """Full of pages, the group and the outbox drop the newcomer info, not a page."""
+    d = make(capacity=2)
+    d.offer(note("p1"), 0.0)
+    d.offer(note("p2"), 0.0)
+    info = note("i", severity=Severity.INFO, tracked=False)
+    assert d.offer(info, 0.0).dropped is info
+    assert [k for k, _ in keys(d.flush(0.0))] == ["p1", "p2"]
+    box = Outbox(capacity=2)
+    assert box.put([note("p1"), note("p2"), info]) == [info]
+    assert [n.key for _, n in box.take(5)] == ["p1", "p2"]
+
+
+def test_a_page_dropped_unsent_is_forgotten_so_its_resolve_is_not_sent() -> None:
+    """When only pages wait, the oldest goes; nobody heard it fire, so nobody hears it clear."""
+    d = make(capacity=1)
+    d.offer(note("old"), 0.0)
+    assert d.offer(note("new"), 0.0).dropped is not None
+    assert d.firing == ["new"]
+    assert not d.offer(note("old", Status.RESOLVED), 1.0).accepted
