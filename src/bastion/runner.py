@@ -190,14 +190,19 @@ class Runner:
             settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
         self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
-        # Alerts out: webhooks hear of halts, breakers, budgets, approvals and evaluated alerts.
-        self.notifier = build_notifier(
-            settings,
-            self.clock,
-            resilience=self.resilience,
-            metrics=self.metrics,
-            run_id=self.run_id,
-            agent=self.agent.name,
+        # Alerts out: webhooks hear of halts, breakers, budgets, approvals and evaluated alerts;
+        # not from a smoke's dry run beside the live run (no lock), which would page twice.
+        self.notifier = (
+            build_notifier(
+                settings,
+                self.clock,
+                resilience=self.resilience,
+                metrics=self.metrics,
+                run_id=self.run_id,
+                agent=self.agent.name,
+            )
+            if self.lock is not None
+            else None
         )
         if self.notifier is not None:
             self.journal.subscribe(self.notifier)
