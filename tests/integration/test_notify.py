@@ -405,3 +405,28 @@ async def test_a_full_queue_drops_the_oldest_info_and_counts_it(
     await settled(h.notifier)
     assert [a["key"] for a in far.alerts] == ["approval:ap1", "approval:ap4", "kill"]
     assert h.notifier.status()[0]["dropped"] == 2
+
+
+async def test_an_event_from_a_worker_thread_is_handed_to_the_loop(
+    receiver: tuple[Receiver, str], harness: Callable[..., Harness]
+) -> None:
+    """Settlements and pruning emit from worker threads: their alerts arrive all the same."""
+    far, base = receiver
+    h = harness(alert_webhook_urls=[f"{base}/hook"], alert_group_wait_seconds=0)
+    h.notifier.start()
+    payload = {
+        "scope": "daily",
+        "period": "2027-01-15",
+        "label": "seller",
+        "unit": "usd",
+        "used": 7.6,
+        "limit": 10.0,
+        "ratio": 0.75,
+    }
+    await asyncio.to_thread(h.journal.emit, EventKind.BUDGET_ALERT, payload)
+    for _ in range(PATIENCE):
+        if far.bodies:
+            break
+        await asyncio.sleep(0.005)
+    (only,) = far.alerts
+    assert (only["name"], only["severity"], only["value"]) == ("BastionBudgetAlert", "ticket", 0.76)
