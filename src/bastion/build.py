@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bastion.llm.base import LLM
     from bastion.llm.chain import FallbackChain, Route
     from bastion.llm.pricing import PriceBook
+    from bastion.notify import Notifier
     from bastion.ops.flatten import Flattener
     from bastion.ops.ledger_pruning import LedgerPruning
     from bastion.ops.replay import LLMMode, Replayer
@@ -658,6 +659,7 @@ def build_status_service(
     store: Store | None,
     budget: Budget | None = None,
     breakers: Callable[[], list[dict[str, Any]]] | None = None,
+    notifications: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> StatusService:
     """The one status report, for the console and ``bastion status`` alike."""
     from bastion.ops.status import StatusService
@@ -671,6 +673,7 @@ def build_status_service(
         store=store,
         budget=budget.usage_today if budget is not None else None,
         breakers=breakers,
+        notifications=notifications,
         redact=build_redactor(settings).redact,
         auto_resume=settings.halt_auto_resume,
     )
@@ -734,4 +737,41 @@ def build_alert_monitor(
         clock,
         run_id=run_id,
         interval_seconds=settings.slo_evaluation_interval_seconds,
+def build_notifier(
+    settings: Settings,
+    clock: Clock,
+    *,
+    resilience: Resilience,
+    metrics: Metrics | None = None,
+    run_id: str | None = None,
+    agent: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Notifier | None:
+    """The alert webhooks of ``alert_webhook_urls`` and ``alert_slack_webhook_urls``, or None
+    when neither lists one (nothing is subscribed, nothing runs)."""
+    if not settings.alert_webhook_urls and not settings.alert_slack_webhook_urls:
+        return None
+    from bastion.notify import Context, Notifier, NotifierSettings, WebhookTarget
+
+    timeout = settings.alert_webhook_timeout_seconds
+    targets = [
+        WebhookTarget(f"webhook:{n}", url, format="json", timeout=timeout, transport=transport)
+        for n, url in enumerate(settings.alert_webhook_urls)
+    ] + [
+        WebhookTarget(f"slack:{n}", url, format="slack", timeout=timeout, transport=transport)
+        for n, url in enumerate(settings.alert_slack_webhook_urls)
+    ]
+    return Notifier(
+        targets,
+        clock=clock,
+        resilience=resilience,
+        metrics=metrics,
+        context=Context(run_id=run_id, agent=agent),
+        settings=NotifierSettings(
+            group_wait=settings.alert_group_wait_seconds,
+            repeat_interval=settings.alert_repeat_interval_seconds,
+            timeout=timeout,
+            deadline=settings.alert_webhook_deadline_seconds,
+            queue_size=settings.alert_queue_size,
+        ),
     )

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import Field, NonNegativeFloat, SecretStr, ValidationError, model_validator
@@ -622,6 +623,49 @@ class Settings(BaseSettings):
     )
     page_on_baseline_days: float = Field(
         7.0, gt=0, description="How many days of other runs the page-on baselines are taken from."
+    # -- alerts out (webhooks) --------------------------------------------------------------
+    alert_webhook_urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Webhook URLs that receive Bastion's alerts as JSON (the generic body in "
+        "the README's Alerts out section), as a JSON list; each URL is a secret, never logged, "
+        "traced or shown (targets are named webhook:0, webhook:1, ...).",
+    )
+    alert_slack_webhook_urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Slack incoming-webhook URLs (or a Slack-compatible receiver) for the same "
+        "alerts, as a JSON list; secrets like alert_webhook_urls (named slack:0, ...).",
+    )
+    alert_group_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Alerts raised within this many seconds of the first go out as one message.",
+    )
+    alert_repeat_interval_seconds: float = Field(
+        14_400.0,
+        gt=0,
+        description="A still-firing alert is sent again after this long (Alertmanager's "
+        "repeat_interval); an alert already firing is otherwise never re-sent.",
+    )
+    alert_webhook_timeout_seconds: float = Field(
+        5.0, gt=0, description="Time one webhook request may take before it is retried."
+    )
+    alert_webhook_deadline_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Time one delivery may take with its retries (full jitter); then it is "
+        "tried again later, or with the next alert.",
+    )
+    alert_queue_size: int = Field(
+        500,
+        ge=1,
+        description="Notifications held per target while it is slow or down; when full, the "
+        "oldest info notifications are dropped first (counted in "
+        'bastion_alert_notifications_total{outcome="dropped"}).',
+    )
+    alert_flush_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="At shutdown, how long Bastion waits to deliver the alerts still queued.",
     )
 
     @model_validator(mode="before")
@@ -662,6 +706,7 @@ class Settings(BaseSettings):
         self._check_llm()
         self._check_tools()
         self._check_named_tokens()
+        self._check_alert_webhooks()
         if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(
                 f"mode={self.mode} needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID "
@@ -707,6 +752,23 @@ class Settings(BaseSettings):
                     "person needs their own, or the record cannot say who decided"
                 )
             seen.add(token)
+
+    def _check_alert_webhooks(self) -> None:
+        """Each webhook URL must be http(s); the message names the entry, never its value."""
+        for field in ("alert_webhook_urls", "alert_slack_webhook_urls"):
+            for index, url in enumerate(getattr(self, field)):
+                if not url.get_secret_value().startswith(("http://", "https://")):
+                    raise ValueError(
+                        f"{field}[{index}] is not an http(s) URL: set {_env_name(field)} to a "
+                        'JSON list of URLs like ["https://hooks.example.com/..."]'
+                    )
+        if self.alert_webhook_deadline_seconds < self.alert_webhook_timeout_seconds:
+            raise ValueError(
+                f"alert_webhook_deadline_seconds ({self.alert_webhook_deadline_seconds:g}) is "
+                f"below alert_webhook_timeout_seconds ({self.alert_webhook_timeout_seconds:g}): "
+                "the deadline would cut the first request short; raise "
+                "BASTION_ALERT_WEBHOOK_DEADLINE_SECONDS"
+            )
 
     def _check_llm(self) -> None:
         if self.agent == "llm_options_seller" and self.llm_provider == "none":
@@ -803,6 +865,8 @@ class Settings(BaseSettings):
             values.append(self.llm_api_key.get_secret_value())
         values.extend(s.get_secret_value() for s in self.paper_allowed_credentials.values())
         values.extend(s.get_secret_value() for s in self.console_named_tokens.values())
+        for url in (*self.alert_webhook_urls, *self.alert_slack_webhook_urls):
+            values.extend(_webhook_secrets(url.get_secret_value()))
         # Passwords and secret query values of every URL-valued setting (store, exchange, LLM,
         # and any added later), so they are caught even where a message quotes them bare.
         values.extend(
@@ -819,8 +883,9 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         for name in data:
             value = getattr(self, name)
+            items = value.values() if isinstance(value, dict) else value
             if isinstance(value, SecretStr) or (
-                isinstance(value, dict) and any(isinstance(v, SecretStr) for v in value.values())
+                isinstance(value, dict | list) and any(isinstance(v, SecretStr) for v in items)
             ):
                 data[name] = "[REDACTED]"
         # Every URL-valued setting, by shape: userinfo passwords and secret query values; then
@@ -848,6 +913,17 @@ class Settings(BaseSettings):
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+_WEBHOOK_TOKEN_LENGTH = 16
+
+
+def _webhook_secrets(url: str) -> list[str]:
+    """A webhook URL's secrets: the whole URL, its password and secret query values, and its
+    last path segment when it is token-long (Slack, Discord and Teams put the token there)."""
+    last = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    token = [last] if len(last) >= _WEBHOOK_TOKEN_LENGTH else []
+    return [url, *url_secrets(url), *token]
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -54,7 +54,7 @@ __all__ = [
     "parse_retry_after",
 ]
 
-Layer = Literal["exchange", "llm", "tool", "peer"]
+Layer = Literal["exchange", "llm", "tool", "peer", "webhook"]
 """The kind of dependency a call reaches; picks the error class and the breaker defaults."""
 
 

@@ -35,6 +35,7 @@ from bastion.build import (
     build_ledger_pruning,
     build_llm_routes,
     build_loop_config,
+    build_notifier,
     build_observer,
     build_paper_app,
     build_price_book,
@@ -203,6 +204,22 @@ class Runner:
             settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
         self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
+        # Alerts out: webhooks hear of halts, breakers, budgets, approvals and evaluated alerts;
+        # not from a smoke's dry run beside the live run (no lock), which would page twice.
+        self.notifier = (
+            build_notifier(
+                settings,
+                self.clock,
+                resilience=self.resilience,
+                metrics=self.metrics,
+                run_id=self.run_id,
+                agent=self.agent.name,
+            )
+            if self.lock is not None
+            else None
+        )
+        if self.notifier is not None:
+            self.journal.subscribe(self.notifier)
         self.prices = build_price_book(settings)
         in_process = exchange is None and not settings.resolved_exchange_url
         # The in-process paper exchange, kept so tests and drills can inject faults into it.
@@ -301,6 +318,7 @@ class Runner:
             store=self.store,
             budget=self.budget,
             breakers=self._breakers,
+            notifications=self.notifier.status if self.notifier is not None else None,
         )
 
     def _record_crash(self, previous: Holder | None) -> RunRecord | None:
@@ -413,6 +431,8 @@ class Runner:
         cancelled task (the last resort) is recorded as interrupted too and re-raised.
         """
         s = self.settings
+        if self.notifier is not None:
+            self.notifier.start()
         self.store.runs.start(
             run_id=self.run_id,
             agent_name=self.agent.name,
@@ -518,6 +538,9 @@ class Runner:
             return
         self._closed = True
         try:
+            notifier = getattr(self, "notifier", None)
+            if notifier is not None:  # the run's last alerts, within a bounded wait
+                await notifier.aclose(self.settings.alert_flush_seconds)
             if self._server is not None:
                 await self._server.stop()
             await self.exchange.close()

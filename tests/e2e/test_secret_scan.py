@@ -85,6 +85,10 @@ EXCHANGE_URL_PASSWORD = "CnryExchUrlPw3c9e"
 EXCHANGE_URL_KEY = "CnryExchUrlKey7b2f"
 LLM_URL_PASSWORD = "CnryLlmUrlPw5a3c0"
 NEWS_URL_PASSWORD = "CnryNewsUrlPw3c6e"
+# A webhook URL's token is its path (Slack's shape); nothing listens at port 9, so every
+# delivery fails and its errors, retries and status rows are scanned too.
+WEBHOOK_TOKEN = "CnryWebhookTok5d2b8"
+SLACK_TOKEN = "CnrySlackHookTok9e4f1"
 
 SECRET_SETTINGS: dict[str, tuple[str, ...]] = {
     "exchange_client_secret": (EXCHANGE_SECRET,),
@@ -92,6 +96,8 @@ SECRET_SETTINGS: dict[str, tuple[str, ...]] = {
     "llm_api_key": (LLM_KEY,),
     "console_token": (CONSOLE_TOKEN,),
     "console_named_tokens": (NAMED_TOKEN,),
+    "alert_webhook_urls": (WEBHOOK_TOKEN,),
+    "alert_slack_webhook_urls": (SLACK_TOKEN,),
 }
 """Every ``SecretStr`` setting and the canaries it carries."""
 URL_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -248,6 +254,14 @@ def _env(data_dir: Path, llm_port: int) -> dict[str, str]:
         BASTION_LOG_LEVEL="DEBUG",
         BASTION_RETRY_BASE_SECONDS="0.05",
         BASTION_PAPER_FAULTS=json.dumps(PAPER_FAULTS),
+        BASTION_ALERT_WEBHOOK_URLS=json.dumps([f"http://127.0.0.1:9/hooks/{WEBHOOK_TOKEN}"]),
+        BASTION_ALERT_SLACK_WEBHOOK_URLS=json.dumps(
+            [f"http://127.0.0.1:9/services/T0/B0/{SLACK_TOKEN}"]
+        ),
+        BASTION_ALERT_GROUP_WAIT_SECONDS="0",
+        BASTION_ALERT_WEBHOOK_TIMEOUT_SECONDS="1",
+        BASTION_ALERT_WEBHOOK_DEADLINE_SECONDS="2",
+        BASTION_ALERT_FLUSH_SECONDS="1",
     )
 
 
@@ -613,6 +627,7 @@ def test_no_canary_is_written_printed_or_served(evidence: Evidence) -> None:
     assert {f"file data/{name}" for name in expected} <= names
     traces = b"".join(b for w, b in found.blobs.items() if w.startswith("file data/traces/"))
     assert b'"kind":"llm_call"' in traces
+    assert b'"dependency":"webhook:0"' in traces  # the alert webhooks were tried, and failed
     assert b'"http_status":401' in traces
     assert b"NETWORK (APIConnectionError)" in traces  # the smoke with the LLM unreachable
     assert b'"exchange_url":"http://127.0.0.1:' in traces  # the run on `bastion exchange serve`

@@ -56,6 +56,8 @@ def _exercise(metrics: Metrics) -> None:
     metrics.llm_answers.labels(tier="primary").inc()
     metrics.budget_remaining.labels(scope="daily", unit="usd").set(4.5)
     metrics.watch_health(lambda: [("exchange_public", 0), ("llm", 1)])
+    metrics.alert_notifications.labels(target="webhook:0", outcome="sent").inc()
+    metrics.alert_queue_depth.labels(target="webhook:0").set(0)
 
 
 async def _scrape(tmp_path: Path) -> bytes:

@@ -35,7 +35,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("records", ("bastion.store", "bastion.trace", "bastion.telemetry")),
     ("calls", ("bastion.resilience",)),
-    ("adapters", ("bastion.exchange", "bastion.llm", "bastion.tools")),
+    ("adapters", ("bastion.exchange", "bastion.llm", "bastion.tools", "bastion.notify")),
     ("simulators", ("bastion.simulators",)),
     ("guard", ("bastion.guard",)),
     ("runtime", ("bastion.runtime",)),

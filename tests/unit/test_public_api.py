@@ -38,6 +38,7 @@ def test_only_adapters_import_httpx() -> None:
     allowed = {
         "exchange/deribit.py",  # the Deribit adapter
         "tools/news.py",  # the news feed adapter; its requests run inside the choke point
+        "notify/webhook.py",  # the alert webhook adapter; its posts run inside the choke point
         "simulators/faults/responses.py",  # a simulator's dropped connection is httpx's own error
         "build.py",  # wires the in-process transport
         "api/client.py",  # asks the local console for status

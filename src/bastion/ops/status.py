@@ -53,11 +53,14 @@ class StatusService:
         store: Store | None = None,
         budget: Callable[[], BudgetUsage] | None = None,
         breakers: Callable[[], list[dict[str, Any]]] | None = None,
+        notifications: Callable[[], list[dict[str, Any]]] | None = None,
         redact: Redact | None = None,
         auto_resume: bool = False,
     ) -> None:
         """``auto_resume`` is ``BASTION_HALT_AUTO_RESUME``: whether a halt's expiry lifts it
-        (reported beside the expiry, so nobody waits for a lapse that needs them)."""
+        (reported beside the expiry, so nobody waits for a lapse that needs them).
+        ``notifications`` is the alert notifier's per-target rows (masked URLs, last success
+        and failure): the report's ``notifications``, empty without webhooks."""
         self._data_dir = data_dir
         self._auto_resume = auto_resume
         self._clock = clock
@@ -65,6 +68,7 @@ class StatusService:
         self._store = store
         self._budget = budget
         self._breakers = breakers
+        self._notifications = notifications
         self._redact = redact or (lambda value: value)
 
     def report(self, runtime: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -74,6 +78,9 @@ class StatusService:
         if self._breakers is not None:
             data["breakers"] = self._breakers()
         data.setdefault("breakers", [])
+        if self._notifications is not None:
+            data["notifications"] = self._notifications()
+        data.setdefault("notifications", [])
         if self._budget is not None:
             data["budget"] = self._budget().to_dict()
         data.setdefault("budget", None)

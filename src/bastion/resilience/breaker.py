@@ -28,6 +28,7 @@ llm       5 consecutive failures, or one    30 s      1
 tool      3 failures within 60 s            30 s      1
 exchange  5 failures within 30 s            15 s      1
 peer      5 failures within 30 s            15 s      1
+webhook   3 failures within 60 s            30 s      1
 ========  ================================  ========  ======
 
 The runtime tunes the ``llm`` row from settings (``BASTION_LLM_BREAKER_*``); the others are
@@ -35,7 +36,8 @@ fixed here. Five failed attempts is one more than an exchange call that spent al
 retries, so one bad call does not open the venue's breaker but a second does; rate limits never
 count (they are waited out), and 15 s is about one Deribit rate-limit refill plus a settlement
 blip. A peer agent is our own process on another host: it fails like an exchange (network,
-restarts), so it shares the exchange's numbers.
+restarts), so it shares the exchange's numbers. An alert webhook (:mod:`bastion.notify`) is
+someone else's service, like a tool, and nothing waits on it: it shares the tool's numbers.
 
 **Why our own and not pybreaker or purgatory.** Both keep time with the wall clock
 (``datetime.now`` / ``time.time``), so a breaker cannot run on the injected
@@ -110,6 +112,7 @@ LAYER_DEFAULTS: Mapping[Layer, BreakerConfig] = {
     "tool": BreakerConfig(3, window=60.0, recovery_timeout=30.0),
     "exchange": BreakerConfig(5, window=30.0, recovery_timeout=15.0),
     "peer": BreakerConfig(5, window=30.0, recovery_timeout=15.0),
+    "webhook": BreakerConfig(3, window=60.0, recovery_timeout=30.0),
 }
 
 

@@ -288,18 +288,33 @@ class Metrics:
             ["gate", "result"],
             registry=r,
         )
-        self._health = _HealthCollector()
-        r.register(self._health)
-
-    def watch_health(self, source: HealthSource) -> None:
-        """Export ``bastion_health_status{check}`` from ``source`` at every scrape."""
-        self._health.source = source
         self.step_cost = Histogram(
             "bastion_step_cost_usd",
             'USD of LLM calls one loop step made (the cost SLO\'s le="0.15" bucket).',
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        # Alerts out (bastion.notify): one series per configured target, named webhook:<n>.
+        self.alert_notifications = Counter(
+            "bastion_alert_notifications",
+            "Alert notifications by webhook target and outcome: sent, failed (will be retried), "
+            "rejected (the target refused it: not retried) or dropped (queue full, or unsent at "
+            "shutdown).",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.alert_queue_depth = Gauge(
+            "bastion_alert_queue_depth",
+            "Alert notifications waiting for delivery, by webhook target.",
+            ["target"],
+            registry=r,
+        )
+        self._health = _HealthCollector()
+        r.register(self._health)
+
+    def watch_health(self, source: HealthSource) -> None:
+        """Export ``bastion_health_status{check}`` from ``source`` at every scrape."""
+        self._health.source = source
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
