@@ -54,6 +54,7 @@ from bastion.guard.health_guard import HealthGuard
 from bastion.llm.chain import FallbackChain, Route
 from bastion.market import Order
 from bastion.runtime.checkpoint import CheckpointFile
+from bastion.runtime.equity_sink import EquitySink
 from bastion.runtime.lock import Holder, RunLock
 from bastion.runtime.loop import Loop
 from bastion.sensitive import mask_url
@@ -185,6 +186,8 @@ class Runner:
         self._redactor = build_redactor(settings)
         self.tally = _StepTally(self.store, self.clock, self.run_id)
         self.journal.subscribe(self.tally)
+        self.equity = EquitySink()  # the console's equity chart
+        self.journal.subscribe(self.equity)
         self.halt = build_halt(
             settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
@@ -355,6 +358,8 @@ class Runner:
             approvals=self.approvals,
             allowed_hosts=[s.console_host, *s.console_allowed_hosts],
             named_tokens={n: t.get_secret_value() for n, t in s.console_named_tokens.items()},
+            equity=self.equity.series,
+            traces_dir=s.traces_dir,
         )
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()
@@ -410,6 +415,7 @@ class Runner:
                 "mode": s.mode,
                 "dry_run": s.dry_run,
                 "settings": s.public_dict(),
+                "max_steps": max_steps or s.max_steps,
             },
         )
         self._announce_crash()

@@ -33,6 +33,7 @@ from bastion.cli.run import run
 from bastion.cli.settings import show_config
 from bastion.cli.smoke import smoke
 from bastion.cli.status import status
+from bastion.cli.why import why
 from bastion.sensitive import mask_url
 
 __all__ = ["app", "main"]
@@ -54,6 +55,7 @@ app.command()(flatten)
 app.command()(health)
 app.command()(smoke)
 app.command()(replay)
+app.command()(why)
 app.command("config")(show_config)
 app.add_typer(budget_app, name="budget")
 app.add_typer(approvals_app, name="approvals")
