@@ -35,6 +35,8 @@ class RecordedRun:
     label: str
     run_id: str
     steps: int
+    status: dict[str, Any]
+    """The loop's status as the run ended (``/api/status``'s live part)."""
 
 
 def run_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -97,4 +99,5 @@ async def record_llm_sale(data_dir: Path, steps: int = 6) -> RecordedRun:
         label=f"{runner.run_id}-1-0",
         run_id=runner.run_id,
         steps=steps,
+        status=runner.loop.status.to_dict(),
     )

@@ -29,7 +29,7 @@ def orders_router(traces_dir: Path | None, redactor: Redactor | None = None) -> 
     router = APIRouter(prefix="/api/orders")
     scrub = redactor or Redactor(())
 
-    @router.get("/{label}/why")
+    @router.get("/{label:path}/why")  # a label with a "/" still gets its 422
     def order_why(label: str) -> dict[str, Any]:
         # A plain def: reading a trace is blocking file I/O, run in FastAPI's thread pool.
         if traces_dir is None:
