@@ -158,8 +158,10 @@ def _render_alerts(data: dict[str, Any]) -> None:
         out.print("Firing alerts: none", highlight=False)
         return
     table = Table(title=f"Firing alerts ({len(alerts)})")
-    for col in ("severity", "alert", "summary", "since"):
-        table.add_column(col)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("alert", no_wrap=True)
+    table.add_column("summary", ratio=1)
+    table.add_column("since", no_wrap=True)
     for a in alerts:
         table.add_row(
             safe(str(a.get("severity", ""))),
