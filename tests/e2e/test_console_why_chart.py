@@ -156,3 +156,30 @@ def test_an_unknown_or_malformed_label_says_why_not(
     assert page.locator("#why-message b").count() == 0
     expect(page.locator("#why-result")).to_be_hidden()
     assert problems == []
+
+
+def test_a_console_without_a_series_says_so_and_stops_asking(
+    tmp_path: Path, chromium: Browser
+) -> None:
+    status = RuntimeStatus(run_id="r1", agent="a 1", currency="BTC", dry_run=False)
+    app = create_app(
+        status=status.to_dict,
+        halt=Halt(flag_path=tmp_path / "kill.flag", clock=SimClock(), metrics=Metrics()),
+        metrics=Metrics(),
+        token=TOKEN,
+        refresh_seconds=0.1,
+    )
+    asked: list[str] = []
+    with serve_on_loopback(app) as base:
+        page = chromium.new_page()
+        page.on("request", lambda r: asked.append(r.url) if "/api/equity" in r.url else None)
+        page.goto(f"{base}/?token={TOKEN}")
+        expect(page.locator("#equity-error")).to_have_text(
+            "Equity chart unavailable: no equity series is kept for this console: create_app "
+            "was given no equity=",
+            timeout=PATIENCE_MS,
+        )
+        expect(page.locator("#equity-chart")).to_be_hidden()
+        expect(page.locator("#updated")).to_contain_text("updated")
+        page.wait_for_timeout(500)  # five refresh periods: the chart is not asked again
+    assert len(asked) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bastion.events import Event, EventKind
@@ -56,7 +58,7 @@ def test_a_long_run_is_thinned_evenly_and_keeps_its_start_and_now(samples: int) 
     assert len(steps) <= 101
     assert steps[0] == 1
     assert steps[-1] == samples
-    gaps = {b - a for a, b in zip(steps[:-1], steps[1:-1], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(steps[:-1])}
     assert gaps <= {series["stride"]}  # even, but for the latest point appended at the end
     assert series["samples"] == samples
     assert series["points"][-1]["pnl"] == samples - 1

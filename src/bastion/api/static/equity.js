@@ -11,6 +11,7 @@
   const PAD = { left: 78, right: 86, top: 12, bottom: 28 };
   const MARKED = 120; // up to this many points, each is marked with a dot
   let shown = "";
+  let unavailable = false; // a console built without a series (404/503) never gains one
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVG, name);
@@ -98,16 +99,19 @@
       summarise(series);
     } catch (err) {
       shown = "";
+      unavailable = err.status === 404 || err.status === 503;
+      $("equity-chart").toggleAttribute("hidden", unavailable); // an SVG element has no .hidden
       $("equity-error").textContent = `Equity chart unavailable: ${err.message}`;
       $("equity-error").hidden = false;
     }
   }
 
-  onTabChange((name) => {
-    if (name === "overview") refresh();
+  const due = () => currentTab() === "overview" && !unavailable;
+  onTabChange(() => {
+    if (due()) refresh();
   });
-  if (currentTab() === "overview") refresh();
+  if (due()) refresh();
   setInterval(() => {
-    if (currentTab() === "overview") refresh();
+    if (due()) refresh();
   }, refreshMs);
 })();
