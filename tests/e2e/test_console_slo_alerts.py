@@ -56,7 +56,7 @@ def _slo(name: str, **fields: Any) -> dict[str, Any]:
             "6h": 3.0,
             "1d": None,
             "3d": None,
-        },  # fmt: skip
+        },
         "alerts": [
             {"severity": "page", "long": "1h", "short": "5m", "factor": 14.4, "firing": True},
             {"severity": "ticket", "long": "3d", "short": "6h", "factor": 1.0, "firing": False},
@@ -90,7 +90,7 @@ SLO_REPORT = {
             sli=None,
             error_budget_remaining=1.0,
         ),
-    ],  # fmt: skip
+    ],
     "firing": [FIRING],
 }
 
@@ -139,7 +139,7 @@ def _alerts(approval_id: str) -> dict[str, Any]:
                         "decided_by": None,
                         "outcome": None,
                     },
-                ],  # fmt: skip
+                ],
             }
         ]
     }
