@@ -40,21 +40,21 @@ class RecordedRun:
 
 
 def run_settings(data_dir: Path, **overrides: Any) -> Settings:
-    return load_settings(
-        data_dir=data_dir,
-        exchange_client_secret="paper-secret-console-9f3a",
-        console_port=0,
-        loop_interval_seconds=600.0,
-        agent="llm_options_seller",
-        llm_provider="openai",
-        llm_api_key="sk-test-console",
-        llm_model=MODEL,
-        llm_timeout_seconds=5,
-        llm_deadline_seconds=10,
-        llm_cache_ttl_seconds=0,
-        step_timeout_seconds=60,
-        **overrides,
-    )
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "exchange_client_secret": "paper-secret-console-9f3a",
+        "console_port": 0,
+        "loop_interval_seconds": 600.0,
+        "agent": "llm_options_seller",
+        "llm_provider": "openai",
+        "llm_api_key": "sk-test-console",
+        "llm_model": MODEL,
+        "llm_timeout_seconds": 5,
+        "llm_deadline_seconds": 10,
+        "llm_cache_ttl_seconds": 0,
+        "step_timeout_seconds": 60,
+    }
+    return load_settings(**{**base, **overrides})
 
 
 def _reply(action: str, instrument: str | None = None, price: float | None = None) -> str:

@@ -20,8 +20,9 @@ from bastion.api.app import create_app
 from bastion.cli import app as cli_app
 from bastion.clock import SimClock
 from bastion.guard.halt import Halt
+from bastion.runner import Runner
 from bastion.telemetry.metrics import Metrics
-from recorded_runs import HOSTILE, RecordedRun, record_llm_sale
+from recorded_runs import HOSTILE, RecordedRun, record_llm_sale, run_settings
 
 TOKEN = "console-why-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -158,3 +159,23 @@ async def test_the_runs_status_ends_finished_with_its_step_bound(recorded: Recor
     """The loop's phase and the run's max_steps reach the status (`bastion status`'s bar)."""
     status = recorded.status
     assert (status["phase"], status["max_steps"], status["last_step"]) == ("finished", 6, 6)
+
+
+async def test_a_runs_own_console_serves_its_equity_why_and_phase(tmp_path: Path) -> None:
+    """The runner wires the series and the traces into the console it starts."""
+    settings = run_settings(tmp_path / "data", agent="options_seller", llm_provider="none")
+    async with Runner(settings, clock=SimClock(start=1_800_000_000)) as runner:
+        await runner.run(max_steps=3)
+        assert runner.console_url is not None
+        base, token = runner.console_url.split("/?token=")
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers) as c:
+            equity = (await c.get("/api/equity")).json()
+            status = (await c.get("/api/status")).json()
+            sent = [line for line in _lines(runner.trace.path) if line["kind"] == "order_sent"]
+            why = (await c.get(f"/api/orders/{sent[0]['label']}/why")).json()
+    assert [p["step"] for p in equity["points"]] == [1, 2, 3]
+    assert (status["phase"], status["max_steps"], status["last_step"]) == ("finished", 3, 3)
+    assert why["decision"]["source"] == "agent"
+    assert why["answers"] == []  # the rule-based seller asks no model
+    assert why["verdict"]["status"] == "approved"
