@@ -189,7 +189,7 @@ def _render_tables(data: dict[str, Any]) -> None:
         (
             "Open orders",
             data.get("open_orders", []),
-            ("order_id", "instrument", "direction", "amount", "price"),
+            ("order_id", "instrument", "direction", "amount", "price", "label"),
         ),
     ):
         if rows:

@@ -63,6 +63,10 @@ def _render(story: dict[str, Any]) -> None:
         )
         if intent.get("reason"):
             out.print(f"  intent reason: {safe(intent['reason'], limit=300)}", highlight=False)
+    if not story["answers"]:
+        flatten = decision is not None and decision.get("source") == "flatten"
+        why = "a flatten asks no model" if flatten else "no LLM call was recorded in that step"
+        out.print(f"[bold]LLM answer[/]: none ({why})", highlight=False)
     for answer in story["answers"]:
         out.print(
             f"[bold]LLM answer[/] ({safe(answer.get('model', '?'))}, {safe(answer.get('tier', ''))}"
