@@ -214,6 +214,9 @@ def test_the_slo_panel_shows_budgets_burn_rates_and_what_fires(
     expect(cost.nth(3)).to_have_text("no tasks")
     overspent = page.locator('#slo-table tr[data-slo="task_completion"] .meter span')
     expect(overspent).to_have_class("full")
+    expect(page.locator('#slo-table tr[data-slo="task_completion"] td.budget small')).to_have_text(
+        "overspent (-100.0%)"
+    )
     firing = page.locator("#slo-firing tbody td")
     expect(firing.nth(2)).to_have_text(HOSTILE)
     assert page.locator("#panel-slo img").count() == 0

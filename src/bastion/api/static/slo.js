@@ -37,7 +37,8 @@
     meter.setAttribute("aria-valuenow", (share * 100).toFixed(1));
     meter.appendChild(bar);
     const label = document.createElement("small");
-    label.textContent = remaining === null || remaining === undefined ? "–" : `${pct(remaining, 1)} left`;
+    if (remaining === null || remaining === undefined) label.textContent = "–";
+    else label.textContent = remaining < 0 ? `overspent (${pct(remaining, 1)})` : `${pct(remaining, 1)} left`;
     box.append(meter, label);
     return box;
   }
