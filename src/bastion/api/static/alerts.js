@@ -106,7 +106,9 @@
     list.replaceChildren(...alerts.map(alertCard));
   }
 
+  let busy = false; // one request at a time: a slow answer is not asked again meanwhile
   async function refresh() {
+    busy = true;
     try {
       const body = await api(`/api/alerts?status=${encodeURIComponent($("alerts-status").value)}`);
       $("alerts-error").hidden = true;
@@ -120,6 +122,8 @@
         : `Alerts unavailable: ${err.message}`;
       $("alerts-error").hidden = false;
       $("alerts-updated").textContent = "not updated";
+    } finally {
+      busy = false;
     }
   }
 
@@ -147,7 +151,7 @@
     shown = "";
     refresh();
   });
-  const due = () => currentTab() === "alerts" && !absent;
+  const due = () => currentTab() === "alerts" && !absent && !busy;
   onTabChange(() => {
     if (due()) refresh();
   });

@@ -88,7 +88,9 @@
       `${series.samples} observations${thinned}`;
   }
 
+  let busy = false; // one request at a time: a slow answer is not asked again meanwhile
   async function refresh() {
+    busy = true;
     try {
       const series = await api("/api/equity");
       const signature = `${series.samples}:${series.points.length}:${series.points.at(-1)?.equity}`;
@@ -103,10 +105,12 @@
       $("equity-chart").toggleAttribute("hidden", unavailable); // an SVG element has no .hidden
       $("equity-error").textContent = `Equity chart unavailable: ${err.message}`;
       $("equity-error").hidden = false;
+    } finally {
+      busy = false;
     }
   }
 
-  const due = () => currentTab() === "overview" && !unavailable;
+  const due = () => currentTab() === "overview" && !unavailable && !busy;
   onTabChange(() => {
     if (due()) refresh();
   });

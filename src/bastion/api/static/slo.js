@@ -93,7 +93,9 @@
     ]);
   }
 
+  let busy = false; // one request at a time: a slow answer is not asked again meanwhile
   async function refresh() {
+    busy = true;
     try {
       const report = await api("/api/slo");
       $("slo-error").hidden = true;
@@ -108,10 +110,12 @@
         : `SLOs unavailable: ${err.message}`;
       $("slo-error").hidden = false;
       $("slo-updated").textContent = "not updated";
+    } finally {
+      busy = false;
     }
   }
 
-  const due = () => currentTab() === "slo" && !absent;
+  const due = () => currentTab() === "slo" && !absent && !busy;
   onTabChange(() => {
     if (due()) refresh();
   });
