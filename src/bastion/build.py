@@ -737,6 +737,9 @@ def build_alert_monitor(
         clock,
         run_id=run_id,
         interval_seconds=settings.slo_evaluation_interval_seconds,
+    )
+
+
 def build_notifier(
     settings: Settings,
     clock: Clock,

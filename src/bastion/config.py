@@ -623,6 +623,7 @@ class Settings(BaseSettings):
     )
     page_on_baseline_days: float = Field(
         7.0, gt=0, description="How many days of other runs the page-on baselines are taken from."
+    )
     # -- alerts out (webhooks) --------------------------------------------------------------
     alert_webhook_urls: list[SecretStr] = Field(
         default_factory=list,

@@ -56,6 +56,7 @@ from bastion.guard.health_guard import HealthGuard
 from bastion.llm.chain import FallbackChain, Route
 from bastion.market import Order
 from bastion.runtime.checkpoint import CheckpointFile
+from bastion.runtime.equity_sink import EquitySink
 from bastion.runtime.lock import Holder, RunLock
 from bastion.runtime.loop import Loop
 from bastion.sensitive import mask_url
@@ -200,6 +201,8 @@ class Runner:
         )
         self.slo = build_alert_monitor(settings, self.store, self.journal, self.clock, self.run_id)
         self.journal.subscribe(self.slo)
+        self.equity = EquitySink()  # the console's equity chart
+        self.journal.subscribe(self.equity)
         self.halt = build_halt(
             settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
@@ -389,6 +392,8 @@ class Runner:
             slo=self.slo.report,
             allowed_hosts=[s.console_host, *s.console_allowed_hosts],
             named_tokens={n: t.get_secret_value() for n, t in s.console_named_tokens.items()},
+            equity=self.equity.series,
+            traces_dir=s.traces_dir,
         )
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()
@@ -450,6 +455,7 @@ class Runner:
                 "mode": s.mode,
                 "dry_run": s.dry_run,
                 "settings": s.public_dict(),
+                "max_steps": max_steps or s.max_steps,
             },
         )
         self._announce_crash()

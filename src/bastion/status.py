@@ -76,6 +76,11 @@ class RuntimeStatus:
     open_orders: tuple[Order, ...] = ()
     orders_sent: int = 0
     orders_filled: int = 0
+    phase: str | None = None
+    """Where the step is: starting, deciding, reviewing, sending, waiting (between steps),
+    finished (:mod:`bastion.runtime.status_sink` says which event moves it)."""
+    max_steps: int | None = None
+    """The run's step bound, None when it runs until stopped."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``/api/status``."""
@@ -97,6 +102,8 @@ class RuntimeStatus:
             "index_price": self.index_price,
             "orders_sent": self.orders_sent,
             "orders_filled": self.orders_filled,
+            "phase": self.phase,
+            "max_steps": self.max_steps,
             "positions": [
                 {
                     "instrument": p.instrument_name,

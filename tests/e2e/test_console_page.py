@@ -26,6 +26,7 @@ from bastion.guard.health import CachedHealthStatus, CheckResult, HealthReport, 
 from bastion.market import Order, Position
 from bastion.ops.status import StatusService
 from bastion.resilience.breaker import BreakerRegistry
+from bastion.runtime.equity_sink import EquitySink
 from bastion.status import RuntimeStatus, TradingState
 from bastion.store import Store
 from bastion.telemetry.metrics import Metrics
@@ -147,6 +148,8 @@ def console(tmp_path: Path) -> Iterator[Console]:
             health=health,
             health_paused=lambda: False,
             approvals=Approvals(store, clock=clock, agent="llm_seller 1.0.0"),
+            equity=EquitySink().series,  # as a runner serves it: empty before the first step
+            traces_dir=tmp_path / "traces",
         )
         with serve_on_loopback(app) as console.base:
             yield console
@@ -344,7 +347,8 @@ def test_the_page_fits_a_phone(console: Console, chromium: Browser, tmp_path: Pa
     checks = {
         "overview": "#breakers td.circuit.open",
         "system-health": "#system-health-history .run >> nth=49",
-        "approvals": "#approvals-pending td.reason",
+        "why": "#why-label",
+        "approvals": "#approvals-pending td.reason",  # last: the phone checks below use it
     }
     for tab, ready in checks.items():
         page.click(f"#tab-{tab}")
@@ -379,7 +383,7 @@ def test_the_page_loads_under_its_csp_with_nothing_failing(
     )
     page.goto(console.url())
     expect(page.locator("#state-badge")).to_have_text("running", timeout=PATIENCE_MS)
-    for tab in ("system-health", "approvals", "overview"):
+    for tab in ("system-health", "approvals", "why", "overview"):
         page.click(f"#tab-{tab}")
         page.wait_for_timeout(300)
     assert problems == []

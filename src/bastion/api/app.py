@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -22,7 +23,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from bastion.api.approvals import approvals_router
+from bastion.api.equity import EquityProvider, equity_router
 from bastion.api.health import HealthProvider, health_router
+from bastion.api.orders import orders_router
 from bastion.api.security import BodyLimit, HostGuard, SecurityHeaders
 from bastion.api.slo import SloProvider, slo_router
 from bastion.api.token import TokenGuard
@@ -98,11 +101,16 @@ def create_app(
     slo: SloProvider | None = None,
     allowed_hosts: Iterable[str] = (),
     named_tokens: Mapping[str, str] | None = None,
+    equity: EquityProvider | None = None,
+    traces_dir: Path | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime.
 
     ``named_tokens`` (name -> token) open the API like ``token`` and make a request act as
     that name: an approval decided with one is recorded as its name (:mod:`bastion.api.token`).
+
+    ``equity`` is the run's equity series (``GET /api/equity``, the Overview chart) and
+    ``traces_dir`` where the runs' traces are (``GET /api/orders/{label}/why``).
 
     ``allowed_hosts`` are the names, beyond loopback and the bound address, that the console
     answers to (``console_allowed_hosts``, a proxy's name); any other ``Host`` gets 400, so a
@@ -149,4 +157,6 @@ def create_app(
     )
     app.include_router(approvals_router(approvals, redactor), dependencies=[Depends(guard)])
     app.include_router(slo_router(slo), dependencies=[Depends(guard)])
+    app.include_router(equity_router(equity), dependencies=[Depends(guard)])
+    app.include_router(orders_router(traces_dir, redactor), dependencies=[Depends(guard)])
     return app

@@ -34,6 +34,7 @@ from bastion.cli.settings import show_config
 from bastion.cli.slo import slo
 from bastion.cli.smoke import smoke
 from bastion.cli.status import status
+from bastion.cli.why import why
 from bastion.sensitive import mask_url
 
 __all__ = ["app", "main"]
@@ -56,6 +57,7 @@ app.command()(health)
 app.command()(smoke)
 app.command()(replay)
 app.command()(slo)
+app.command()(why)
 app.command("config")(show_config)
 app.add_typer(budget_app, name="budget")
 app.add_typer(approvals_app, name="approvals")

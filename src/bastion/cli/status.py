@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from bastion.cli.budget import used_today_line
@@ -96,6 +97,7 @@ def _render(data: dict[str, Any]) -> None:
         )
     elif data.get("last_run"):
         _render_last_run(data["last_run"])
+    _render_run_state(data)
     if data.get("budget"):
         out.print(used_today_line(data["budget"]), highlight=False)
     if data.get("approvals_pending"):
@@ -104,6 +106,70 @@ def _render(data: dict[str, Any]) -> None:
             "(bastion approvals to review)"
         )
     _render_tables(data)
+    _render_breakers(data.get("breakers") or [])
+    _render_alerts(data)
+
+
+def _render_run_state(data: dict[str, Any]) -> None:
+    """The trading state, the loop's phase and, for a bounded run, how far it has got."""
+    from bastion.ops.status import run_progress  # noqa: PLC0415  lazy: see cli/app.py
+
+    line = f"Trading state: [bold]{safe(data.get('trading_state', 'active'))}[/]"
+    if data.get("phase"):
+        line += f"; phase {safe(data['phase'])}"
+    out.print(line, highlight=False)
+    progress = run_progress(data)
+    if progress is None:
+        return
+    done, total = progress
+    text = f"{done}/{total} steps ({100 * done // total}%)"
+    if not out.is_terminal:
+        out.print(f"Progress: {text}", highlight=False)
+        return
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row("Progress", ProgressBar(total=total, completed=done, width=40), text)
+    out.print(grid)
+
+
+def _render_breakers(breakers: list[dict[str, Any]]) -> None:
+    if not breakers:
+        return
+    table = Table(title="Breakers")
+    for col in ("dependency", "layer", "circuit", "failures"):
+        table.add_column(col)
+    for b in breakers:
+        state = str(b.get("state", "?"))
+        colour = {"closed": "green", "open": "red"}.get(state, "yellow")
+        table.add_row(
+            safe(str(b.get("dependency", "?"))),
+            safe(str(b.get("layer", ""))),
+            f"[{colour}]{safe(state.replace('_', '-'))}[/]",
+            safe(str(b.get("opened_because") or b.get("failures", ""))),
+        )
+    out.print(table)
+
+
+def _render_alerts(data: dict[str, Any]) -> None:
+    """Firing alerts (the evaluators add them to the report); "none" when nothing fires."""
+    from bastion.ops.status import firing_alerts  # noqa: PLC0415  lazy: see cli/app.py
+
+    alerts = firing_alerts(data)
+    if not alerts:
+        out.print("Firing alerts: none", highlight=False)
+        return
+    table = Table(title=f"Firing alerts ({len(alerts)})")
+    table.add_column("severity", no_wrap=True)
+    table.add_column("alert", no_wrap=True)
+    table.add_column("summary", ratio=1)
+    table.add_column("since", no_wrap=True)
+    for a in alerts:
+        table.add_row(
+            safe(str(a.get("severity", ""))),
+            safe(str(a.get("alertname") or a.get("name") or "?")),
+            safe(str(a.get("summary") or ""), limit=200),
+            safe(str(a.get("since") or a.get("starts_at") or "")),
+        )
+    out.print(table)
 
 
 def _render_last_run(run: dict[str, Any]) -> None:
@@ -123,7 +189,7 @@ def _render_tables(data: dict[str, Any]) -> None:
         (
             "Open orders",
             data.get("open_orders", []),
-            ("order_id", "instrument", "direction", "amount", "price"),
+            ("order_id", "instrument", "direction", "amount", "price", "label"),
         ),
     ):
         if rows:

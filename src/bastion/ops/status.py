@@ -23,7 +23,7 @@ from bastion.runtime.lock import is_held, read_holder
 from bastion.status import HaltState
 from bastion.store import RunRecord, RunStatus, Store
 
-__all__ = ["StatusService", "run_summary"]
+__all__ = ["StatusService", "firing_alerts", "run_progress", "run_summary"]
 
 Redact = Callable[[Any], Any]
 
@@ -141,3 +141,25 @@ class StatusService:
         """True when this data directory's last run is ``run_id`` and nobody holds the lock."""
         holder = read_holder(self._data_dir)
         return holder is not None and holder.run_id == run_id and not is_held(self._data_dir)
+
+
+def run_progress(report: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(steps done, max_steps)`` of a bounded live run, None for an unbounded or absent one."""
+    bound, done = report.get("max_steps"), report.get("last_step")
+    if not isinstance(bound, int) or bound <= 0 or not isinstance(done, int):
+        return None
+    return min(done, bound), bound
+
+
+def firing_alerts(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The report's firing alerts (``Alert.to_payload()`` shapes), an empty list when it has none.
+
+    The alert evaluators add ``alerts`` to the report: a list of payloads, or a mapping with a
+    ``firing`` list; anything else reads as none, so the status never fails over an alert.
+    """
+    alerts = report.get("alerts")
+    if isinstance(alerts, Mapping):
+        alerts = alerts.get("firing")
+    if not isinstance(alerts, list):
+        return []
+    return [a for a in alerts if isinstance(a, Mapping) and a.get("status", "firing") == "firing"]

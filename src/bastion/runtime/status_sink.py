@@ -16,7 +16,10 @@ What each event changes:
   step ended (``halt``: halted with it, or running without);
 * ``halt_tripped`` / ``halt_enforced``: halted, with the halt; ``trading_resumed``: running;
   ``run_finished``: stopped. ``halt_resumed`` changes nothing: the loop says
-  ``trading_resumed`` at its next step.
+  ``trading_resumed`` at its next step;
+* the phase, from the last of the step's landmarks: ``run_started`` starting (and the run's
+  ``max_steps``), ``observation`` deciding, ``decision`` reviewing, ``risk_verdict`` sending,
+  ``step_completed`` waiting, ``run_finished`` finished.
 """
 
 from __future__ import annotations
@@ -52,7 +55,16 @@ class StatusSink:
 def fold(status: RuntimeStatus, event: Event) -> RuntimeStatus:
     """The status after ``event``; kinds the status does not show leave it as it is."""
     change = _FOLDS.get(event.kind)
-    return status if change is None else change(status, event.payload)
+    folded = status if change is None else change(status, event.payload)
+    phase = _PHASES.get(event.kind)
+    if phase is None or phase == folded.phase:
+        return folded
+    return replace(folded, phase=phase)
+
+
+def _started(status: RuntimeStatus, p: Payload) -> RuntimeStatus:
+    bound = p.get("max_steps")
+    return replace(status, max_steps=bound if isinstance(bound, int) and bound > 0 else None)
 
 
 def _observed(status: RuntimeStatus, p: Payload) -> RuntimeStatus:
@@ -131,7 +143,17 @@ def _halt_state(p: Payload) -> HaltState:
     )
 
 
+_PHASES: dict[EventKind, str] = {
+    EventKind.RUN_STARTED: "starting",
+    EventKind.OBSERVATION: "deciding",
+    EventKind.DECISION: "reviewing",
+    EventKind.RISK_VERDICT: "sending",
+    EventKind.STEP_COMPLETED: "waiting",
+    EventKind.RUN_FINISHED: "finished",
+}
+
 _FOLDS: dict[EventKind, Callable[[RuntimeStatus, Payload], RuntimeStatus]] = {
+    EventKind.RUN_STARTED: _started,
     EventKind.OBSERVATION: _observed,
     EventKind.STEP_COMPLETED: _step_completed,
     EventKind.HALT_TRIPPED: _halted,

@@ -53,6 +53,11 @@ class RecordedStep:
     failure: Mapping[str, Any] | None = None
     timed_out: bool = False
     completed: Mapping[str, Any] | None = None
+    orders: list[Mapping[str, Any]] = field(default_factory=list)
+    """The step's ``order_*`` lines (sends, fills, refusals, skips), in order."""
+    approvals: list[Mapping[str, Any]] = field(default_factory=list)
+    """Its ``approval_resolved`` lines and the ``approval_requested`` ones emitted while it ran
+    (those carry no step)."""
     first_line: int = 0
     """The line number (``seq``) where the step starts, for messages that point into the file."""
 
@@ -110,7 +115,7 @@ def stream_run(path: Path) -> RecordedRun:
     for number, line in enumerate(lines, start=1):
         if line.get("kind") == "run_started" and started is None:
             started = line
-        if "step" in line:
+        if line.get("step") is not None:
             head.append((number, line))
             break
     rest = enumerate(lines, start=number + 1)
@@ -128,9 +133,11 @@ def _steps(path: Path, lines: Iterable[tuple[int, Mapping[str, Any]]]) -> Iterat
                 yield current
             current = None
             continue
-        if "step" not in line:
+        if line.get("step") is None:  # an approval withdrawn as the run ended has step None
             if kind in ANSWER_KINDS and current is not None:
                 current.answers.append(line)
+            elif kind == "approval_requested" and current is not None:
+                current.approvals.append(line)
             continue
         step = line["step"]
         if not isinstance(step, int) or isinstance(step, bool):
@@ -164,6 +171,10 @@ def _place(step: RecordedStep, kind: Any, line: Mapping[str, Any]) -> None:
         step.timed_out = True
     elif kind == "step_completed":
         step.completed = line
+    elif kind == "approval_resolved":
+        step.approvals.append(line)
+    elif isinstance(kind, str) and kind.startswith("order_"):
+        step.orders.append(line)
 
 
 def find_traces(traces_dir: Path, *, day: date | None, run_ids: Iterable[str] = ()) -> list[Path]:

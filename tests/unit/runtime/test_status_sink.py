@@ -148,3 +148,28 @@ def test_the_sink_listens_on_a_journal() -> None:
     journal.emit(EventKind.ORDER_SENT, order_payload(_order()))
     journal.emit(EventKind.DECISION, {"step": 1, "rationale": "", "intents": []})
     assert sink.status.orders_sent == 1
+
+
+def test_the_phase_follows_the_steps_landmarks_and_the_run_keeps_its_bound() -> None:
+    """starting (with max_steps), deciding, reviewing, sending, waiting, finished."""
+    seen = []
+    status = START
+    for kind, payload in [
+        (EventKind.RUN_STARTED, {"max_steps": 10}),
+        (EventKind.OBSERVATION, {"step": 1, **book_payload(ACCOUNT, (), ())}),
+        (EventKind.DECISION, {"step": 1, "intents": []}),
+        (EventKind.RISK_VERDICT, {"step": 1, "status": "approved"}),
+        (EventKind.ORDER_SENT, {"step": 1, **order_payload(_order())}),
+        (EventKind.STEP_COMPLETED, {"step": 1, "status": "ok"}),
+        (EventKind.RUN_FINISHED, {"status": "completed"}),
+    ]:
+        status = fold(status, Event(kind, payload))
+        seen.append(status.phase)
+    assert seen == [
+        "starting", "deciding", "reviewing", "sending", "sending", "waiting", "finished"
+    ]  # fmt: skip
+    assert status.max_steps == 10
+    assert status.to_dict()["phase"] == "finished"
+    assert status.to_dict()["max_steps"] == 10
+    unbounded = _fold((EventKind.RUN_STARTED, {"max_steps": None}))
+    assert unbounded.max_steps is None

@@ -194,6 +194,17 @@
       o.price === null ? "market" : price(o.price, o.instrument),
       o.label,
     ]);
+    // A label opens the Why tab on it (why.js listens for data-why-label).
+    s.open_orders.forEach((o, i) => {
+      if (!o.label) return;
+      const link = document.createElement("button");
+      link.type = "button";
+      link.className = "link";
+      link.dataset.whyLabel = o.label;
+      link.title = "Why was this order sent?";
+      link.textContent = o.label;
+      $("open-orders").tBodies[0].rows[i].cells[5].replaceChildren(link);
+    });
     const breakers = s.breakers || [];
     rows($("breakers").tBodies[0], breakers, (b) => [
       b.dependency,
@@ -238,7 +249,7 @@
   $("kill").addEventListener("click", () => control("/api/kill", "Reason for the halt?", "operator via console"));
   $("resume").addEventListener("click", () => control("/api/resume", "Why is it safe to resume?", ""));
 
-  // Tabs: the URL hash names the open one (#overview, #system-health, #approvals), so a link or a
+  // Tabs: the URL hash names the open one (#overview, #system-health, #approvals, #why), so a link or a
   // reload opens the same tab; arrow keys, Home and End move between tabs as WAI-ARIA describes.
   const tabs = [...document.querySelectorAll('[role="tab"]')];
   const tabListeners = [];
