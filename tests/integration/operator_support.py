@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +104,7 @@ async def wired(
     tmp_path: Path,
     *,
     safety_mode: bool = True,
-    analyst: LLMAnalyst | None = None,
+    analyst: Callable[[Store, SimClock], LLMAnalyst] | None = None,
     validation_minutes: float = 10.0,
 ) -> AsyncIterator[Wired]:
     """An operator behind the real console app on a SQLite store, started, polled by hand."""
@@ -134,7 +134,7 @@ async def wired(
         config=OperatorConfig(
             safety_mode=safety_mode, poll_seconds=0, validation_minutes=validation_minutes
         ),
-        analyst=analyst,
+        analyst=analyst(store, clock) if analyst is not None else None,
     )
     app = create_app(
         status=dict,

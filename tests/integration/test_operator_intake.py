@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_support import ALICE, TOKEN, alert, webhook, wired
+from operator_support import ALICE, SECRET, TOKEN, alert, webhook, wired
 
 
 async def test_a_page_is_stored_analysed_and_its_halt_waits_for_a_person(tmp_path: Path) -> None:
@@ -186,8 +186,6 @@ async def test_the_console_tokens_open_the_intake_too(tmp_path: Path, token: str
 
 
 async def test_the_webhook_secret_opens_only_the_intake(tmp_path: Path) -> None:
-    from operator_support import SECRET
-
     async with wired(tmp_path) as w:
         headers = {"Authorization": f"Bearer {SECRET}"}
         for path in ("/api/alerts", "/api/operator/status", "/api/approvals"):

@@ -54,7 +54,8 @@ def test_repeats_and_the_resolve_update_one_row(store: Store) -> None:
 def test_the_same_labels_firing_again_later_are_a_new_occurrence(store: Store) -> None:
     first = _receive(store)
     later = _receive(store, starts_at=T0 + timedelta(days=1), at=T0 + timedelta(days=1))
-    assert later.created and later.alert.id != first.alert.id
+    assert later.created
+    assert later.alert.id != first.alert.id
     assert [a.id for a in store.alerts.alerts("firing")] == [later.alert.id, first.alert.id]
 
 
@@ -86,7 +87,8 @@ def test_an_action_moves_once_and_keeps_its_audit_trail(store: Store) -> None:
         decided_by="alice",
         decided_at=T0 + timedelta(minutes=1),
     )
-    assert approved is not None and approved.decided_by == "alice"
+    assert approved is not None
+    assert approved.decided_by == "alice"
     claims = [
         store.alerts.move_action(
             action.id,
