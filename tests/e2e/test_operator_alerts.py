@@ -217,3 +217,78 @@ def _last_step(api: httpx.Client) -> int:
     except httpx.TransportError:
         return 0
     return int(status.get("last_step") or 0)
+
+
+def test_operator_serve_alone_takes_alerts_and_halts_this_directory_once_approved(
+    tmp_path: Path,
+) -> None:
+    """`bastion operator serve` without a run: the intake, the approvals, the flag it raises."""
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = clean_env(
+        data_dir,
+        BASTION_CONSOLE_TOKEN="console-token-0123456789abcdef",
+        BASTION_CONSOLE_NAMED_TOKENS=orjson.dumps({"alice": ALICE}).decode(),
+        BASTION_OPERATOR_WEBHOOK_SECRET=SECRET,
+        BASTION_OPERATOR_POLL_SECONDS="0.1",
+    )
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion", "operator", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/healthz", proc)
+        body = {
+            "version": "4",
+            "status": "firing",
+            "receiver": "bastion-console",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "BastionBreakerOpen", "severity": "page"},
+                    "annotations": {"summary": "the deribit breaker is open"},
+                    "startsAt": "2026-12-03T09:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "fingerprint": "0123456789abcdef",
+                }
+            ],
+        }
+        posted = httpx.post(
+            f"{base}/api/alerts/alertmanager",
+            json=body,
+            headers={"Authorization": f"Bearer {SECRET}"},
+        )
+        assert posted.status_code == 200, posted.text
+        api = httpx.Client(
+            base_url=base, headers={"Authorization": "Bearer console-token-0123456789abcdef"}
+        )
+
+        def proposed() -> dict[str, Any] | None:
+            alerts = api.get("/api/alerts").json()["alerts"]
+            actions = alerts[0]["actions"] if alerts else []
+            return next((a for a in actions if a["action"] == "halt"), None)
+
+        halt = until(proposed, "the operator to propose a halt")
+        assert not (data_dir / "kill_switch.flag").exists()
+        decided = httpx.post(
+            f"{base}/api/approvals/{halt['approval_id']}",
+            json={"decision": "approve"},
+            headers={"Authorization": f"Bearer {ALICE}"},
+        )
+        assert decided.status_code == 200, decided.text
+        until((data_dir / "kill_switch.flag").exists, "the approved halt to run")
+        flag = orjson.loads((data_dir / "kill_switch.flag").read_bytes())
+        assert (flag["reason"], flag["who"]) == ("operator", "operator agent, approved by alice")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=PATIENCE_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()
