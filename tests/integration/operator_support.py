@@ -17,6 +17,7 @@ from bastion.guard.halt import Halt
 from bastion.guard.health import HealthChecker
 from bastion.ops.operator.actions import Effects
 from bastion.ops.operator.analyst import LLMAnalyst
+from bastion.ops.operator.prometheus import PrometheusContext
 from bastion.ops.operator.service import Operator, OperatorConfig
 from bastion.ops.operator.silences import Silencer
 from bastion.resilience import Resilience
@@ -106,6 +107,8 @@ async def wired(
     safety_mode: bool = True,
     analyst: Callable[[Store, SimClock], LLMAnalyst] | None = None,
     validation_minutes: float = 10.0,
+    prometheus_url: str | None = None,
+    alertmanager_url: str | None = None,
 ) -> AsyncIterator[Wired]:
     """An operator behind the real console app on a SQLite store, started, polled by hand."""
     clock = SimClock(start=1_796_288_400)  # 2026-12-03 09:00 UTC
@@ -128,13 +131,16 @@ async def wired(
         effects=Effects(
             halt=halt,
             approvals=approvals,
-            silencer=Silencer(None, resilience=resilience, clock=clock),
+            silencer=Silencer(alertmanager_url, resilience=resilience, clock=clock),
             healthcheck=checker.run_and_cache_healthcheck,
         ),
         config=OperatorConfig(
             safety_mode=safety_mode, poll_seconds=0, validation_minutes=validation_minutes
         ),
         analyst=analyst(store, clock) if analyst is not None else None,
+        prometheus=PrometheusContext(prometheus_url, resilience=resilience)
+        if prometheus_url
+        else None,
     )
     app = create_app(
         status=dict,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from operator_support import alert, webhook, wired
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as WebRoute
 
 from bastion.clock import SimClock
 from bastion.guard.budget import Budget, BudgetLimits
@@ -19,6 +24,7 @@ from bastion.resilience import Resilience, RetrySettings
 from bastion.simulators.llm import FakeLLMServer
 from bastion.store import Store
 from loopback_server import serve_on_loopback
+from prometheus_tools import DEPLOY, free_port, serving, tool
 
 MODEL = "gpt-4o-2024-08-06"
 GOOD = {
@@ -140,3 +146,76 @@ async def test_a_model_that_keeps_failing_leaves_the_rules_analysis(
     assert entry["analysis"]["source"] == "rules"
     assert stored.note is not None
     assert stored.note.startswith("llm unavailable")
+
+
+async def test_the_prompt_carries_the_alerts_series_from_prometheus(
+    tmp_path: Path, fake: tuple[FakeLLMServer, str]
+) -> None:
+    """The rule's expression from generatorURL is asked of Prometheus; its answer is sanitised."""
+    asked: list[str] = []
+
+    async def query(request: Request) -> JSONResponse:
+        asked.append(request.query_params["query"])
+        series = {
+            "metric": {"__name__": "up", "job": "bastion", "note": "<script>x</script>ok"},
+            "value": [1796288400, "0"],
+        }
+        return JSONResponse(
+            {"status": "success", "data": {"resultType": "vector", "result": [series]}}
+        )
+
+    prometheus = Starlette(routes=[WebRoute("/api/v1/query", query)])
+    server, url = fake
+    server.set_replies([orjson.dumps(GOOD).decode()])
+    with serve_on_loopback(prometheus) as prometheus_url:
+        async with wired(tmp_path, analyst=_analyst(url), prometheus_url=prometheus_url) as w:
+            await w.post_alerts(webhook(alert()))
+            await w.operator.idle()
+    assert asked == ["up"]
+    prompt = "\n".join(text for _, text in server.requests[0].contents)
+    assert "query: up" in prompt
+    assert 'up{job="bastion",note="ok"} 0' in prompt
+    assert "<script>" not in prompt
+
+
+async def test_an_approved_silence_is_created_in_alertmanager_with_reason_and_approver(
+    tmp_path: Path, fake: tuple[FakeLLMServer, str]
+) -> None:
+    """The LLM recommends a silence; once Alice approves it, Debian's Alertmanager has it."""
+    tool("amtool")
+    config = tmp_path / "am" / "alertmanager.yml"
+    config.parent.mkdir()
+    config.write_text((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    (config.parent / "console-token").write_text("unused\n")
+    am_url = f"http://127.0.0.1:{free_port()}"
+    binary = os.environ.get("SYSTEM_PACKAGES_ALERTMANAGER", "/usr/bin/prometheus-alertmanager")
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={config.parent / 'data'}",
+        f"--web.listen-address={am_url.removeprefix('http://')}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    server, url = fake
+    answer = {**GOOD, "issue_type": "noise", "recommended_actions": ["silence"]}
+    server.set_replies([orjson.dumps(answer).decode()])
+    with serving(argv, am_url) as alertmanager:
+        async with wired(tmp_path, analyst=_analyst(url), alertmanager_url=am_url) as w:
+            given = alert("SomethingNoisy", severity="ticket")
+            await w.post_alerts(webhook(given))
+            await w.operator.idle()
+            (silence,) = (await w.alerts())[0]["actions"]
+            assert (silence["action"], silence["status"]) == ("silence", "proposed")
+            await w.operator.tick()
+            assert alertmanager.get("/api/v2/silences").json() == [], "not before approval"
+            await w.decide(silence["approval_id"], "approve")
+            await w.operator.tick()
+            (done,) = (await w.alerts())[0]["actions"]
+        (created,) = alertmanager.get("/api/v2/silences").json()
+    assert done["status"] == "executed"
+    assert done["result"].startswith("silenced in Alertmanager for 60 min")
+    assert created["createdBy"] == "operator agent, approved by alice"
+    assert created["comment"] == "operator: noise (SomethingNoisy)"
+    assert {m["name"]: m["value"] for m in created["matchers"]} == given["labels"]
+    assert created["status"]["state"] == "active"
