@@ -128,6 +128,13 @@ class Operator:
     # -- intake -----------------------------------------------------------------------------
     async def receive(self, webhook: AlertmanagerWebhook) -> list[AlertRecord]:
         """Store each alert of a notification; schedule the analysis of each new one."""
+        if webhook.truncated_alerts:
+            _log.warning(
+                "Alertmanager left %d alert(s) of group %r out of a notification (its "
+                "max_alerts): they are not stored; split the group with a finer group_by",
+                webhook.truncated_alerts,
+                webhook.group_key[:200],
+            )
         stored: list[AlertRecord] = []
         for alert in webhook.alerts:
             record, created = await self._store_alert(alert)
