@@ -152,7 +152,11 @@ def test_a_fired_page_is_analysed_and_its_halt_waits_for_alices_approval(
     prom_argv, prom_url = _prometheus_argv(
         tmp_path, base.removeprefix("http://"), am_url.removeprefix("http://")
     )
-    with serving(am_argv, am_url, quiet=False), serving(prom_argv, prom_url, quiet=False):
+    with (
+        api,
+        serving(am_argv, am_url, quiet=False),
+        serving(prom_argv, prom_url, quiet=False),
+    ):
         until(lambda: _last_step(api) >= 1, "the run to complete a step")
         armed = httpx.post(f"{exchange}/_paper/faults", json=FAULT, timeout=10)
         assert armed.status_code < 300, armed.text
@@ -240,6 +244,9 @@ def test_operator_serve_alone_takes_alerts_and_halts_this_directory_once_approve
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+    api = httpx.Client(
+        base_url=base, headers={"Authorization": "Bearer console-token-0123456789abcdef"}
+    )
     try:
         wait_for(f"{base}/healthz", proc)
         body = {
@@ -263,9 +270,6 @@ def test_operator_serve_alone_takes_alerts_and_halts_this_directory_once_approve
             headers={"Authorization": f"Bearer {SECRET}"},
         )
         assert posted.status_code == 200, posted.text
-        api = httpx.Client(
-            base_url=base, headers={"Authorization": "Bearer console-token-0123456789abcdef"}
-        )
 
         def proposed() -> dict[str, Any] | None:
             alerts = api.get("/api/alerts").json()["alerts"]
@@ -284,6 +288,7 @@ def test_operator_serve_alone_takes_alerts_and_halts_this_directory_once_approve
         flag = orjson.loads((data_dir / "kill_switch.flag").read_bytes())
         assert (flag["reason"], flag["who"]) == ("operator", "operator agent, approved by alice")
     finally:
+        api.close()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=PATIENCE_S)
