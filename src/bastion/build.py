@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from bastion.notify import Notifier
     from bastion.ops.flatten import Flattener
     from bastion.ops.ledger_pruning import LedgerPruning
+    from bastion.ops.operator.actions import HealthRun
+    from bastion.ops.operator.service import Operator
     from bastion.ops.replay import LLMMode, Replayer
     from bastion.ops.status import StatusService
     from bastion.resilience import Resilience
@@ -75,6 +77,7 @@ __all__ = [
     "build_llm_routes",
     "build_loop_config",
     "build_observer",
+    "build_operator",
     "build_paper_app",
     "build_price_book",
     "build_redactor",
@@ -777,4 +780,75 @@ def build_notifier(
             deadline=settings.alert_webhook_deadline_seconds,
             queue_size=settings.alert_queue_size,
         ),
+    )
+
+
+def build_operator(
+    settings: Settings,
+    *,
+    store: Store,
+    clock: Clock,
+    halt: Halt,
+    approvals: Approvals,
+    resilience: Resilience,
+    budget: Budget | None = None,
+    healthcheck: Callable[[], Awaitable[HealthRun]] | None = None,
+    llm_routes: list[Route] | None = None,
+    metrics: Metrics | None = None,
+    journal: Journal | None = None,
+) -> Operator:
+    """The operator agent on this store: its rules always; the LLM (a chain of its own, admitted
+    by ``budget``, workflow ``operator``, escalating to no one: a failed question falls back to
+    the rules) when ``llm_routes`` are given; Prometheus and Alertmanager when their URLs are.
+
+    The caller owns ``llm_routes`` (the runner's, or :func:`build_llm_routes`) and closes their
+    adapters; the operator closes only its Prometheus and Alertmanager clients.
+    """
+    from bastion.llm.chain import FallbackChain
+    from bastion.ops.operator.actions import Effects
+    from bastion.ops.operator.analyst import LLMAnalyst
+    from bastion.ops.operator.prometheus import PrometheusContext
+    from bastion.ops.operator.service import Operator, OperatorConfig
+    from bastion.ops.operator.silences import Silencer
+
+    routes = llm_routes or []
+    analyst = None
+    if routes:
+        chain = FallbackChain(
+            routes,
+            resilience=resilience,
+            prices=build_price_book(settings),
+            clock=clock,
+            budget=budget,
+            timeout=settings.llm_timeout_seconds,
+            deadline=settings.llm_deadline_seconds,
+            max_tokens=min(600, settings.llm_max_tokens),
+            cache_ttl=0.0,
+            metrics=metrics,
+            journal=journal,
+            workflow="operator",
+        )
+        analyst = LLMAnalyst(chain, max_tokens=min(600, settings.llm_max_tokens))
+    prometheus = (
+        PrometheusContext(settings.operator_prometheus_url, resilience=resilience)
+        if settings.operator_prometheus_url
+        else None
+    )
+    silencer = Silencer(
+        settings.operator_alertmanager_url or None, resilience=resilience, clock=clock
+    )
+    return Operator(
+        store=store,
+        clock=clock,
+        approvals=approvals,
+        effects=Effects(halt=halt, approvals=approvals, silencer=silencer, healthcheck=healthcheck),
+        config=OperatorConfig(
+            safety_mode=settings.operator_safety_mode,
+            validation_minutes=settings.operator_validation_minutes,
+            poll_seconds=settings.operator_poll_seconds,
+            silence_minutes=settings.operator_silence_minutes,
+        ),
+        analyst=analyst,
+        prometheus=prometheus,
+        redact=build_redactor(settings).redact,
     )

@@ -668,6 +668,47 @@ class Settings(BaseSettings):
         ge=0,
         description="At shutdown, how long Bastion waits to deliver the alerts still queued.",
     )
+    # -- operator agent -------------------------------------------------------------------
+    operator_enabled: bool = Field(
+        True,
+        description="Run the operator agent in `bastion run`: Alertmanager's alerts in at POST "
+        "/api/alerts/alertmanager, analysed, safe actions proposed.",
+    )
+    operator_webhook_secret: SecretStr | None = Field(
+        None,
+        description="A secret Alertmanager may send as its Bearer token to the alert intake "
+        "instead of the console token (at least 16 characters). Never logged, traced or served.",
+    )
+    operator_safety_mode: bool = Field(
+        True,
+        description="Every operator action but a healthcheck waits in the approvals queue "
+        "(kind operator_action) until a person approves it.",
+    )
+    operator_validation_minutes: float = Field(
+        10.0,
+        gt=0,
+        description="How long after an action the operator waits for its alert to resolve and "
+        "health to read OK before it judges the action ineffective.",
+    )
+    operator_poll_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often the operator reads decisions on its queued actions, runs the "
+        "approved ones and validates the executed ones.",
+    )
+    operator_silence_minutes: float = Field(
+        60.0, gt=0, description="How long a silence the operator creates lasts."
+    )
+    operator_prometheus_url: str = Field(
+        "",
+        description="Prometheus whose HTTP API the operator asks for an alert's series, as "
+        "context for the LLM (empty: no context).",
+    )
+    operator_alertmanager_url: str = Field(
+        "",
+        description="Alertmanager the silence action creates silences in (empty: silences are "
+        "recorded only).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -708,6 +749,7 @@ class Settings(BaseSettings):
         self._check_tools()
         self._check_named_tokens()
         self._check_alert_webhooks()
+        self._check_operator()
         if self.mode != "paper" and self.exchange_client_id == "bastion-paper":
             raise ValueError(
                 f"mode={self.mode} needs your Deribit API key: set BASTION_EXCHANGE_CLIENT_ID "
@@ -729,6 +771,21 @@ class Settings(BaseSettings):
                 f"tools_timeout_seconds ({self.tools_timeout_seconds:g}): the deadline would cut "
                 "the first request short; raise BASTION_TOOLS_DEADLINE_SECONDS"
             )
+
+    def _check_operator(self) -> None:
+        secret = self.operator_webhook_secret
+        if secret is not None and len(secret.get_secret_value()) < _MIN_NAMED_TOKEN:
+            raise ValueError(
+                f"operator_webhook_secret is shorter than {_MIN_NAMED_TOKEN} characters: set "
+                "BASTION_OPERATOR_WEBHOOK_SECRET to a long random value (openssl rand -hex 24)"
+            )
+        for name in ("operator_prometheus_url", "operator_alertmanager_url"):
+            url = getattr(self, name)
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"{name} {mask_url(url)!r} is not an http(s) URL: set "
+                    f"BASTION_{name.upper()} like http://127.0.0.1:9090"
+                )
 
     def _check_named_tokens(self) -> None:
         seen: set[str] = set()
@@ -868,6 +925,8 @@ class Settings(BaseSettings):
         values.extend(s.get_secret_value() for s in self.console_named_tokens.values())
         for url in (*self.alert_webhook_urls, *self.alert_slack_webhook_urls):
             values.extend(_webhook_secrets(url.get_secret_value()))
+        if self.operator_webhook_secret is not None:
+            values.append(self.operator_webhook_secret.get_secret_value())
         # Passwords and secret query values of every URL-valued setting (store, exchange, LLM,
         # and any added later), so they are caught even where a message quotes them bare.
         values.extend(

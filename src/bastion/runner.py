@@ -37,6 +37,7 @@ from bastion.build import (
     build_loop_config,
     build_notifier,
     build_observer,
+    build_operator,
     build_paper_app,
     build_price_book,
     build_redactor,
@@ -289,6 +290,25 @@ class Runner:
                 journal=self.journal,
                 run_id=self.run_id,
             )
+        # The operator agent (alerts in through the console): its LLM questions are admitted
+        # by the same budget, through a chain of their own over the run's adapters.
+        self.operator = (
+            build_operator(
+                settings,
+                store=self.store,
+                clock=self.clock,
+                halt=self.halt,
+                approvals=self.approvals,
+                resilience=self.resilience,
+                budget=self.budget,
+                healthcheck=self.health.run_and_cache_healthcheck,
+                llm_routes=list(self.llm.routes) if self.llm is not None else None,
+                metrics=self.metrics,
+                journal=self.journal,
+            )
+            if settings.operator_enabled
+            else None
+        )
         self.tools = build_toolbox(
             settings,
             exchange=self.exchange,
@@ -394,9 +414,15 @@ class Runner:
             named_tokens={n: t.get_secret_value() for n, t in s.console_named_tokens.items()},
             equity=self.equity.series,
             traces_dir=s.traces_dir,
+            operator=self.operator,
+            operator_webhook_secret=(
+                s.operator_webhook_secret.get_secret_value() if s.operator_webhook_secret else None
+            ),
         )
         self._server = ConsoleServer(app, host=s.console_host, port=s.console_port)
         self._server.start()
+        if self.operator is not None:
+            self.operator.start()
         self.console_url = f"{self._server.base_url}/?token={token}"
         if self.lock is not None:
             self.lock.update(console_host=self._server.host, console_port=self._server.port)
@@ -549,6 +575,9 @@ class Runner:
                 await notifier.aclose(self.settings.alert_flush_seconds)
             if self._server is not None:
                 await self._server.stop()
+            if self.operator is not None:
+                with contextlib.suppress(Exception):
+                    await self.operator.aclose()
             await self.exchange.close()
             if self.llm is not None:
                 await self.llm.aclose()

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from bastion.api.approvals import approvals_router
 from bastion.api.equity import EquityProvider, equity_router
 from bastion.api.health import HealthProvider, health_router
+from bastion.api.operator import operator_router
 from bastion.api.orders import orders_router
 from bastion.api.security import BodyLimit, HostGuard, SecurityHeaders
 from bastion.api.slo import SloProvider, slo_router
@@ -32,6 +33,7 @@ from bastion.api.token import TokenGuard
 from bastion.guard.approvals import Approvals
 from bastion.guard.budget import BudgetUsage
 from bastion.guard.halt import Halt
+from bastion.ops.operator.service import Operator
 from bastion.telemetry.metrics import CONTENT_TYPE, Metrics
 from bastion.trace.redact import Redactor
 
@@ -103,6 +105,8 @@ def create_app(
     named_tokens: Mapping[str, str] | None = None,
     equity: EquityProvider | None = None,
     traces_dir: Path | None = None,
+    operator: Operator | None = None,
+    operator_webhook_secret: str | None = None,
 ) -> FastAPI:
     """Build the console app for one runtime.
 
@@ -115,6 +119,9 @@ def create_app(
     ``allowed_hosts`` are the names, beyond loopback and the bound address, that the console
     answers to (``console_allowed_hosts``, a proxy's name); any other ``Host`` gets 400, so a
     DNS-rebinding page cannot read it. See :mod:`bastion.api.security`.
+
+    ``operator`` serves the alert intake and the operator routes (:mod:`bastion.api.operator`);
+    the intake also accepts ``operator_webhook_secret`` as its Bearer token.
     """
     app = FastAPI(title="Bastion console", docs_url=None, redoc_url=None, openapi_url=None)
     # Each added middleware wraps the ones before it: the headers go on every answer, refusals
@@ -159,4 +166,7 @@ def create_app(
     app.include_router(slo_router(slo), dependencies=[Depends(guard)])
     app.include_router(equity_router(equity), dependencies=[Depends(guard)])
     app.include_router(orders_router(traces_dir, redactor), dependencies=[Depends(guard)])
+    app.include_router(
+        operator_router(operator, guard, webhook_secret=operator_webhook_secret, redactor=redactor)
+    )
     return app

@@ -28,6 +28,7 @@ from bastion.cli.flatten import flatten
 from bastion.cli.halt import kill, resume
 from bastion.cli.health import health
 from bastion.cli.llm import llm_app
+from bastion.cli.operator import operator_app
 from bastion.cli.replay import replay
 from bastion.cli.run import run
 from bastion.cli.settings import show_config
@@ -63,6 +64,7 @@ app.add_typer(budget_app, name="budget")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(llm_app, name="llm")
+app.add_typer(operator_app, name="operator")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from bastion.errors import BastionError, ErrorCode
 from bastion.sensitive import mask_url, url_secrets
+from bastion.store.alerts import AlertStore
 from bastion.store.approvals import ApprovalsStore
 from bastion.store.budget import BudgetStore
 from bastion.store.day_marks import DayMarkStore
@@ -28,7 +29,7 @@ class Store:
     """Bastion's durable state, one object per aggregate over one engine.
 
     The aggregates are ``runs``, ``events``, ``halts``, ``health``, ``budget``, ``approvals``,
-    ``day_marks`` and ``tasks``.
+    ``day_marks``, ``tasks`` and ``alerts`` (the operator agent's).
 
     Build it with :meth:`open`, which also brings the schema up to date. It is safe to share
     between threads, and several processes may open the same database at once.
@@ -48,6 +49,7 @@ class Store:
         self.approvals = ApprovalsStore(engine)
         self.day_marks = DayMarkStore(engine)
         self.tasks = TaskStore(engine)
+        self.alerts = AlertStore(engine)
 
     @classmethod
     def open(cls, url: str, *, synchronous_settle: bool = False) -> Store:
