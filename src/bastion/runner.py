@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from structlog.contextvars import bound_contextvars
+
 from bastion.agent import Agent
 from bastion.api.app import create_app as create_console_app
 from bastion.api.server import ConsoleServer
@@ -60,6 +62,7 @@ from bastion.sensitive import mask_url
 from bastion.simulators.paper import PaperExchangeApp
 from bastion.store import RunRecord, Store
 from bastion.telemetry.metrics import Metrics
+from bastion.telemetry.tracing import Tracing
 from bastion.trace.record import TraceWriter
 from bastion.trace.sink import TraceSink
 
@@ -172,6 +175,8 @@ class Runner:
         self, settings: Settings, exchange: Exchange | None, llm_routes: list[Route] | None
     ) -> None:
         self.metrics = Metrics()
+        # The OTEL_* variables: a bad one is a ConfigError before anything is opened.
+        self.tracing = Tracing.from_env(secrets=settings.secret_values())
         self.store = Store.open(
             settings.resolved_store_url, synchronous_settle=settings.budget_synchronous_settle
         )
@@ -188,7 +193,9 @@ class Runner:
         self.halt = build_halt(
             settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
-        self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
+        self.resilience = build_resilience(
+            settings, self.clock, self.metrics, self.journal, tracer=self.tracing.tracer
+        )
         self.prices = build_price_book(settings)
         in_process = exchange is None and not settings.resolved_exchange_url
         # The in-process paper exchange, kept so tests and drills can inject faults into it.
@@ -272,6 +279,7 @@ class Runner:
             halt_limits=build_halt_limits(settings, self.store),
             config=build_loop_config(settings),
             metrics=self.metrics,
+            tracer=self.tracing.tracer,
             health=self.guard,
             llm=self.llm,
             observer=self.observer,
@@ -390,8 +398,19 @@ class Runner:
         """Run the loop until a bound or ``stop``; a run stopped early is "interrupted".
 
         ``stop`` ends the run after the step in progress, so no send is cut off halfway; a
-        cancelled task (the last resort) is recorded as interrupted too and re-raised.
+        cancelled task (the last resort) is recorded as interrupted too and re-raised. The run
+        is one ``bastion.run`` span, and its log lines carry its ``run_id``.
         """
+        attributes = {"bastion.run_id": self.run_id, "bastion.agent": self.agent.name}
+        with (
+            self.tracing.tracer.start_as_current_span("bastion.run", attributes=attributes),
+            bound_contextvars(run_id=self.run_id),
+        ):
+            return await self._run(max_steps, duration_seconds, stop)
+
+    async def _run(
+        self, max_steps: int | None, duration_seconds: float | None, stop: asyncio.Event | None
+    ) -> RunSummary:
         s = self.settings
         self.store.runs.start(
             run_id=self.run_id,
@@ -510,6 +529,7 @@ class Runner:
             self.trace.close()
             self.store.close()
         finally:
+            await asyncio.to_thread(self.tracing.shutdown)  # flushes the spans still queued
             if self.lock is not None:
                 self.lock.release()
 
