@@ -366,6 +366,7 @@ class Loop:
         if book is not None:
             payload["book"] = book
         self.journal.emit(EventKind.STEP_COMPLETED, payload)
+        _log.debug("step %d %s in %.3f s", n, outcome.status, elapsed)  # BASTION_LOG_LEVEL=DEBUG
         if span.is_recording():
             _describe_step(span, outcome, self.halt.trading_state(), halt)
         self._checkpoint(n)

@@ -52,6 +52,7 @@ _CHATTY = (
     "anthropic",
     "alembic",
     "uvicorn.access",
+    "urllib3",  # the OTLP exporter's HTTP client: a line per export at DEBUG
 )
 
 
