@@ -65,7 +65,10 @@ sampler and no processor: every span is a non-recording one that costs an id and
 (no attributes are stored, nothing is queued), yet has a real trace id, so each step's NDJSON
 lines and log lines still carry ``trace_id`` / ``span_id`` that correlate them (``trace_flags``
 ``00`` says nothing was sampled). Code that computes span attributes checks
-``span.is_recording()`` first, and the choke point makes its span current only when it records.
+``span.is_recording()`` first, the choke point makes its span current only when it records, and
+the loop's phase spans exist only under a recording step. Measured: about 10 µs for a current
+non-recording span, 4 µs for a plain one; a step of the no-op benchmark agent pays some 50 µs in
+all, against the loop's ~3.7 ms per step. ``OTEL_SDK_DISABLED=true`` is cheaper still (no ids).
 
 **One trace per run.** Steps are children of the run, so a run's trace id is every step's; a
 backend shows a long run as one large trace, and the run span itself is exported when the run
