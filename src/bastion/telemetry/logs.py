@@ -22,6 +22,8 @@ produced it. The OTLP header values (``OTEL_EXPORTER_OTLP_HEADERS``) count as se
 
 ``BASTION_LOG_FORMAT`` picks the rendering: ``json``, ``console`` (structlog's readable
 columns), or ``auto`` (the default): console when stderr is a terminal, JSON otherwise.
+structlog is imported when logging is configured, not with this module, so a CLI command that
+only prints its help does not pay for it.
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, Literal
-
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.telemetry.tracing import current_ids, header_secrets
 from bastion.trace.redact import Redactor
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = ["LogFormat", "RedactingProcessor", "add_trace_context", "configure_logging"]
 
@@ -83,6 +85,8 @@ def configure_logging(
     Replaces the root logger's handlers, and configures structlog so ``structlog.get_logger()``
     writes through the same handler.
     """
+    import structlog  # noqa: PLC0415  ~60 ms: not at import time of every CLI command
+
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
