@@ -20,7 +20,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from bastion.agent import Context, Decision, Observation
 from bastion.agents.llm_seller import LLMOptionsSeller, market_summary
+from bastion.agents.scripted import ScriptedAgent
 from bastion.cli import app
 from bastion.runner import Runner
 from bastion.simulators.llm import FakeLLMServer
@@ -259,3 +261,44 @@ def test_a_bad_otel_variable_stops_bastion_run_before_it_starts(
     assert result.exit_code == 2, result.output
     assert "OTEL_TRACES_SAMPLER" in result.output
     assert not list((tmp_path / "data").rglob("*.ndjson"))  # no run was started
+
+
+async def test_an_agent_failure_and_a_halt_are_on_their_step_spans(
+    runner_factory: RunnerFactory, receiver: OTLPReceiver, secret: str
+) -> None:
+    """Step 1's agent raises (recorded on the decide span, the step span in error); step 2
+    uses the budget up, so the halt trips: an event on its step span, the halt as attributes."""
+    holder: dict[str, Runner] = {}
+
+    def decide(obs: Observation, ctx: Context) -> Decision:
+        if ctx.step == 1:
+            raise RuntimeError(f"agent bug near {secret}")
+        holder["r"].loop.ledger.record_budget_exhausted("Daily budget exhausted (1 of 1)")
+        return Decision()
+
+    runner = holder["r"] = runner_factory(ScriptedAgent(decide))
+    await runner.run(max_steps=2)
+    await runner.aclose()
+
+    steps = {s.attributes["bastion.step"]: s for s in receiver.named("bastion.step")}
+    failed, halted = steps[1], steps[2]
+    assert failed.status_code == "STATUS_CODE_ERROR"
+    assert (failed.attributes["bastion.step.status"], failed.attributes["error.type"]) == (
+        "failed",
+        "failed",
+    )
+    (decide_span,) = [s for s in receiver.children(failed) if s.name == "bastion.decide"]
+    ((name, exception),) = decide_span.events
+    assert name == "exception"
+    assert exception["exception.type"] == "RuntimeError"
+    assert exception["exception.message"] == "agent bug near [REDACTED]"
+    assert halted.attributes["bastion.step.status"] == "halted"
+    assert halted.attributes["bastion.trading_state"] == "halted"
+    assert (halted.attributes["bastion.halt.reason"], halted.attributes["bastion.halt.who"]) == (
+        "cost_cap",
+        "budget",
+    )
+    trips = [attrs for name, attrs in halted.events if name == "bastion.halt_tripped"]
+    assert trips == [{"bastion.halt.reason": "cost_cap", "bastion.halt.who": "budget"}]
+    for body in receiver.bodies:
+        assert secret.encode() not in body
