@@ -25,6 +25,7 @@ from bastion.events import Event, Journal
 
 if TYPE_CHECKING:
     import httpx
+    from opentelemetry.trace import Tracer
 
     from bastion.agent import Agent
     from bastion.exchange.base import Exchange
@@ -374,8 +375,10 @@ def build_resilience(
     journal: Journal | None = None,
     *,
     deadline: float | None = None,
+    tracer: Tracer | None = None,
 ) -> Resilience:
-    """Breakers, retries and classification for every external call of one runtime."""
+    """Breakers, retries and classification for every external call of one runtime; ``tracer``
+    (the runtime's :class:`~bastion.telemetry.tracing.Tracing`) makes the calls' spans."""
     from bastion.resilience import BreakerConfig, Resilience, RetrySettings
 
     llm_breaker = BreakerConfig(
@@ -388,6 +391,7 @@ def build_resilience(
         clock=clock,
         metrics=metrics,
         journal=journal,
+        tracer=tracer,
         breaker_defaults={"llm": llm_breaker},
         retry=RetrySettings(
             base=settings.retry_base_seconds,

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="Log lines: json (one JSON object a line, with run_id, step and trace_id), "
+        "console (readable columns) or auto (console when stderr is a terminal, else json).",
+    )
 
     # -- exchange -------------------------------------------------------------------------
     mode: Literal["paper", "testnet", "live"] = Field(

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from structlog.contextvars import bound_contextvars
+
 from bastion.agent import Agent
 from bastion.api.app import create_app as create_console_app
 from bastion.api.server import ConsoleServer
@@ -65,6 +67,7 @@ from bastion.simulators.paper import PaperExchangeApp
 from bastion.store import RunRecord, Store
 from bastion.store.task_sink import TaskSink
 from bastion.telemetry.metrics import Metrics
+from bastion.telemetry.tracing import Tracing
 from bastion.trace.record import TraceWriter
 from bastion.trace.sink import TraceSink
 
@@ -177,6 +180,8 @@ class Runner:
         self, settings: Settings, exchange: Exchange | None, llm_routes: list[Route] | None
     ) -> None:
         self.metrics = Metrics()
+        # The OTEL_* variables: a bad one is a ConfigError before anything is opened.
+        self.tracing = Tracing.from_env(secrets=settings.secret_values())
         self.store = Store.open(
             settings.resolved_store_url, synchronous_settle=settings.budget_synchronous_settle
         )
@@ -207,7 +212,9 @@ class Runner:
         self.halt = build_halt(
             settings, self.clock, store=self.store, journal=self.journal, metrics=self.metrics
         )
-        self.resilience = build_resilience(settings, self.clock, self.metrics, self.journal)
+        self.resilience = build_resilience(
+            settings, self.clock, self.metrics, self.journal, tracer=self.tracing.tracer
+        )
         # Alerts out: webhooks hear of halts, breakers, budgets, approvals and evaluated alerts;
         # not from a smoke's dry run beside the live run (no lock), which would page twice.
         self.notifier = (
@@ -327,6 +334,7 @@ class Runner:
             halt_limits=build_halt_limits(settings, self.store),
             config=build_loop_config(settings),
             metrics=self.metrics,
+            tracer=self.tracing.tracer,
             health=self.guard,
             llm=self.llm,
             observer=self.observer,
@@ -459,8 +467,19 @@ class Runner:
         """Run the loop until a bound or ``stop``; a run stopped early is "interrupted".
 
         ``stop`` ends the run after the step in progress, so no send is cut off halfway; a
-        cancelled task (the last resort) is recorded as interrupted too and re-raised.
+        cancelled task (the last resort) is recorded as interrupted too and re-raised. The run
+        is one ``bastion.run`` span, and its log lines carry its ``run_id``.
         """
+        attributes = {"bastion.run_id": self.run_id, "bastion.agent": self.agent.name}
+        with (
+            self.tracing.tracer.start_as_current_span("bastion.run", attributes=attributes),
+            bound_contextvars(run_id=self.run_id),
+        ):
+            return await self._run(max_steps, duration_seconds, stop)
+
+    async def _run(
+        self, max_steps: int | None, duration_seconds: float | None, stop: asyncio.Event | None
+    ) -> RunSummary:
         s = self.settings
         if self.notifier is not None:
             self.notifier.start()
@@ -589,6 +608,7 @@ class Runner:
             self.trace.close()
             self.store.close()
         finally:
+            await asyncio.to_thread(self.tracing.shutdown)  # flushes the spans still queued
             if self.lock is not None:
                 self.lock.release()
 

@@ -19,9 +19,10 @@ SECRET = "paper-secret-do-not-leak-9f3a"
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No BASTION_* from the developer's shell leaks into a test; cwd is a scratch dir."""
+    """No BASTION_* (or OTEL_*: no span exported by surprise) from the developer's shell leaks
+    into a test; cwd is a scratch dir."""
     for key in list(os.environ):
-        if key.startswith("BASTION_"):
+        if key.startswith(("BASTION_", "OTEL_")):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
 

@@ -42,7 +42,7 @@ def health(
     from bastion.guard.limits import HaltReason  # noqa: PLC0415  lazy: see cli/app.py
 
     settings = load(config)
-    configure_logging("ERROR", settings.secret_values())
+    configure_logging("ERROR", settings.secret_values(), fmt=settings.log_format)
     with exit_on_error():
         ensure_data_dir(settings)
     report = run_async(lambda: _check(settings))

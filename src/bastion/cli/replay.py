@@ -79,7 +79,7 @@ def replay(  # noqa: PLR0917  typer maps each option to a parameter
     if on_day is None and not wanted:
         on_day = _parse_day("yesterday")
     settings = load(config)
-    configure_logging("WARNING", settings.secret_values())
+    configure_logging("WARNING", settings.secret_values(), fmt=settings.log_format)
     if agent_version is not None:
         _require_version(settings, agent_version)
     result = run_async(lambda: _replay(settings, on_day, wanted, llm, agent_version))

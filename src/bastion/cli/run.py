@@ -45,7 +45,7 @@ def run(
     """
     duration = parse_duration(for_) if for_ else None
     settings = load(config, dry_run=dry_run, console_port=port)
-    configure_logging(settings.log_level, settings.secret_values())
+    configure_logging(settings.log_level, settings.secret_values(), fmt=settings.log_format)
     try:
         summary, signum = run_async(lambda: _run(settings, steps, duration))
     except KeyboardInterrupt:

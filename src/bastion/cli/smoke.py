@@ -43,7 +43,7 @@ def smoke(
 
     seconds = parse_duration(for_)
     settings = load(config)
-    configure_logging("WARNING", settings.secret_values())
+    configure_logging("WARNING", settings.secret_values(), fmt=settings.log_format)
     report = run_async(
         lambda: run_smoke(settings, _dry_runner, duration_seconds=seconds, max_steps=steps)
     )

@@ -25,6 +25,13 @@ model that answered is compared with the pinned one: a silent swap is logged and
 the trace. When every model fails, the last good answer to the same ``input_class`` stands in
 if it is younger than the cache TTL; otherwise an approvals-queue entry asks a person, and the
 agent gets :class:`~bastion.llm.base.Escalated` rather than an exception.
+
+Each request sent (each attempt) is a ``chat <model>`` span (kind CLIENT) on the runtime's
+tracer (the one :class:`~bastion.resilience.call.Resilience` holds), a child of the model's
+call span, with the GenAI attributes :mod:`bastion.telemetry.tracing` lists (semantic
+conventions v1.37.0): operation, provider, request and response model, ``max_tokens``, input and
+output tokens, the finish reason, and ``error.type`` on a failure. No prompt or answer text goes
+on a span; the ``llm_call`` trace line keeps them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from bastion.clock import Clock
 from bastion.errors import BastionError, BudgetExhausted, ErrorCode
@@ -55,6 +64,7 @@ from bastion.messages import (
 )
 from bastion.resilience.call import Resilience
 from bastion.telemetry.metrics import Metrics
+from bastion.telemetry.tracing import provider_name
 
 __all__ = ["FallbackChain", "Route"]
 
@@ -240,14 +250,7 @@ class FallbackChain:
         )
         reservation = await self._reserve(route, question, estimate)
         try:
-            completion = await route.llm.complete(
-                question.messages,
-                model=route.model,
-                tools=question.tools,
-                response_format=question.response_format,
-                max_tokens=question.max_tokens,
-                timeout=self.timeout,
-            )
+            completion = await self._request(route, question)
             model = completion.model or route.model
             usage = completion.usage
             actual = Cost(
@@ -266,6 +269,37 @@ class FallbackChain:
                 actual, tokens_in=usage.input_tokens, tokens_out=usage.output_tokens, model=model
             )
         return replace(completion, model=model, usd=actual.usd)
+
+    async def _request(self, route: Route, question: _Question) -> Completion:
+        """The adapter's one request, as a ``chat <model>`` span."""
+        with self.resilience.tracer.start_as_current_span(
+            f"chat {route.model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": provider_name(route.llm.provider),
+                "gen_ai.request.model": route.model,
+                "gen_ai.request.max_tokens": question.max_tokens,
+            },
+            record_exception=False,  # recorded below, with error.type, once
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                completion = await route.llm.complete(
+                    question.messages,
+                    model=route.model,
+                    tools=question.tools,
+                    response_format=question.response_format,
+                    max_tokens=question.max_tokens,
+                    timeout=self.timeout,
+                )
+            except BaseException as exc:
+                if span.is_recording():
+                    _request_failed(span, exc)
+                raise
+            if span.is_recording():
+                _request_answered(span, completion, route.model)
+            return completion
 
     async def _reserve(self, route: Route, question: _Question, estimate: Cost) -> Hold | None:
         if self.budget is None:
@@ -420,6 +454,33 @@ class FallbackChain:
     def _emit(self, kind: EventKind, payload: dict[str, Any]) -> None:
         if self.journal is not None:
             self.journal.emit(kind, payload)
+
+
+def _request_answered(span: Span, completion: Completion, requested: str) -> None:
+    usage = completion.usage
+    span.set_attributes(
+        {
+            "gen_ai.response.model": completion.model or requested,
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+        }
+    )
+    if completion.finish_reason:
+        span.set_attribute("gen_ai.response.finish_reasons", [completion.finish_reason])
+
+
+def _request_failed(span: Span, exc: BaseException) -> None:
+    """``error.type``: the error's code (``rate_limit``, ``timeout``...), else its class."""
+    if isinstance(exc, BastionError):
+        kind = exc.code.value
+    elif isinstance(exc, asyncio.CancelledError):
+        kind = "cancelled"
+    else:
+        kind = type(exc).__qualname__
+    span.set_attribute("error.type", kind)
+    if isinstance(exc, Exception):
+        span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, kind))
 
 
 def _tokens(usage: Usage, dependency: str) -> tuple[int, int]:

@@ -26,9 +26,12 @@ One call runs::
    class (:func:`~bastion.errors.classify`); one that already is passes through unchanged.
 6. **record** — per attempt: the outcome counter (``ok`` or the code) and the duration
    histogram; per retry: the retry counter and a ``call_retried`` event with the wait; per
-   call: an OpenTelemetry span (a no-op unless an SDK is installed) and, on final failure, a
-   ``call_failed`` event. When the final failure's policy allows a fallback and the caller gave
-   one, its answer is returned instead.
+   call: an OpenTelemetry span on the runtime's tracer (``<dependency>``, kind CLIENT, with
+   ``bastion.dependency``, ``bastion.layer``, ``bastion.outcome``: ``ok`` or the code,
+   ``bastion.attempts`` and ``bastion.retries``; on failure ``error.type`` and the exception;
+   :mod:`bastion.telemetry.tracing`) and, on final failure, a ``call_failed`` event. When
+   the final failure's policy allows a fallback and the caller gave one, its answer is
+   returned instead.
 
 ``asyncio.CancelledError`` is never caught, converted or recorded: cancellation belongs to the
 caller.
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
 
 from bastion.clock import Clock, WallClock
 from bastion.errors import (
@@ -112,7 +116,9 @@ class Resilience:
     """The choke point with its state: clock, breakers, retry settings, metrics, journal.
 
     One per runtime, injected into every adapter (``DeribitClient(resilience=...)``), so the
-    breakers it holds are the ones the console shows. ``breakers=None`` builds a registry with
+    breakers it holds are the ones the console shows. Its ``tracer`` (a no-op one unless given)
+    is the runtime's, which the adapters that call through it (the LLM chain, the toolbox) use
+    for their own spans too. ``breakers=None`` builds a registry with
     the layer defaults that reports to ``metrics`` and ``journal``; ``breakers=False`` runs
     without breakers (the module-level :func:`call`).
     """
@@ -126,6 +132,7 @@ class Resilience:
         breakers: BreakerRegistry | Literal[False] | None = None,
         retry: RetrySettings | None = None,
         breaker_defaults: Mapping[Layer, BreakerConfig] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """``breaker_defaults`` replaces layers' rows of ``LAYER_DEFAULTS`` in the registry
         built here (settings tune the LLM layer's)."""
@@ -141,7 +148,7 @@ class Resilience:
             )
         self.breakers: BreakerRegistry | None = None if breakers is False else breakers
         self.retrier = Retrier(retry, clock=self.clock)
-        self._tracer = trace.get_tracer("bastion")
+        self.tracer: Tracer = tracer or trace.NoOpTracer()
         self._counters: dict[tuple[str, str, str], Any] = {}
         self._histograms: dict[tuple[str, str], Any] = {}
 
@@ -186,7 +193,11 @@ class Resilience:
             halt_check,
             error_class_for(layer),
         )
-        span = self._tracer.start_span(dependency, attributes={"bastion.layer": layer})
+        span = self.tracer.start_span(
+            dependency,
+            kind=SpanKind.CLIENT,
+            attributes={"bastion.dependency": dependency, "bastion.layer": layer},
+        )
         # Making a span current costs more than the rest of the call: only a recorded one is.
         if span.is_recording():
             with trace.use_span(span, end_on_exit=True):
@@ -222,7 +233,13 @@ class Resilience:
                 return await fallback(error)
             raise
         if span.is_recording():
-            span.set_attribute("bastion.attempts", ctx.attempts)
+            span.set_attributes(
+                {
+                    "bastion.outcome": "ok",
+                    "bastion.attempts": ctx.attempts,
+                    "bastion.retries": ctx.attempts - 1,
+                }
+            )
         return result
 
     async def _attempt(self, ctx: _Call[T]) -> T:
@@ -336,8 +353,16 @@ class Resilience:
         self, ctx: _Call[Any], error: BastionError, span: trace.Span, *, fallback: bool
     ) -> None:
         if span.is_recording():
-            span.set_attribute("bastion.attempts", ctx.attempts)
-            span.set_attribute("bastion.error_code", error.code.value)
+            span.set_attributes(
+                {
+                    "bastion.outcome": error.code.value,
+                    "bastion.attempts": ctx.attempts,
+                    "bastion.retries": ctx.attempts - 1,
+                    "bastion.fallback": fallback,
+                    "error.type": error.code.value,
+                }
+            )
+            span.record_exception(error)
             span.set_status(trace.Status(trace.StatusCode.ERROR, error.message))
         if self.journal is not None:
             payload = error.to_dict()

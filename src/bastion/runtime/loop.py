@@ -49,6 +49,15 @@ times), kept here because the review itself is pure.
 
 Between steps the loop waits in short slices and looks at the kill-switch flag each time, so a
 ``bastion kill`` from another process cancels resting orders within a fraction of a second.
+
+Tracing (:mod:`bastion.telemetry.tracing`): the run is an ``invoke_agent <agent>`` span, each
+step a ``bastion.step`` span under it, and a trading step's phases ``bastion.observe``,
+``bastion.decide``, ``bastion.review`` and ``bastion.send`` spans under that; the calls made in
+them (exchange, LLM, tools) are their children (phase spans are made only when the step's
+span records, i.e. when spans are exported). The step span ends with the step's status, the
+trading state and the halt as attributes, and an event per risk verdict and per halt trip.
+The run's ``run_id`` and each step's ``step`` are bound as structlog context variables, so every
+log line written meanwhile carries them (with the span's trace id).
 """
 
 from __future__ import annotations
@@ -57,8 +66,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from structlog.contextvars import bound_contextvars
 
 from bastion.agent import Agent, Context, Decision, Observation, OrderIntent, StatefulAgent
 from bastion.clock import Clock
@@ -81,7 +95,7 @@ from bastion.runtime.orders import OrderTracker, order_request
 from bastion.runtime.payloads import ObservationPayloads, book_payload, intent_payload
 from bastion.runtime.recovery import Recovery, recover
 from bastion.runtime.status_sink import StatusSink
-from bastion.status import RuntimeStatus, TradingState
+from bastion.status import HaltState, RuntimeStatus, TradingState
 from bastion.telemetry.metrics import Metrics
 from bastion.telemetry.sink import MetricsSink
 from bastion.tools import Toolbox
@@ -164,6 +178,7 @@ class Loop:
         limits: RiskLimits,
         config: LoopConfig,
         metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
         health: HealthGuard | None = None,
         llm: GuardedLLM | None = None,
         observer: Observer | None = None,
@@ -179,8 +194,10 @@ class Loop:
         queue ``needs_approval`` orders wait in; without it they are not sent. ``checkpoints``
         is where the step's outbox and, once it completes, the step and the agent's state are
         made durable (:mod:`bastion.runtime.checkpoint`); the runner passes it when it holds
-        the run lock."""
+        the run lock. ``tracer`` makes the run's, steps' and phases' spans (none without)."""
         self.run_id = run_id
+        self.tracer: Tracer = tracer or trace.NoOpTracer()
+        self._span: Span = trace.INVALID_SPAN  # the step in progress
         self.health = health
         self.llm = llm
         self.tools = tools
@@ -246,6 +263,22 @@ class Loop:
         budget its LLM call used up) still halts; not after a halt seen since the last trading
         step, whose notices were judged already.
         """
+        agent = self.agent
+        attributes = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent.name,
+            "gen_ai.agent.version": agent.version,
+            "bastion.run_id": self.run_id,
+        }
+        with (
+            self.tracer.start_as_current_span(f"invoke_agent {agent.name}", attributes=attributes),
+            bound_contextvars(run_id=self.run_id),
+        ):
+            return await self._watched(max_steps, duration_seconds, stop)
+
+    async def _watched(
+        self, max_steps: int | None, duration_seconds: float | None, stop: asyncio.Event | None
+    ) -> int:
         watchers: list[FlagWatcher | FleetPoller] = []
         if self.config.watch_flag:
             poll = self.config.halt_poll_seconds
@@ -301,6 +334,19 @@ class Loop:
         """One guarded step. Never raises for trading conditions; they become outcomes."""
         self._steps += 1
         n = self._steps
+        with (
+            self.tracer.start_as_current_span(
+                "bastion.step", attributes={"bastion.step": n}
+            ) as span,
+            bound_contextvars(step=n),
+        ):
+            self._span = span
+            try:
+                return await self._step(n, span)
+            finally:
+                self._span = trace.INVALID_SPAN
+
+    async def _step(self, n: int, span: Span) -> StepOutcome:
         t0 = self.clock.monotonic()
         self.ledger.start_step(t0)
         book: dict[str, Any] | None = None
@@ -324,8 +370,18 @@ class Loop:
         if self.ledger.book.gap_coin is not None:  # the drift check's, for the metrics sink
             payload["drift_coin"] = self.ledger.book.gap_coin
         self.journal.emit(EventKind.STEP_COMPLETED, payload)
+        _log.debug("step %d %s in %.3f s", n, outcome.status, elapsed)  # BASTION_LOG_LEVEL=DEBUG
+        if span.is_recording():
+            _describe_step(span, outcome, self.halt.trading_state(), halt)
         self._checkpoint(n)
         return outcome
+
+    def _phase(self, name: str) -> AbstractContextManager[object]:
+        """A phase's span, only when the step's span records: a non-recording phase span
+        would cost the step ~10 µs for nothing (its lines keep the step's span id instead)."""
+        if self._span.is_recording():
+            return self.tracer.start_as_current_span(name)
+        return nullcontext()
 
     # -- durability ---------------------------------------------------------------------
     def _checkpoint(self, n: int, outbox: Sequence[OutboxEntry] = ()) -> None:
@@ -406,7 +462,8 @@ class Loop:
         if self.health is not None:
             await self.health.maybe_recheck(self.ledger)
         deadline = asyncio.get_running_loop().time() + self.config.step_timeout_seconds
-        observed = await self._observe_by(deadline, n)
+        with self._phase("bastion.observe"):
+            observed = await self._observe_by(deadline, n)
         breach = await self._check_limits(observed if isinstance(observed, Observation) else None)
         reducing = self.halt.trading_state() is TradingState.REDUCING
         if breach is not None and not (reducing and isinstance(observed, Observation)):
@@ -416,7 +473,8 @@ class Loop:
         obs = observed
         if self.halt.trading_state() is TradingState.HALTED:  # raised while we observed
             return StepOutcome(n, "halted", detail="halted during observation")
-        decided = await self._decide(n, obs, deadline, reducing=reducing)
+        with self._phase("bastion.decide"):
+            decided = await self._decide(n, obs, deadline, reducing=reducing)
         if isinstance(decided, StepOutcome):
             return decided
         return await self._review_and_send(n, obs, *decided)
@@ -433,6 +491,16 @@ class Loop:
         reducing = self.halt.trading_state() is TradingState.REDUCING
         if flattening and not reducing:  # a person resumed: the positions are theirs to keep
             return StepOutcome(n, "ok", detail="trading resumed before the flatten was sent")
+        with self._phase("bastion.review"):
+            verdicts = await self._review(n, obs, decision, reducing)
+        with self._phase("bastion.send"):
+            return await self._send_approved(n, verdicts)
+
+    async def _review(
+        self, n: int, obs: Observation, decision: Decision, reducing: bool
+    ) -> list[Verdict]:
+        """The verdicts on the decision (and on what people approved), recorded; the intents
+        that need a person asked."""
         answered = await self._answered(n)
         now = self.clock.monotonic()
         while self._submits and self._submits[0] <= now - ORDER_RATE_WINDOW_SECONDS:
@@ -453,8 +521,10 @@ class Loop:
             if k < len(answered):
                 payload["approval_id"] = answered[k][0]
             self.journal.emit(EventKind.RISK_VERDICT, payload)
+            if self._span.is_recording():
+                self._span.add_event("bastion.risk_verdict", _verdict_event(verdict))
         await self._ask(n, [v for v in verdicts[len(answered) :] if v.needs_approval])
-        return await self._send_approved(n, verdicts)
+        return list(verdicts)
 
     async def _decide(
         self, n: int, obs: Observation, deadline: float, *, reducing: bool
@@ -599,6 +669,7 @@ class Loop:
 
     def _failure(self, n: int, exc: Exception) -> StepOutcome:
         """Record why the step's observe or decide did not finish, as an outcome."""
+        trace.get_current_span().record_exception(exc)  # the phase's span
         if isinstance(exc, TimeoutError):
             detail = f"step {n} abandoned after {self.config.step_timeout_seconds:g} s"
             self.journal.emit(EventKind.STEP_TIMEOUT, {"step": n, "detail": detail})
@@ -628,6 +699,11 @@ class Loop:
         if not full and self.halt.trading_state() is TradingState.REDUCING:
             return None  # already reducing: the step goes on, reduce-only, as the halt says
         lapses = [b.until for b in breaches]
+        if self._span.is_recording():
+            self._span.add_event(
+                "bastion.halt_tripped",
+                {"bastion.halt.reason": first.reason, "bastion.halt.who": first.who},
+            )
         await self.halt.trip(
             first.reason,
             who=first.who,
@@ -799,3 +875,31 @@ class Loop:
     def _flatten_why(self) -> str:
         halt = self.halt.state()
         return f"flatten ({halt.reason})" if halt is not None else "flatten"
+
+
+def _describe_step(
+    span: Span, outcome: StepOutcome, state: TradingState, halt: HaltState | None
+) -> None:
+    """The step's outcome on its span: status, orders sent, trading state, the halt."""
+    span.set_attributes(
+        {
+            "bastion.step.status": outcome.status,
+            "bastion.step.orders_sent": outcome.orders_sent,
+            "bastion.trading_state": state.value,
+        }
+    )
+    if halt is not None:
+        span.set_attributes({"bastion.halt.reason": halt.reason, "bastion.halt.who": halt.who})
+    if outcome.status in ("failed", "timeout"):
+        span.set_attribute("error.type", outcome.status)
+        span.set_status(Status(StatusCode.ERROR, outcome.detail[:500]))
+
+
+def _verdict_event(verdict: Verdict) -> dict[str, str | float]:
+    event: dict[str, str | float] = {
+        "bastion.verdict.status": verdict.status,
+        "bastion.instrument": verdict.intent.instrument_name,
+    }
+    if verdict.cap:
+        event["bastion.verdict.cap"] = verdict.cap
+    return event

@@ -17,6 +17,13 @@ check is made again on every call, in code:
 * what the tool answered is sanitised (:func:`~bastion.llm.sanitize.sanitize`, every string it
   holds) and cut before the agent, and so a model, sees it; a ``tool_call`` event records the
   arguments and the text given back (or the error), so a replay can answer from the trace.
+
+Each call is an ``execute_tool <name>`` span (kind INTERNAL, GenAI semantic conventions v1.37.0:
+``gen_ai.operation.name``, ``gen_ai.tool.name``, ``gen_ai.tool.type`` ``function``; on a failure
+``error.type``, the error's code) on the runtime's tracer, with the tool's ``Resilience.call``
+span under it. A refused name is model-written text: its span is named ``execute_tool`` alone,
+with the sanitised name as the attribute. Arguments and results stay off the span (content
+capture is off); the trace line has them.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
+from opentelemetry.trace import Span, Status, StatusCode
 
 from bastion.agent import GuardedTools, ToolResult
 from bastion.errors import ErrorCode, ToolError
@@ -105,6 +113,28 @@ class Toolbox:
         self, step: int, name: str, arguments: str | Mapping[str, Any] | None
     ) -> ToolResult:
         """One call at ``step`` (see the module docstring); raises :class:`ToolError`."""
+        offered = name in self._offered_names
+        shown = name if offered else sanitize(name, max_chars=_NAME_CHARS).text or "-"
+        with self._resilience.tracer.start_as_current_span(
+            f"execute_tool {name}" if offered else "execute_tool",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": shown,
+                "gen_ai.tool.type": "function",
+            },
+            record_exception=False,  # recorded once, with error.type
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                return await self._call(step, name, arguments)
+            except ToolError as exc:
+                if span.is_recording():
+                    _failed(span, exc)
+                raise
+
+    async def _call(
+        self, step: int, name: str, arguments: str | Mapping[str, Any] | None
+    ) -> ToolResult:
         if name not in self._offered_names:
             raise self._refuse(step, name, arguments)
         tool = self._tools[name]
@@ -210,6 +240,12 @@ class StepTools:
 
     async def call(self, name: str, arguments: str | Mapping[str, Any] | None = None) -> ToolResult:
         return await self._box.call(self.step, name, arguments)
+
+
+def _failed(span: Span, exc: ToolError) -> None:
+    span.set_attribute("error.type", exc.code.value)
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, exc.code.value))
 
 
 def _clean(value: Any, removed: dict[str, None]) -> Any:

@@ -8,9 +8,13 @@ crash of the machine too. The worst a crash can leave is a torn last line, which
 :func:`read_trace` ignores and the next writer for the run trims away.
 
 Lines look like ``{"ts": "2026-01-01T00:00:00.000Z", "seq": 1, "run_id": ..., "kind": ...,
-...payload}``. ``seq`` counts from 1 and equals the line number; a second writer for the same run
-(a restarted process) appends to the same file and carries on from the last ``seq``. A payload
-key that would overwrite one of those four is kept as ``payload_<key>``.
+"trace_id": ..., "span_id": ..., ...payload}``. ``seq`` counts from 1 and equals the line
+number; a second writer for the same run (a restarted process) appends to the same file and
+carries on from the last ``seq``. ``trace_id`` (32 hex digits) and ``span_id`` (16) name the
+OpenTelemetry span the event happened in (:mod:`bastion.telemetry.tracing`), so a step's lines,
+its log lines and its spans share one trace id; they are absent when no span was current
+(tracing disabled, or an event outside a run). A payload key that would overwrite one of the
+envelope's is kept as ``payload_<key>``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from bastion.trace.redact import Redactor
 __all__ = ["TraceWriter", "iter_trace", "read_trace"]
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_ENVELOPE = ("ts", "seq", "run_id", "kind")
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _TAIL_CHUNK = 64 * 1024
 
@@ -70,13 +73,22 @@ class TraceWriter:
         with self._lock:
             self._require_open()
 
-    def write(self, kind: str, payload: Mapping[str, Any]) -> None:
-        """Redact ``payload`` and append it as one line, handed to the OS before returning."""
+    def write(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        span: tuple[str, str] | None = None,
+    ) -> None:
+        """Redact ``payload`` and append it as one line, handed to the OS before returning.
+
+        ``span`` is the ``(trace_id, span_id)`` the event belongs to, in hex.
+        """
         body = self._redactor.redact(payload)
         with self._lock:
             fd = self._require_open()
             self._seq += 1
-            line = self._encode(kind, body)
+            line = self._encode(kind, body, span)
             _write_all(fd, line)
 
     def flush(self) -> None:
@@ -110,7 +122,7 @@ class TraceWriter:
     ) -> None:
         self.close()
 
-    def _encode(self, kind: str, body: dict[Any, Any]) -> bytes:
+    def _encode(self, kind: str, body: dict[Any, Any], span: tuple[str, str] | None) -> bytes:
         now = datetime.fromtimestamp(self._clock.time(), tz=UTC)
         envelope: dict[Any, Any] = {
             "ts": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -118,6 +130,8 @@ class TraceWriter:
             "run_id": self.run_id,
             "kind": kind,
         }
+        if span is not None:
+            envelope["trace_id"], envelope["span_id"] = span
         record = dict(envelope)
         for key, value in body.items():
             if key not in envelope:

@@ -3,7 +3,8 @@
 Subscribed to a run's :class:`~bastion.events.Journal`, it writes each event through the
 :class:`~bastion.trace.record.TraceWriter` (which redacts) and fsyncs at the end of each step
 and on anything about a run's start, end or a halt, so a crash loses at most the step in
-progress and never a halt.
+progress and never a halt. Each line carries the ``trace_id`` and ``span_id`` of the span
+current when the event was emitted (the step's, or the phase or call inside it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bastion.events import Event, EventKind
+from bastion.telemetry.tracing import current_ids
 from bastion.trace.record import TraceWriter
 
 __all__ = ["FLUSH_KINDS", "TraceSink"]
@@ -37,6 +39,8 @@ class TraceSink:
         self._flush_kinds = frozenset(flush_kinds)
 
     def __call__(self, event: Event) -> None:
-        self.writer.write(event.kind.value, event.payload)
+        ids = current_ids()
+        span = (ids[0], ids[1]) if ids is not None else None
+        self.writer.write(event.kind.value, event.payload, span=span)
         if event.kind in self._flush_kinds:
             self.writer.flush()
