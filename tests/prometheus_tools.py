@@ -82,3 +82,35 @@ def serving(argv: list[str], url: str, *, quiet: bool = True) -> Iterator[httpx.
         process.terminate()
         _, stderr = process.communicate(timeout=10)
     assert not quiet or b"level=error" not in stderr, stderr.decode()
+
+
+def prometheus_argv(
+    workdir: Path, target: str, *, alertmanager: str | None = None
+) -> tuple[list[str], str]:
+    """Debian's Prometheus scraping ``target`` (host:port) and evaluating every deploy rule, both
+    every second, alerting ``alertmanager`` (host:port) when given: its argv and its URL."""
+    tool("promtool")  # the same package; fails with the install command when it is missing
+    config = workdir / "prometheus.yml"
+    rules = "\n".join(f"  - {path}" for path in sorted((DEPLOY / "prometheus").glob("*.yml")))
+    alerting = (
+        f"alerting:\n  alertmanagers: [{{static_configs: [{{targets: ['{alertmanager}']}}]}}]\n"
+        if alertmanager
+        else ""
+    )
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files:\n{rules}\n"
+        f"{alerting}"
+        "scrape_configs:\n"
+        f"  - job_name: bastion\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    url = f"http://127.0.0.1:{free_port()}"
+    binary = os.environ.get("SYSTEM_PACKAGES_PROMETHEUS", "/usr/bin/prometheus")
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+        "--log.level=warn",
+    ]
+    return argv, url

@@ -298,7 +298,11 @@ class Runner:
                 run_id=self.run_id,
             )
         # The operator agent (alerts in through the console): its LLM questions are admitted
-        # by the same budget, through a chain of their own over the run's adapters.
+        # by the same budget, through a chain of their own over the run's adapters. Not on the
+        # run's journal: that journal is the agent's trace (replayed step by step) and its task
+        # records (a step's LLM cost); an operator question asked mid-step would be counted as
+        # the agent's. Its spend is still in the budget's ledger and the metrics, its answer in
+        # the stored analysis.
         self.operator = (
             build_operator(
                 settings,
@@ -311,7 +315,6 @@ class Runner:
                 healthcheck=self.health.run_and_cache_healthcheck,
                 llm_routes=list(self.llm.routes) if self.llm is not None else None,
                 metrics=self.metrics,
-                journal=self.journal,
             )
             if settings.operator_enabled
             else None

@@ -29,7 +29,7 @@ import orjson
 import pytest
 from e2e_support import PATIENCE_S, clean_env, until, wait_for
 
-from prometheus_tools import DEPLOY, free_port, serving, tool
+from prometheus_tools import DEPLOY, free_port, prometheus_argv, serving, tool
 
 SECRET = "webhook-secret-0123456789abcdef"
 ALICE = "alice-approves-0123456789abcdef"
@@ -117,30 +117,6 @@ def _alertmanager_argv(workdir: Path, intake: str) -> tuple[list[str], str]:
     return argv, url
 
 
-def _prometheus_argv(workdir: Path, target: str, alertmanager: str) -> tuple[list[str], str]:
-    tool("promtool")
-    config = workdir / "prometheus.yml"
-    rules = "\n".join(f"  - {path}" for path in sorted((DEPLOY / "prometheus").glob("*.yml")))
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files:\n{rules}\n"
-        "alerting:\n"
-        f"  alertmanagers: [{{static_configs: [{{targets: ['{alertmanager}']}}]}}]\n"
-        "scrape_configs:\n"
-        f"  - job_name: bastion\n    static_configs: [{{targets: ['{target}']}}]\n"
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    binary = os.environ.get("SYSTEM_PACKAGES_PROMETHEUS", "/usr/bin/prometheus")
-    argv = [
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={workdir / 'prometheus-data'}",
-        f"--web.listen-address={url.removeprefix('http://')}",
-        "--log.level=warn",
-    ]
-    return argv, url
-
-
 def test_a_fired_page_is_analysed_and_its_halt_waits_for_alices_approval(
     exchange: str, console: tuple[str, Path], tmp_path: Path
 ) -> None:
@@ -149,8 +125,8 @@ def test_a_fired_page_is_analysed_and_its_halt_waits_for_alices_approval(
         base_url=base, headers={"Authorization": "Bearer console-token-0123456789abcdef"}
     )
     am_argv, am_url = _alertmanager_argv(tmp_path, base)
-    prom_argv, prom_url = _prometheus_argv(
-        tmp_path, base.removeprefix("http://"), am_url.removeprefix("http://")
+    prom_argv, prom_url = prometheus_argv(
+        tmp_path, base.removeprefix("http://"), alertmanager=am_url.removeprefix("http://")
     )
     with (
         api,

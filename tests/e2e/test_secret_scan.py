@@ -89,6 +89,9 @@ NEWS_URL_PASSWORD = "CnryNewsUrlPw3c6e"
 # delivery fails and its errors, retries and status rows are scanned too.
 WEBHOOK_TOKEN = "CnryWebhookTok5d2b8"
 SLACK_TOKEN = "CnrySlackHookTok9e4f1"
+OPERATOR_SECRET = "Cnry-OperatorHook_2b7d4"
+PROMETHEUS_URL_PASSWORD = "CnryPromUrlPw6f1a2"
+ALERTMANAGER_URL_PASSWORD = "CnryAmUrlPw0d8c3"
 
 SECRET_SETTINGS: dict[str, tuple[str, ...]] = {
     "exchange_client_secret": (EXCHANGE_SECRET,),
@@ -98,6 +101,7 @@ SECRET_SETTINGS: dict[str, tuple[str, ...]] = {
     "console_named_tokens": (NAMED_TOKEN,),
     "alert_webhook_urls": (WEBHOOK_TOKEN,),
     "alert_slack_webhook_urls": (SLACK_TOKEN,),
+    "operator_webhook_secret": (OPERATOR_SECRET,),
 }
 """Every ``SecretStr`` setting and the canaries it carries."""
 URL_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -105,8 +109,33 @@ URL_SETTINGS: dict[str, tuple[str, ...]] = {
     "exchange_url": (EXCHANGE_URL_PASSWORD, EXCHANGE_URL_KEY),
     "llm_base_url": (LLM_URL_PASSWORD,),
     "tools_news_url": (NEWS_URL_PASSWORD,),
+    "operator_prometheus_url": (PROMETHEUS_URL_PASSWORD,),
+    "operator_alertmanager_url": (ALERTMANAGER_URL_PASSWORD,),
 }
 """Every URL-valued setting and the canaries its password or secret query values carry."""
+ALERTMANAGER_PAYLOAD = {
+    "version": "4",
+    "groupKey": '{}:{alertname="BastionStepErrorRateHigh"}',
+    "truncatedAlerts": 0,
+    "status": "firing",
+    "receiver": "bastion-operator",
+    "groupLabels": {"alertname": "BastionStepErrorRateHigh"},
+    "commonLabels": {"alertname": "BastionStepErrorRateHigh", "severity": "page"},
+    "commonAnnotations": {},
+    "externalURL": "http://127.0.0.1:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "BastionStepErrorRateHigh", "severity": "page"},
+            "annotations": {"summary": "steps failing"},
+            "startsAt": "2026-01-01T00:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=up",
+            "fingerprint": "3f2c9a8b7d6e5f41",
+        }
+    ],
+}
+"""One page as Alertmanager delivers it (the operator's intake is scanned with its secret)."""
 CANARIES = sorted(
     {c for group in (SECRET_SETTINGS, URL_SETTINGS) for cs in group.values() for c in cs}
 )
@@ -262,6 +291,10 @@ def _env(data_dir: Path, llm_port: int) -> dict[str, str]:
         BASTION_ALERT_WEBHOOK_TIMEOUT_SECONDS="1",
         BASTION_ALERT_WEBHOOK_DEADLINE_SECONDS="2",
         BASTION_ALERT_FLUSH_SECONDS="1",
+        BASTION_OPERATOR_WEBHOOK_SECRET=OPERATOR_SECRET,
+        # Nothing listens at port 9: the operator's context query and silence fail, scanned.
+        BASTION_OPERATOR_PROMETHEUS_URL=f"http://scan:{PROMETHEUS_URL_PASSWORD}@127.0.0.1:9",
+        BASTION_OPERATOR_ALERTMANAGER_URL=f"http://scan:{ALERTMANAGER_URL_PASSWORD}@127.0.0.1:9",
     )
 
 
@@ -293,6 +326,10 @@ def _exercise_console(console: Console) -> str:
         "/api/agent_healthcheck",
         "/api/system_health/last",
         "/api/system_health/history",
+        "/api/slo",
+        "/api/equity",
+        "/api/alerts?status=all",
+        "/api/operator/status",
     ):
         assert console.call("GET", path).status_code == 200, path
     assert console.call("POST", "/api/agent_healthcheck").status_code == 200
@@ -315,6 +352,13 @@ def _exercise_console(console: Console) -> str:
         ("POST", "/api/resume", CONSOLE_TOKEN, {"reason": "scan done"}, 200),
     ):
         assert console.call(method, path, token=token, json=body).status_code == expected, path
+    # Alertmanager's delivery, authorised by the webhook secret alone; the operator analyses it
+    # (asking the Prometheus that is not there) and queues its actions.
+    delivery = console.call(
+        "POST", "/api/alerts/alertmanager", token=OPERATOR_SECRET, json=ALERTMANAGER_PAYLOAD
+    )
+    assert delivery.status_code == 200, delivery.text
+    assert console.call("POST", "/api/alerts/alertmanager", token="wrong-secret").status_code == 401
     malformed = {"content": b"{not json", "headers": {"content-type": "application/json"}}
     assert console.call("POST", "/api/kill", **malformed).status_code == 422
     return str(decided)

@@ -246,6 +246,7 @@ async def test_a_down_target_keeps_its_alerts_and_shows_why_without_its_url(
     in the status row, none of them quoting the URL's token; once the target is back (and its
     breaker half-open), the queued alert goes out with the next one, in one message."""
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="httpx")  # configure_logging quiets it in-process
     far, base = receiver
     far.fail, far.fail_status = 10**6, 500
     url = f"{base}/services/T0/B0/{TOKEN}"

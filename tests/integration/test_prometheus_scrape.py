@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from bastion.guard.halt import Halt
 from bastion.runner import Runner
 from bastion.telemetry.metrics import Metrics
 from loopback_server import serve_on_loopback
-from prometheus_tools import DEPLOY, free_port, run, serving, tool
+from prometheus_tools import DEPLOY, prometheus_argv, run, serving
 
 
 def test_the_example_config_is_valid_with_its_rule_files() -> None:
@@ -36,24 +35,7 @@ def test_the_example_config_is_valid_with_its_rule_files() -> None:
 @contextmanager
 def _prometheus(target: str, workdir: Path) -> Iterator[httpx.Client]:
     """Debian's Prometheus scraping ``target`` every second, the deploy rules every second."""
-    tool("promtool")  # the same package; fails with the install command when it is missing
-    config = workdir / "prometheus.yml"
-    rules = "\n".join(f"  - {path}" for path in sorted((DEPLOY / "prometheus").glob("*.yml")))
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files:\n{rules}\n"
-        "scrape_configs:\n"
-        f"  - job_name: bastion\n    static_configs: [{{targets: ['{target}']}}]\n"
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    binary = os.environ.get("SYSTEM_PACKAGES_PROMETHEUS", "/usr/bin/prometheus")
-    argv = [
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address={url.removeprefix('http://')}",
-        "--log.level=warn",
-    ]
+    argv, url = prometheus_argv(workdir, target)
     with serving(argv, url) as client:
         yield client
 

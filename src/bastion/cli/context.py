@@ -11,6 +11,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "JsonOption",
     "err",
     "exit_on_error",
+    "live_console",
     "load",
     "never_halted",
     "out",
@@ -119,6 +121,35 @@ def try_store(settings: Settings) -> Store | None:
         err.print("Store unavailable: ", style="yellow", end="", highlight=False)
         err.print(safe(str(exc)), highlight=False)
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConsole:
+    """Where the run holding a data directory serves its console, and the token it takes."""
+
+    host: str
+    port: int
+    token: str
+
+
+def live_console(settings: Settings) -> LiveConsole | None:
+    """The console of the run holding ``settings.data_dir``, or None when no run holds it, it
+    serves no console, or no token is known (neither configured nor the run's generated
+    ``console_token`` file)."""
+    from bastion.runtime.lock import is_held, read_holder  # noqa: PLC0415  kill's fast path
+
+    holder = read_holder(settings.data_dir)
+    if holder is None or holder.console_port is None or not is_held(settings.data_dir):
+        return None
+    token_file = settings.data_dir / "console_token"
+    token = (
+        settings.console_token.get_secret_value()
+        if settings.console_token
+        else (token_file.read_text().strip() if token_file.exists() else "")
+    )
+    if not token:
+        return None
+    return LiveConsole(holder.console_host or settings.console_host, holder.console_port, token)
 
 
 def print_json(data: Any) -> None:

@@ -17,6 +17,7 @@ from bastion.cli.context import (
     ConfigOption,
     JsonOption,
     exit_on_error,
+    live_console,
     load,
     out,
     print_json,
@@ -24,7 +25,6 @@ from bastion.cli.context import (
 from bastion.cli.terminal import safe
 from bastion.clock import WallClock
 from bastion.config import ensure_data_dir
-from bastion.runtime.lock import is_held, read_holder
 
 if TYPE_CHECKING:
     from bastion.config import Settings
@@ -65,21 +65,13 @@ def _from_store(settings: Settings) -> dict[str, Any]:
 
 
 def _live(settings: Settings) -> dict[str, Any] | None:
-    """The running console's report, found through the run lock's holder record."""
-    holder = read_holder(settings.data_dir)
-    if holder is None or holder.console_port is None or not is_held(settings.data_dir):
-        return None
-    token_file = settings.data_dir / "console_token"
-    token = (
-        settings.console_token.get_secret_value()
-        if settings.console_token
-        else (token_file.read_text().strip() if token_file.exists() else "")
-    )
-    if not token:
+    """The running console's report, or None when no run serves one."""
+    console = live_console(settings)
+    if console is None:
         return None
     from bastion.api.client import fetch_slo  # noqa: PLC0415  lazy: see cli/app.py
 
-    return fetch_slo(holder.console_host or settings.console_host, holder.console_port, token)
+    return fetch_slo(console.host, console.port, console.token)
 
 
 def _rate(value: object) -> str:

@@ -14,11 +14,18 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from bastion.cli.budget import used_today_line
-from bastion.cli.context import ConfigOption, JsonOption, load, out, print_json, try_store
+from bastion.cli.context import (
+    ConfigOption,
+    JsonOption,
+    live_console,
+    load,
+    out,
+    print_json,
+    try_store,
+)
 from bastion.cli.terminal import safe
 from bastion.clock import WallClock
 from bastion.config import Settings
-from bastion.runtime.lock import is_held, read_holder
 
 __all__ = ["status"]
 
@@ -53,21 +60,13 @@ def report(settings: Settings) -> dict[str, Any]:
 
 
 def _live_status(settings: Settings) -> dict[str, Any] | None:
-    """The running console's own report, found through the run lock's holder record."""
-    holder = read_holder(settings.data_dir)
-    if holder is None or holder.console_port is None or not is_held(settings.data_dir):
-        return None
-    token_file = settings.data_dir / "console_token"
-    token = (
-        settings.console_token.get_secret_value()
-        if settings.console_token
-        else (token_file.read_text().strip() if token_file.exists() else "")
-    )
-    if not token:
+    """The running console's own report, or None when no run serves one."""
+    console = live_console(settings)
+    if console is None:
         return None
     from bastion.api.client import fetch_status  # noqa: PLC0415  lazy: see cli/app.py
 
-    return fetch_status(holder.console_host or settings.console_host, holder.console_port, token)
+    return fetch_status(console.host, console.port, console.token)
 
 
 def _render(data: dict[str, Any]) -> None:

@@ -117,12 +117,24 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _firing_alert(payload: Mapping[str, Any], now: datetime) -> Notification:
-    return Notification.of(Alert.from_payload(payload), Status.FIRING, at=now)
+RESTATES_HALT = frozenset(
+    {"BastionKillSwitchActive", "BastionPositionDriftHalt", "BastionRunawayLoopHalt"}
+)
+"""The page-on alerts that restate a halt (``telemetry/page_on.py``'s ``halt_alerts``). The
+halt itself is already sent, under ``halt``, with who raised it, its reason and its scope, also
+when another process raised it: sending these too would page twice for one halt. It is the
+in-process form of an Alertmanager inhibit rule (``deploy/alertmanager`` inhibits the kill
+switch's page under a drift or runaway halt's); the console and ``/api/slo`` still show them."""
 
 
-def _resolved_alert(payload: Mapping[str, Any], now: datetime) -> Notification:
-    return Notification.of(Alert.from_payload(payload), Status.RESOLVED, at=now)
+def _firing_alert(payload: Mapping[str, Any], now: datetime) -> Notification | None:
+    alert = Alert.from_payload(payload)
+    return None if alert.name in RESTATES_HALT else Notification.of(alert, Status.FIRING, at=now)
+
+
+def _resolved_alert(payload: Mapping[str, Any], now: datetime) -> Notification | None:
+    alert = Alert.from_payload(payload)
+    return None if alert.name in RESTATES_HALT else Notification.of(alert, Status.RESOLVED, at=now)
 
 
 def _halt_key(payload: Mapping[str, Any]) -> str:

@@ -44,6 +44,8 @@ __all__ = ["LogFormat", "RedactingProcessor", "add_trace_context", "configure_lo
 LogFormat = Literal["auto", "json", "console"]
 
 # Libraries that log one line per request or per migration step at INFO.
+_OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+"""Loggers uvicorn's ``LOGGING_CONFIG`` gives their own handlers; ours takes them back."""
 _CHATTY = (
     "httpx",
     "httpcore",
@@ -130,6 +132,13 @@ def configure_logging(
     root.setLevel(level)
     for name in _CHATTY:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    for name in _OWN_HANDLERS:
+        # A server started with uvicorn's default log config gave these loggers handlers of
+        # their own and stopped them propagating: their lines would skip the redaction and JSON.
+        foreign = logging.getLogger(name)
+        for old in list(foreign.handlers):
+            foreign.removeHandler(old)
+        foreign.propagate = True
     return handler
 
 

@@ -2,7 +2,8 @@
 // actions it proposes, from GET /api/alerts (the shape is in the issue-12 contracts). An action
 // that waits for a person (safety mode) is approved or rejected through the approvals route,
 // POST /api/approvals/{approval_id}, recorded as whoever the console token names. Polls while
-// the tab is open; a console that serves no alerts (404) says so once and stops asking.
+// the tab is open; a console that serves no alerts (404, or 503 with the reason: no operator)
+// says so once and stops asking.
 (() => {
   "use strict";
   const { $, api, utc, updatedAt, refreshMs, currentTab, onTabChange } = window.Bastion;
@@ -43,8 +44,8 @@
       node("td", action.action, "action-name"),
       node("td", JSON.stringify(action.params || {}), "params"),
       node("td", action.status, `outcome ${action.status}`),
-      node("td", action.decided_by || "–"),
-      node("td", action.outcome ? `${action.outcome.validated ? "validated" : "not validated"}${action.outcome.effective === null ? "" : action.outcome.effective ? ", effective" : ", not effective"}: ${action.outcome.detail}` : "–"),
+      node("td", action.decided_by || "–", "by"),
+      node("td", action.outcome ? `${action.outcome.validated ? "validated" : "not validated"}${action.outcome.effective === null ? "" : action.outcome.effective ? ", effective" : ", not effective"}: ${action.outcome.detail}` : "–", "reason"),
     );
     const decide = node("td", null, "actions");
     if (action.status === "proposed" && action.approval_id) {
@@ -116,8 +117,8 @@
       $("alerts-updated").textContent = updatedAt();
     } catch (err) {
       shown = "";
-      absent = err.status === 404;
-      $("alerts-error").textContent = absent
+      absent = err.status === 404 || err.status === 503; // neither route nor provider comes back
+      $("alerts-error").textContent = err.status === 404
         ? "No operator alerts on this console: it does not serve /api/alerts."
         : `Alerts unavailable: ${err.message}`;
       $("alerts-error").hidden = false;

@@ -1,7 +1,7 @@
 // Bastion console, SLOs: the three service-level objectives with their error budgets, burn
 // rates and burn-rate alerts, and every alert firing in-process, from GET /api/slo (the shape is
-// in the issue-12 contracts). Polls while the tab is open; a console that serves no SLOs (404)
-// says so once and stops asking.
+// in the issue-12 contracts). Polls while the tab is open; a console that serves no SLOs (404, or
+// 503 with the reason) says so once and stops asking.
 (() => {
   "use strict";
   const { $, api, utc, updatedAt, refreshMs, currentTab, onTabChange } = window.Bastion;
@@ -104,8 +104,8 @@
       renderFiring(report.firing || []);
       $("slo-updated").textContent = updatedAt();
     } catch (err) {
-      absent = err.status === 404;
-      $("slo-error").textContent = absent
+      absent = err.status === 404 || err.status === 503; // neither route nor provider comes back
+      $("slo-error").textContent = err.status === 404
         ? "No SLOs on this console: it does not serve /api/slo."
         : `SLOs unavailable: ${err.message}`;
       $("slo-error").hidden = false;
