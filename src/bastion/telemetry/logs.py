@@ -33,7 +33,6 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from bastion.telemetry.tracing import current_ids, header_secrets
 from bastion.trace.redact import Redactor
 
 if TYPE_CHECKING:
@@ -60,8 +59,18 @@ _CHATTY = (
 )
 
 
+def _otlp_header_secrets() -> list[str]:
+    # Imported when logging is configured, not when this module is: the OpenTelemetry API costs
+    # about 25 ms, and `bastion kill` imports this module (through the CLI) but logs nothing.
+    from bastion.telemetry.tracing import header_secrets  # noqa: PLC0415
+
+    return header_secrets()
+
+
 def add_trace_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Put the current span's ids at the top level of the event (when there is a span)."""
+    from bastion.telemetry.tracing import current_ids  # noqa: PLC0415  see _otlp_header_secrets
+
     ids = current_ids()
     if ids is not None:
         event_dict["trace_id"], event_dict["span_id"], event_dict["trace_flags"] = ids
@@ -109,7 +118,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                RedactingProcessor([*secrets, *header_secrets()]),
+                RedactingProcessor([*secrets, *_otlp_header_secrets()]),
                 renderer,
             ],
         )
