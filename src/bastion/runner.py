@@ -202,7 +202,7 @@ class Runner:
                 run_id=self.run_id,
                 agent=self.agent.name,
                 clock=self.clock,
-                metrics=self.metrics,
+                observe_cost=self.metrics.step_cost.observe,
             )
         )
         self.slo = build_alert_monitor(settings, self.store, self.journal, self.clock, self.run_id)

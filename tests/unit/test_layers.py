@@ -31,6 +31,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "bastion.status",
             "bastion.sensitive",
             "bastion.lazy_names",
+            "bastion.span_ids",
         ),
     ),
     ("records", ("bastion.store", "bastion.trace", "bastion.telemetry")),

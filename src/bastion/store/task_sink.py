@@ -7,18 +7,19 @@ loop runs one step at a time and every event of a step is emitted before its
 ``step_completed``, so the sums since the previous step are the step's own.
 
 Subscribe it before the SLO monitor (:mod:`bastion.telemetry.monitor`), so a step's row is
-written before the monitor reads the window it falls in. With ``metrics``, each step's cost is
-also observed into ``bastion_step_cost_usd``, the histogram the Prometheus cost SLO reads.
+written before the monitor reads the window it falls in. ``observe_cost`` is given each step's
+cost too: the runner passes ``bastion_step_cost_usd``'s ``observe``, the histogram the Prometheus
+cost SLO reads (a callable, so the store does not import the telemetry beside it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from bastion.clock import Clock
 from bastion.events import Event, EventKind
 from bastion.store.tasks import STEP, Task, TaskStore
-from bastion.telemetry.metrics import Metrics
 
 __all__ = ["TaskSink"]
 
@@ -33,13 +34,13 @@ class TaskSink:
         run_id: str,
         agent: str,
         clock: Clock,
-        metrics: Metrics | None = None,
+        observe_cost: Callable[[float], None] | None = None,
     ) -> None:
         self._tasks = tasks
         self._run_id = run_id
         self._agent = agent
         self._clock = clock
-        self._metrics = metrics
+        self._observe_cost = observe_cost
         self._cost = 0.0
         self._tool_calls = 0
         self.recorded = 0
@@ -74,5 +75,5 @@ class TaskSink:
             )
         )
         self.recorded += 1
-        if self._metrics is not None:
-            self._metrics.step_cost.observe(cost)
+        if self._observe_cost is not None:
+            self._observe_cost(cost)

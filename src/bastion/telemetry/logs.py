@@ -69,7 +69,7 @@ def _otlp_header_secrets() -> list[str]:
 
 def add_trace_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Put the current span's ids at the top level of the event (when there is a span)."""
-    from bastion.telemetry.tracing import current_ids  # noqa: PLC0415  see _otlp_header_secrets
+    from bastion.span_ids import current_ids  # noqa: PLC0415  see _otlp_header_secrets
 
     ids = current_ids()
     if ids is not None:

@@ -99,6 +99,7 @@ if TYPE_CHECKING:
 
 from bastion.errors import ConfigError
 from bastion.sensitive import mask_url
+from bastion.span_ids import current_ids
 from bastion.trace.redact import Redactor
 
 __all__ = [
@@ -147,22 +148,6 @@ _PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}
 def provider_name(provider: str) -> str:
     """``gen_ai.provider.name`` for an adapter's ``provider``."""
     return _PROVIDERS.get(provider, f"bastion.{provider}")
-
-
-def current_ids() -> tuple[str, str, str] | None:
-    """The current span's ``(trace_id, span_id, trace_flags)`` as lower-case hex, or None.
-
-    What the NDJSON trace and the log lines carry (W3C Trace Context widths: 32, 16 and 2 hex
-    digits). A non-recording span with a valid context (tracing on, nothing sampled) counts.
-    """
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return (
-        format(context.trace_id, "032x"),
-        format(context.span_id, "016x"),
-        format(context.trace_flags, "02x"),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bastion.events import Event, EventKind
-from bastion.telemetry.tracing import current_ids
+from bastion.span_ids import current_ids
 from bastion.trace.record import TraceWriter
 
 __all__ = ["FLUSH_KINDS", "TraceSink"]
