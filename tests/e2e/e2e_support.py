@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,23 @@ def until(condition: Callable[[], Any], what: str, *, every: float = 0.05) -> An
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def exchange_served(port: int, data_dir: Path) -> Iterator[str]:
+    """`bastion exchange serve` on loopback ``port`` until the block ends (Ctrl-C, as a person
+    stops it); its base URL once it answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion", "exchange", "serve", "--port", str(port)],
+        env=clean_env(data_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/api/v2/public/get_time", proc)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=PATIENCE_S)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from e2e_support import PATIENCE_S, bastion, clean_env, until, wait_for
+from e2e_support import PATIENCE_S, bastion, clean_env, exchange_served, until
 
 from bastion.runtime.lock import read_holder
 
@@ -29,20 +29,8 @@ AUTH = ("bastion-paper", "paper-secret")  # the run's default paper credentials
 
 @pytest.fixture
 def exchange(free_port: int, tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion", "exchange", "serve", "--port", str(free_port)],
-        env=clean_env(tmp_path / "exchange-data"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{free_port}"
-    try:
-        wait_for(f"{base}/api/v2/public/get_time", proc)
+    with exchange_served(free_port, tmp_path / "exchange-data") as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=PATIENCE_S)
 
 
 def _rpc(base: str, method: str, **params: Any) -> Any:

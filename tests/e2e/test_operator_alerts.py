@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from e2e_support import PATIENCE_S, clean_env, until, wait_for
+from e2e_support import PATIENCE_S, clean_env, exchange_served, until, wait_for
 
 from prometheus_tools import DEPLOY, free_port, prometheus_argv, serving, tool
 
@@ -38,21 +38,8 @@ FAULT = {"method": "private/get_account_summary", "kind": "status", "status": 50
 
 @pytest.fixture
 def exchange(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion", "exchange", "serve", "--port", str(port)],
-        env=clean_env(tmp_path / "exchange-data"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/api/v2/public/get_time", proc)
+    with exchange_served(free_port(), tmp_path / "exchange-data") as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=PATIENCE_S)
 
 
 @pytest.fixture
