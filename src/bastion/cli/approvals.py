@@ -30,8 +30,8 @@ __all__ = ["approvals_app"]
 T = TypeVar("T")
 
 approvals_app = typer.Typer(
-    help="Questions waiting for a person (LLM escalations, orders needing approval); list, "
-    "approve or reject them.",
+    help="Questions waiting for a person (LLM escalations, orders needing approval, the "
+    "operator agent's proposed actions); list, approve or reject them.",
     invoke_without_command=True,
 )
 
