@@ -109,9 +109,13 @@ async def wired(
     validation_minutes: float = 10.0,
     prometheus_url: str | None = None,
     alertmanager_url: str | None = None,
+    start: float = 1_796_288_400,  # 2026-12-03 09:00 UTC
 ) -> AsyncIterator[Wired]:
-    """An operator behind the real console app on a SQLite store, started, polled by hand."""
-    clock = SimClock(start=1_796_288_400)  # 2026-12-03 09:00 UTC
+    """An operator behind the real console app on a SQLite store, started, polled by hand.
+
+    ``start`` is the simulated clock's start; a test that talks to a real Alertmanager starts it
+    at the wall clock's time, which Alertmanager checks a silence's end against."""
+    clock = SimClock(start=start)
     store = Store.open(f"sqlite:///{tmp_path / 'bastion.db'}")
     metrics = Metrics()
     halt = Halt(flag_path=tmp_path / "kill_switch.flag", clock=clock, halts=store.halts)

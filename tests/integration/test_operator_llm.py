@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -201,7 +202,11 @@ async def test_an_approved_silence_is_created_in_alertmanager_with_reason_and_ap
     answer = {**GOOD, "issue_type": "noise", "recommended_actions": ["silence"]}
     server.set_replies([orjson.dumps(answer).decode()])
     with serving(argv, am_url) as alertmanager:
-        async with wired(tmp_path, analyst=_analyst(url), alertmanager_url=am_url) as w:
+        # The silence's times come from the operator's clock; Alertmanager refuses one that ends
+        # before its own wall clock, so this clock starts at the wall's time.
+        async with wired(
+            tmp_path, analyst=_analyst(url), alertmanager_url=am_url, start=time.time()
+        ) as w:
             given = alert("SomethingNoisy", severity="ticket")
             await w.post_alerts(webhook(given))
             await w.operator.idle()
@@ -212,8 +217,9 @@ async def test_an_approved_silence_is_created_in_alertmanager_with_reason_and_ap
             await w.decide(silence["approval_id"], "approve")
             await w.operator.tick()
             (done,) = (await w.alerts())[0]["actions"]
-        (created,) = alertmanager.get("/api/v2/silences").json()
-    assert done["status"] == "executed"
+        silences = alertmanager.get("/api/v2/silences").json()
+    assert done["status"] == "executed", done
+    (created,) = silences
     assert done["result"].startswith("silenced in Alertmanager for 60 min")
     assert created["createdBy"] == "operator agent, approved by alice"
     assert created["comment"] == "operator: noise (SomethingNoisy)"
