@@ -152,12 +152,15 @@ async def test_provider_failures_become_coded_llm_errors(
 
 async def test_a_hang_is_a_classified_timeout_and_the_caller_goes_on(fake: Fake) -> None:
     """The choke point's timeout ends a hanging request: ``llm ... TIMEOUT after 0.3 s``."""
-    # One hang: on a loaded machine the abandoned request may reach the server after the
-    # client gave up, so the test waits for it to hang before releasing it; the next is served.
-    fake.server.set_faults([{"kind": "hang", "times": 1}])
+    # One hang, on a connection already open: a first request in a big test process can take
+    # longer than 0.3 s to connect, and would be given up before it reached the server at all.
+    # The test then waits for it to hang before releasing it; the next request is served.
     adapter = fake.adapter()
     resilience = Resilience(retry=RetrySettings(deadline=0.3))
     try:
+        warm = await adapter.complete(ASK, model=SMALL, max_tokens=16, timeout=5)
+        assert warm.text == "from the small model"
+        fake.server.set_faults([{"kind": "hang", "times": 1}])
         with pytest.raises(BastionError) as failed:
             await resilience.call(
                 f"llm openai/{FRONTIER}",
