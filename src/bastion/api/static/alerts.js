@@ -6,8 +6,7 @@
 // says so once and stops asking.
 (() => {
   "use strict";
-  const { $, api, utc, updatedAt, refreshMs, currentTab, onTabChange } = window.Bastion;
-  let absent = false;
+  const { $, api, utc, updatedAt, pollTab } = window.Bastion;
   let shown = "";
 
   function node(tag, text, className) {
@@ -107,9 +106,7 @@
     list.replaceChildren(...alerts.map(alertCard));
   }
 
-  let busy = false; // one request at a time: a slow answer is not asked again meanwhile
   async function refresh() {
-    busy = true;
     try {
       const body = await api(`/api/alerts?status=${encodeURIComponent($("alerts-status").value)}`);
       $("alerts-error").hidden = true;
@@ -117,15 +114,14 @@
       $("alerts-updated").textContent = updatedAt();
     } catch (err) {
       shown = "";
-      absent = err.status === 404 || err.status === 503; // neither route nor provider comes back
       $("alerts-error").textContent = err.status === 404
         ? "No operator alerts on this console: it does not serve /api/alerts."
         : `Alerts unavailable: ${err.message}`;
       $("alerts-error").hidden = false;
       $("alerts-updated").textContent = "not updated";
-    } finally {
-      busy = false;
+      return err.status !== 404 && err.status !== 503; // neither route nor provider comes back
     }
+    return true;
   }
 
   async function decideAction(action, decision, tr) {
@@ -148,16 +144,9 @@
     await refresh();
   }
 
+  const askNow = pollTab("alerts", refresh);
   $("alerts-status").addEventListener("change", () => {
     shown = "";
-    refresh();
+    askNow();
   });
-  const due = () => currentTab() === "alerts" && !absent && !busy;
-  onTabChange(() => {
-    if (due()) refresh();
-  });
-  if (due()) refresh();
-  setInterval(() => {
-    if (due()) refresh();
-  }, refreshMs);
 })();

@@ -292,6 +292,31 @@
   window.addEventListener("hashchange", () => showTab(hashTab()));
   showTab(hashTab());
 
+  // Ask `load` while `tab` is open (when it opens, then every refreshMs): one request in flight at
+  // a time, so a slow answer is not asked again meanwhile, and never again once `load` answers
+  // false (a console built without that route or provider: its 404 or 503 does not go away).
+  // Returns the function that asks at once, for a panel whose filter changed.
+  function pollTab(tab, load) {
+    let busy = false;
+    let gone = false;
+    const ask = async () => {
+      if (busy || gone) return;
+      busy = true;
+      try {
+        gone = (await load()) === false;
+      } finally {
+        busy = false;
+      }
+    };
+    const due = () => {
+      if (currentTab === tab) ask();
+    };
+    tabListeners.push(due);
+    due();
+    setInterval(due, refreshMs);
+    return ask;
+  }
+
   window.Bastion = Object.freeze({
     $,
     api,
@@ -301,6 +326,7 @@
     refreshMs,
     currentTab: () => currentTab,
     onTabChange: (listener) => tabListeners.push(listener),
+    pollTab,
   });
 
   refresh();

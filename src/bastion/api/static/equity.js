@@ -4,14 +4,13 @@
 // than a vendored library's licence header. Polls while the Overview tab is open.
 (() => {
   "use strict";
-  const { $, api, utc, refreshMs, currentTab, onTabChange } = window.Bastion;
+  const { $, api, utc, pollTab } = window.Bastion;
   const SVG = "http://www.w3.org/2000/svg";
   const W = 800;
   const H = 220;
   const PAD = { left: 78, right: 86, top: 12, bottom: 28 };
   const MARKED = 120; // up to this many points, each is marked with a dot
   let shown = "";
-  let unavailable = false; // a console built without a series (404/503) never gains one
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVG, name);
@@ -88,34 +87,26 @@
       `${series.samples} observations${thinned}`;
   }
 
-  let busy = false; // one request at a time: a slow answer is not asked again meanwhile
   async function refresh() {
-    busy = true;
     try {
       const series = await api("/api/equity");
       const signature = `${series.samples}:${series.points.length}:${series.points.at(-1)?.equity}`;
       $("equity-error").hidden = true;
-      if (signature === shown) return;
+      if (signature === shown) return true;
       shown = signature;
       draw(series);
       summarise(series);
     } catch (err) {
       shown = "";
-      unavailable = err.status === 404 || err.status === 503;
+      // A console built without a series (404/503) never gains one: hide the chart, stop asking.
+      const unavailable = err.status === 404 || err.status === 503;
       $("equity-chart").toggleAttribute("hidden", unavailable); // an SVG element has no .hidden
       $("equity-error").textContent = `Equity chart unavailable: ${err.message}`;
       $("equity-error").hidden = false;
-    } finally {
-      busy = false;
+      return !unavailable;
     }
+    return true;
   }
 
-  const due = () => currentTab() === "overview" && !unavailable && !busy;
-  onTabChange(() => {
-    if (due()) refresh();
-  });
-  if (due()) refresh();
-  setInterval(() => {
-    if (due()) refresh();
-  }, refreshMs);
+  pollTab("overview", refresh);
 })();

@@ -4,9 +4,8 @@
 // 503 with the reason) says so once and stops asking.
 (() => {
   "use strict";
-  const { $, api, utc, updatedAt, refreshMs, currentTab, onTabChange } = window.Bastion;
+  const { $, api, utc, updatedAt, pollTab } = window.Bastion;
   const WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
-  let absent = false;
 
   const pct = (v, digits = 2) => (v === null || v === undefined ? "–" : `${(Number(v) * 100).toFixed(digits)}%`);
   const threshold = (s) => {
@@ -93,9 +92,7 @@
     ]);
   }
 
-  let busy = false; // one request at a time: a slow answer is not asked again meanwhile
   async function refresh() {
-    busy = true;
     try {
       const report = await api("/api/slo");
       $("slo-error").hidden = true;
@@ -104,23 +101,15 @@
       renderFiring(report.firing || []);
       $("slo-updated").textContent = updatedAt();
     } catch (err) {
-      absent = err.status === 404 || err.status === 503; // neither route nor provider comes back
       $("slo-error").textContent = err.status === 404
         ? "No SLOs on this console: it does not serve /api/slo."
         : `SLOs unavailable: ${err.message}`;
       $("slo-error").hidden = false;
       $("slo-updated").textContent = "not updated";
-    } finally {
-      busy = false;
+      return err.status !== 404 && err.status !== 503; // neither route nor provider comes back
     }
+    return true;
   }
 
-  const due = () => currentTab() === "slo" && !absent && !busy;
-  onTabChange(() => {
-    if (due()) refresh();
-  });
-  if (due()) refresh();
-  setInterval(() => {
-    if (due()) refresh();
-  }, refreshMs);
+  pollTab("slo", refresh);
 })();
